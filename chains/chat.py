@@ -1,0 +1,416 @@
+"""The chat chain: prompt | model | parser, with durable message history.
+
+:func:`build_chat_chain` returns a :class:`ChatChain`, a LangChain ``Runnable``
+that takes ``{"input": "..."}`` (or a plain string) and returns the reply text.
+``invoke``, ``stream``, ``astream``, ``batch`` and ``abatch`` work as for any
+runnable, so it embeds in larger LangChain apps. The session comes from
+``config={"configurable": {"session_id": "..."}}``.
+
+Why not ``RunnableWithMessageHistory``: it is deprecated (removal in
+langchain-core 2.0), re-reads the whole history every turn, and stores the
+reply only once it is complete, so a crash or Ctrl-C loses it. Here the turn's
+life cycle is explicit, because the data-loss rule needs it:
+
+1. the user's message is stored before the model is called;
+2. the reply is flushed to the store at least once a second as it streams;
+3. on the end of the stream it is finalised; on an error, a cancellation, a
+   Ctrl-C or a consumer closing the generator, what arrived is kept with status
+   ``error`` or ``interrupted``.
+
+Only the window of history that can fit the model's context is read from the
+store, so a turn costs the same at 10 and at 10,000 stored messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, closing
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, BaseMessageChunk, HumanMessage, SystemMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
+)
+from pydantic import ConfigDict, PrivateAttr
+
+from chains.context import (
+    DEFAULT_CONTEXT_WINDOW,
+    MAX_AUTO_CONTEXT,
+    ContextBudget,
+    declared_context_window,
+    estimate_tokens,
+    fit_history,
+    reply_reserve,
+)
+from chains.errors import InvalidInputError
+from chains.turn import ChatEvent, TurnRecorder, TurnResult
+from memory import ChatStore, InMemoryChatStore
+
+__all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
+
+log = logging.getLogger("ollang")
+
+DEFAULT_SESSION_ID = "default"
+_TURN_KEY = "__ollang_turn"  # leading "__": LangChain keeps it out of trace metadata
+_FIRST_PAGE = 64  # history messages read first; grows x4 while they all fit
+
+
+def _tap(chunks: Iterator[BaseMessageChunk], config: RunnableConfig) -> Iterator[BaseMessageChunk]:
+    """Pass chunks through, letting the turn's recorder see each one."""
+    recorder: TurnRecorder | None = config.get("configurable", {}).get(_TURN_KEY)
+    for chunk in chunks:
+        if recorder is not None:
+            recorder.observe(chunk)
+        yield chunk
+
+
+async def _atap(
+    chunks: AsyncIterator[BaseMessageChunk], config: RunnableConfig
+) -> AsyncIterator[BaseMessageChunk]:
+    recorder: TurnRecorder | None = config.get("configurable", {}).get(_TURN_KEY)
+    async for chunk in chunks:
+        if recorder is not None:
+            recorder.observe(chunk)
+        yield chunk
+
+
+def _input_text(value: Any) -> tuple[str, str | None]:
+    """The user's text (and an optional per-call system prompt) from a chain input."""
+    system = None
+    if isinstance(value, dict):
+        system = value.get("system")
+        value = value.get("input", value.get("message"))
+    elif isinstance(value, HumanMessage):
+        value = value.text
+    if not isinstance(value, str):
+        raise InvalidInputError(
+            "chat input must be a string or {'input': str}",
+            f"got {type(value).__name__}",
+        )
+    if not value.strip():
+        raise InvalidInputError("the message is empty", "type something to send")
+    if system is not None and not isinstance(system, str):
+        raise InvalidInputError("'system' must be a string")
+    return value, system
+
+
+def _model_name(model: Any) -> str | None:
+    for attr in ("model", "model_name", "model_path"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class ChatChain(Runnable[Any, str]):
+    """A conversational runnable: history from a store, fitted to the context window.
+
+    Build it with :func:`build_chat_chain`. Besides the usual runnable methods it
+    offers :meth:`stream_turn` / :meth:`astream_turn`, which yield
+    :class:`~chains.turn.ChatEvent` items (tokens, reasoning, and a final event
+    carrying usage and timings), and :meth:`invoke_turn` / :meth:`ainvoke_turn`.
+    """
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        store: ChatStore | None = None,
+        system: str | None = None,
+        context_window: int | None = None,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.store: ChatStore = store if store is not None else InMemoryChatStore()
+        self.system = system
+        self.context_window = context_window
+        self.flush_interval = flush_interval
+        self.prompt = ChatPromptTemplate.from_messages(
+            [
+                MessagesPlaceholder("system", optional=True),
+                MessagesPlaceholder("history"),
+                ("human", "{input}"),
+            ]
+        )
+        self.parser = StrOutputParser()
+        self._tap = RunnableGenerator(_tap, _atap, name="record_reply")
+        self._pipelines: dict[int | None, Runnable[Any, str]] = {}
+
+    # -- the pipeline ----------------------------------------------------------
+    def pipeline(self, num_ctx: int | None = None) -> Runnable[Any, str]:
+        """``prompt | model | recorder | parser`` (the model sized to ``num_ctx`` if given)."""
+        if num_ctx not in self._pipelines:
+            model: Any = self.model
+            if num_ctx is not None:
+                model = model.model_copy(update={"num_ctx": num_ctx})
+            self._pipelines[num_ctx] = self.prompt | model | self._tap | self.parser
+        return self._pipelines[num_ctx]
+
+    def _sends_num_ctx(self) -> bool:
+        # Ollama truncates to its *runtime* num_ctx (2048-4096 by default), not the
+        # model's trained length; when the user set none, we send the window we
+        # trimmed to, so what fits here also fits there (ollama/ollama#3839, #8099).
+        return hasattr(self.model, "get_context_length") and getattr(self.model, "num_ctx", 1) is None
+
+    def _window_from(self, reported: int | None) -> int:
+        if self.context_window:
+            return self.context_window
+        declared = declared_context_window(self.model)
+        if declared:
+            return declared
+        if reported:
+            return min(reported, MAX_AUTO_CONTEXT)
+        return DEFAULT_CONTEXT_WINDOW
+
+    def _needs_lookup(self) -> bool:
+        return (
+            not self.context_window
+            and declared_context_window(self.model) is None
+            and hasattr(self.model, "get_context_length")
+        )
+
+    def context_window_for_model(self) -> int:
+        """The context size used for trimming (may ask the server once, then cached)."""
+        reported = self.model.get_context_length() if self._needs_lookup() else None  # type: ignore[attr-defined]
+        return self._window_from(reported)
+
+    async def acontext_window_for_model(self) -> int:
+        """Async :meth:`context_window_for_model`."""
+        reported = await self.model.aget_context_length() if self._needs_lookup() else None  # type: ignore[attr-defined]
+        return self._window_from(reported)
+
+    # -- turn set-up -----------------------------------------------------------
+    @staticmethod
+    def session_of(config: RunnableConfig) -> str:
+        """The session id from ``config["configurable"]["session_id"]`` (or the default)."""
+        session_id = config.get("configurable", {}).get("session_id") or DEFAULT_SESSION_ID
+        if not isinstance(session_id, str):
+            raise InvalidInputError("session_id must be a string")
+        return session_id
+
+    def _prepare(
+        self, text: str, system: str | None, session_id: str, human: HumanMessage, window: int
+    ) -> tuple[dict[str, Any], ContextBudget]:
+        """Read the history window (never the whole session) and size the prompt."""
+        system_text = system if system is not None else self.system
+        system_msgs: list[BaseMessage] = [SystemMessage(system_text)] if system_text else []
+        reserve = reply_reserve(self.model, window)
+        fixed = [*system_msgs, HumanMessage(text)]
+        limit = _FIRST_PAGE
+        while True:
+            page = self.store.get_messages(session_id, limit=limit + 1)
+            history = [m for m in page if m.id != human.id and not _is_empty_reply(m)]
+            kept, budget = fit_history(history, window=window, reserve=reserve, fixed=fixed)
+            exhausted = estimate_tokens(history) + estimate_tokens(fixed) > window - reserve
+            if len(page) <= limit or exhausted:
+                break
+            limit *= 4
+        return {"system": system_msgs, "history": kept, "input": text}, budget
+
+    def _begin(self, input: Any, config: RunnableConfig) -> tuple[str, str | None, HumanMessage, str]:
+        text, system = _input_text(input)
+        session_id = self.session_of(config)
+        human = HumanMessage(text)
+        return text, system, human, session_id
+
+    def _recorder(self, session_id: str, budget: ContextBudget) -> TurnRecorder:
+        return TurnRecorder(
+            session_id=session_id,
+            model_name=_model_name(self.model),
+            context=budget,
+            flush_interval=self.flush_interval,
+        )
+
+    def _child_config(self, config: RunnableConfig, run_manager: Any, recorder: TurnRecorder) -> RunnableConfig:
+        configurable = {**config.get("configurable", {}), _TURN_KEY: recorder}
+        return patch_config(config, callbacks=run_manager.get_child(), configurable=configurable)
+
+    def _log_result(self, result: TurnResult) -> None:
+        if result.truncated:
+            log.warning(
+                "the model server reports a %s-token prompt, the whole %s-token context: "
+                "it probably truncated the conversation",
+                result.usage.input_tokens,
+                result.context.window if result.context else "?",
+            )
+
+    # -- streaming turns -------------------------------------------------------
+    def stream_turn(self, input: Any, config: RunnableConfig | None = None) -> Iterator[ChatEvent]:
+        """Run one turn, yielding reasoning and token events, then a ``done`` event.
+
+        Raises:
+            InvalidInputError: empty input (nothing is stored or sent).
+            OllangError: translated model-server errors; what arrived is stored first.
+        """
+        config = ensure_config(config)
+        text, system, human, session_id = self._begin(input, config)
+        run_manager = get_callback_manager_for_config(config).on_chain_start(
+            None, {"input": text}, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
+        recorder: TurnRecorder | None = None
+        try:
+            self.store.add_messages(session_id, [human])  # stored before the model is called
+            window = self.context_window_for_model()
+            prompt_input, budget = self._prepare(text, system, session_id, human, window)
+            recorder = self._recorder(session_id, budget)
+            pipeline = self.pipeline(window if self._sends_num_ctx() else None)
+            child = self._child_config(config, run_manager, recorder)
+            with closing(pipeline.stream(prompt_input, child)) as pieces:
+                for piece in pieces:
+                    for thought in recorder.drain_reasoning():
+                        yield ChatEvent("reasoning", thought)
+                    if piece:
+                        yield ChatEvent("token", piece)
+                    if recorder.flush_due():
+                        self.store.add_messages(session_id, [recorder.message("interrupted")])
+            for thought in recorder.drain_reasoning():
+                yield ChatEvent("reasoning", thought)
+        except BaseException as err:  # GeneratorExit, KeyboardInterrupt, errors: keep what arrived
+            status = "error" if isinstance(err, Exception) else "interrupted"
+            if recorder is not None and recorder.received_anything:
+                self.store.add_messages(session_id, [recorder.message(status)])
+            run_manager.on_chain_error(err)
+            raise
+        result = recorder.finish("complete")
+        self.store.add_messages(session_id, [result.message])  # type: ignore[list-item]
+        self._log_result(result)
+        run_manager.on_chain_end(result.text)
+        yield ChatEvent("done", result=result)
+
+    async def astream_turn(
+        self, input: Any, config: RunnableConfig | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        """Async :meth:`stream_turn`; store I/O runs in a worker thread, off the event loop."""
+        config = ensure_config(config)
+        text, system, human, session_id = self._begin(input, config)
+        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
+            None, {"input": text}, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
+        recorder: TurnRecorder | None = None
+        try:
+            await asyncio.to_thread(self.store.add_messages, session_id, [human])
+            window = await self.acontext_window_for_model()
+            prompt_input, budget = await asyncio.to_thread(
+                self._prepare, text, system, session_id, human, window
+            )
+            recorder = self._recorder(session_id, budget)
+            pipeline = self.pipeline(window if self._sends_num_ctx() else None)
+            child = self._child_config(config, run_manager, recorder)
+            async with aclosing(pipeline.astream(prompt_input, child)) as pieces:  # type: ignore[type-var]
+                async for piece in pieces:
+                    for thought in recorder.drain_reasoning():
+                        yield ChatEvent("reasoning", thought)
+                    if piece:
+                        yield ChatEvent("token", piece)
+                    if recorder.flush_due():
+                        snapshot = recorder.message("interrupted")
+                        await asyncio.to_thread(self.store.add_messages, session_id, [snapshot])
+            for thought in recorder.drain_reasoning():
+                yield ChatEvent("reasoning", thought)
+        except BaseException as err:  # CancelledError, GeneratorExit, errors: keep what arrived
+            status = "error" if isinstance(err, Exception) else "interrupted"
+            if recorder is not None and recorder.received_anything:
+                # Written synchronously: this path may run during cancellation, when a
+                # further await could itself be cancelled and the partial reply lost.
+                self.store.add_messages(session_id, [recorder.message(status)])
+            await run_manager.on_chain_error(err)
+            raise
+        result = recorder.finish("complete")
+        await asyncio.to_thread(self.store.add_messages, session_id, [result.message])
+        self._log_result(result)
+        await run_manager.on_chain_end(result.text)
+        yield ChatEvent("done", result=result)
+
+    def invoke_turn(self, input: Any, config: RunnableConfig | None = None) -> TurnResult:
+        """Run one turn to the end and return its :class:`TurnResult`."""
+        result: TurnResult | None = None
+        for event in self.stream_turn(input, config):
+            if event.type == "done":
+                result = event.result
+        assert result is not None  # stream_turn always ends with "done" or raises
+        return result
+
+    async def ainvoke_turn(self, input: Any, config: RunnableConfig | None = None) -> TurnResult:
+        """Async :meth:`invoke_turn`."""
+        result: TurnResult | None = None
+        async for event in self.astream_turn(input, config):
+            if event.type == "done":
+                result = event.result
+        assert result is not None
+        return result
+
+    # -- the Runnable interface ---------------------------------------------
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
+        """Run one turn and return the reply text."""
+        return self.invoke_turn(input, config).text
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
+        """Async :meth:`invoke`."""
+        return (await self.ainvoke_turn(input, config)).text
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[str]:
+        """Yield the reply text in pieces as the model produces them."""
+        with closing(self.stream_turn(input, config)) as events:
+            for event in events:
+                if event.type == "token":
+                    yield event.text
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        """Async :meth:`stream`."""
+        async with aclosing(self.astream_turn(input, config)) as events:  # type: ignore[type-var]
+            async for event in events:
+                if event.type == "token":
+                    yield event.text
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        """Input: a string or ``{"input": str, "system"?: str}``."""
+        return str | dict
+
+    @property
+    def OutputType(self) -> type[str]:  # noqa: N802 - LangChain's name
+        """Output: the reply text."""
+        return str
+
+
+def _is_empty_reply(message: BaseMessage) -> bool:
+    return message.type == "ai" and not message.content and not getattr(message, "tool_calls", None)
+
+
+def build_chat_chain(
+    model: BaseChatModel,
+    *,
+    store: ChatStore | None = None,
+    system: str | None = None,
+    context_window: int | None = None,
+) -> ChatChain:
+    """A conversational runnable over ``model`` with history from ``store``.
+
+    Args:
+        model: Any LangChain chat model: :func:`~chains.make_chat_model`'s
+            ``ChatOllama``, langchain-core's fake chat models, a llama.cpp model.
+        store: Where the conversation lives (default: a fresh in-memory store;
+            :func:`memory.open_store` gives the SQLite default).
+        system: System prompt, always kept at the head of what is sent.
+        context_window: Context size in tokens; default: the model's ``num_ctx``,
+            else what Ollama's ``/api/show`` reports (at most 8192), else 4096.
+
+    Example:
+        >>> chain = build_chat_chain(make_chat_model("llama3"), system="Be brief.")
+        >>> for piece in chain.stream("Hi!", config={"configurable": {"session_id": "s1"}}):
+        ...     print(piece, end="")
+    """
+    return ChatChain(model, store=store, system=system, context_window=context_window)

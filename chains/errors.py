@@ -1,0 +1,285 @@
+"""ollang's error hierarchy and the one place where raw errors become ours.
+
+Every error a user can see derives from :class:`OllangError`. Each carries a
+one-line ``message`` (what went wrong) and a ``hint`` (what to do about it), so
+the CLI can print ``error: ...`` plus a hint line and the server can answer
+``{"error": ..., "hint": ...}`` without knowing the details.
+
+Raw errors from the ``ollama`` client, httpx and Python's socket layer are
+turned into these classes by :func:`translate_error` only; call sites use the
+:func:`translating` context manager and always chain the cause
+(``raise ... from err``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+
+__all__ = [
+    "ContextWindowError",
+    "InvalidInputError",
+    "ModelNotFoundError",
+    "NotAnOllangDatabaseError",
+    "OllamaResponseError",
+    "OllamaTimeoutError",
+    "OllamaUnavailableError",
+    "OllangError",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "StoreError",
+    "UnknownStoreURLError",
+    "translate_error",
+    "translating",
+]
+
+
+class OllangError(Exception):
+    """Base class of every error ollang reports to a user.
+
+    Attributes:
+        message: What went wrong, one line.
+        hint: What the user can do about it, or ``""``.
+    """
+
+    #: Process exit code the CLI uses for this kind of error.
+    exit_code: int = 1
+    #: HTTP status the server uses for this kind of error.
+    http_status: int = 500
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class InvalidInputError(OllangError, ValueError):
+    """The caller's input cannot be sent to a model (e.g. empty text)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class OllamaUnavailableError(OllangError, ConnectionError):
+    """No Ollama server answers at the configured address."""
+
+    exit_code = 3
+    http_status = 503
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        message = f"cannot reach Ollama at {url}"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(
+            message,
+            "start it with `ollama serve`, or set OLLAMA_HOST to where it runs",
+        )
+
+
+class ModelNotFoundError(OllangError, LookupError):
+    """The requested model is not installed on the Ollama server."""
+
+    exit_code = 4
+    http_status = 404
+
+    def __init__(self, model: str, installed: Sequence[str] | None = None) -> None:
+        self.model = model
+        self.installed = list(installed) if installed is not None else None
+        hint = f"pull it with `ollama pull {model}` (or `ollang models pull {model}`)"
+        if self.installed:
+            hint += "; installed: " + ", ".join(self.installed)
+        elif self.installed == []:
+            hint += "; no models are installed yet"
+        super().__init__(f"model {model!r} not found", hint)
+
+
+class OllamaTimeoutError(OllangError, TimeoutError):
+    """Ollama accepted the request but did not answer in time."""
+
+    exit_code = 1
+    http_status = 504
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        message = f"Ollama at {url} did not answer in time"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(
+            message,
+            "the model may still be loading; retry, or raise OLLANG_READ_TIMEOUT (seconds)",
+        )
+
+
+class OllamaResponseError(OllangError):
+    """Ollama answered with an error (other than a missing model), before or mid-stream."""
+
+    exit_code = 1
+    http_status = 502
+
+    def __init__(self, detail: str, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        where = "mid-stream" if status_code in (None, -1) else f"HTTP {status_code}"
+        super().__init__(f"Ollama reported an error ({where}): {detail}", "")
+
+
+class ContextWindowError(OllangError):
+    """The input alone does not fit the model's context window."""
+
+    exit_code = 1
+    http_status = 413
+
+
+class StoreError(OllangError):
+    """The session store cannot be opened, read or written."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class NotAnOllangDatabaseError(StoreError):
+    """A file at the store path exists but is not an ollang database."""
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        self.path = path
+        message = f"{path} is not an ollang database"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(
+            message,
+            "it was left untouched; point OLLANG_HOME or --db somewhere else, or move the file",
+        )
+
+
+class UnknownStoreURLError(StoreError, ValueError):
+    """A store URL whose scheme ollang does not know."""
+
+    exit_code = 2
+    http_status = 500
+
+    def __init__(self, url: str, schemes: Sequence[str]) -> None:
+        self.url = url
+        super().__init__(
+            f"unknown store URL {url!r}",
+            "accepted schemes: " + ", ".join(schemes),
+        )
+
+
+class SessionNotFoundError(StoreError, LookupError):
+    """No session with that id exists."""
+
+    exit_code = 1
+    http_status = 404
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"no session {session_id!r}", "list sessions with `ollang sessions list`"
+        )
+
+
+class SessionExistsError(StoreError):
+    """A session with that id already exists (e.g. as a rename target)."""
+
+    exit_code = 1
+    http_status = 409
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"a session named {session_id!r} already exists", "choose another name")
+
+
+def _error_text(err: BaseException) -> str:
+    """The server's own message of an ``ollama.ResponseError`` (its ``error`` field)."""
+    text = getattr(err, "error", None) or str(err)
+    with contextlib.suppress(ValueError, TypeError):
+        parsed = json.loads(text)
+        if isinstance(parsed, dict) and "error" in parsed:
+            text = str(parsed["error"])
+    return str(text)
+
+
+def translate_error(
+    err: BaseException,
+    *,
+    url: str,
+    model: str | None = None,
+    list_models: Callable[[], Sequence[str]] | None = None,
+) -> OllangError | None:
+    """Turn a raw error from talking to Ollama into an :class:`OllangError`.
+
+    This is the single translation point: the model wrappers, the model
+    manager and the server all call it.
+
+    Args:
+        err: The raw exception.
+        url: The Ollama base URL the request went to (named in messages).
+        model: The model the request was for, if any.
+        list_models: Called to name installed models in a ModelNotFoundError;
+            failures in it are ignored.
+
+    Returns:
+        The translated error, or ``None`` if ``err`` is not one we know (the
+        caller then re-raises the original).
+    """
+    if isinstance(err, OllangError):
+        return err
+    import httpx  # local: keep `import chains.errors` cheap for the CLI
+    import ollama
+
+    if isinstance(err, httpx.TimeoutException):
+        kind = {
+            httpx.ConnectTimeout: "connect timeout",
+            httpx.ReadTimeout: "no data within the read timeout",
+            httpx.WriteTimeout: "write timeout",
+            httpx.PoolTimeout: "connection pool timeout",
+        }.get(type(err), "timeout")
+        if isinstance(err, httpx.ConnectTimeout):
+            return OllamaUnavailableError(url, kind)
+        return OllamaTimeoutError(url, kind)
+    if isinstance(err, httpx.RemoteProtocolError):
+        return OllamaResponseError(f"connection closed mid-response ({err})")
+    if isinstance(err, (httpx.ConnectError, ConnectionError)):
+        return OllamaUnavailableError(url)
+    if isinstance(err, httpx.TransportError):
+        return OllamaUnavailableError(url, type(err).__name__)
+    if isinstance(err, json.JSONDecodeError):
+        return OllamaResponseError(f"malformed response from the server ({err.msg})")
+    if isinstance(err, ollama.ResponseError):
+        detail = _error_text(err)
+        if err.status_code == 404 and model is not None:
+            installed: list[str] | None = None
+            if list_models is not None:
+                try:
+                    installed = list(list_models())
+                except Exception:  # naming installed models is best effort
+                    installed = None
+            return ModelNotFoundError(model, installed)
+        if err.status_code == 404 and "not found" in detail:
+            return ModelNotFoundError(detail.split('"')[1] if '"' in detail else detail)
+        return OllamaResponseError(detail, err.status_code)
+    return None
+
+
+@contextlib.contextmanager
+def translating(
+    *,
+    url: str,
+    model: str | None = None,
+    list_models: Callable[[], Sequence[str]] | None = None,
+) -> Iterator[None]:
+    """Context manager: raise raw Ollama/httpx errors inside it as OllangErrors."""
+    try:
+        yield
+    except OllangError:
+        raise
+    except Exception as err:
+        ours = translate_error(err, url=url, model=model, list_models=list_models)
+        if ours is None:
+            raise
+        raise ours from err
+
