@@ -1,0 +1,46 @@
+"""Durable chat memory for ollang: sessions of LangChain messages in a store.
+
+Our own small store instead of LangChain's deprecated ``BaseChatMessageHistory``
+(removed in langchain-core 2.0) or LangGraph's checkpointers (which store a
+snapshot of the whole conversation per step). A turn costs the same whether
+the session holds ten messages or ten thousand.
+
+Typical use::
+
+    from memory import open_store
+    with open_store() as store:              # ~/.local/share/ollang/sessions.db
+        store.add_messages("s1", [HumanMessage("Hi")])
+        history = store.get_messages("s1", limit=50)
+
+Modules: :mod:`memory.base` (the interface), :mod:`memory.messages` (message
+conventions and the dict/JSON form), :mod:`memory.sqlite`, :mod:`memory.inmemory`,
+:mod:`memory.url` (``open_store``), :mod:`memory.migrations` (the SQLite schema),
+:mod:`memory.search` (query quoting).
+"""
+
+from memory.base import ChatStore, MessageStatus, SearchHit, SessionInfo
+from memory.inmemory import InMemoryChatStore
+from memory.messages import (
+    message_created,
+    message_from_dict,
+    message_status,
+    message_to_dict,
+    set_message_status,
+)
+from memory.sqlite import SQLiteChatStore
+from memory.url import open_store
+
+__all__ = [
+    "ChatStore",
+    "InMemoryChatStore",
+    "MessageStatus",
+    "SQLiteChatStore",
+    "SearchHit",
+    "SessionInfo",
+    "message_created",
+    "message_from_dict",
+    "message_status",
+    "message_to_dict",
+    "open_store",
+    "set_message_status",
+]

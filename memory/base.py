@@ -1,0 +1,214 @@
+"""The storage interface every chat store implements, and the records it returns.
+
+A *session* is one conversation, named by a caller-chosen string id. A store
+keeps each session's messages in append order and answers the one question a
+chat turn asks on its hot path, "the last N messages of this session", without
+reading the rest. Everything else (listing, renaming, search) is for the CLI,
+the HTTP server and humans.
+
+Implementations: :class:`memory.sqlite.SQLiteChatStore` (durable, the default)
+and :class:`memory.inmemory.InMemoryChatStore` (tests, throwaway sessions).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from langchain_core.messages import BaseMessage
+
+__all__ = [
+    "SNIPPET_ELLIPSIS",
+    "SNIPPET_MARK",
+    "TITLE_MAX_CHARS",
+    "ChatStore",
+    "MessageStatus",
+    "SearchHit",
+    "SessionInfo",
+]
+
+#: How a stored reply ended: ``complete``; ``interrupted`` (the user stopped it,
+#: or it is a streaming reply flushed mid-way); ``error`` (the model server failed).
+MessageStatus = Literal["complete", "interrupted", "error"]
+
+#: Longest title derived from a session's first human message.
+TITLE_MAX_CHARS = 60
+
+#: Marks put around matched words in :attr:`SearchHit.snippet` (Markdown bold:
+#: readable as plain text and in JSON, and safe to print with rich, unlike ``[...]``).
+SNIPPET_MARK = "**"
+#: Put where a snippet cuts the message text short.
+SNIPPET_ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a store knows about a session, without its messages.
+
+    Attributes:
+        id: The session id callers use.
+        title: Set by :meth:`ChatStore.update_session`, else derived from the
+            first human message (first line, at most 60 characters); ``None``
+            while there is neither.
+        model: The model last used: set by ``update_session`` or taken from an
+            added AI message's ``response_metadata["model_name"]`` (or ``"model"``).
+        created: When the session was created (epoch seconds).
+        updated: When the session last changed (epoch seconds); strictly
+            increasing within a store, so it orders sessions reliably.
+        message_count: Number of messages stored.
+    """
+
+    id: str
+    title: str | None
+    model: str | None
+    created: float
+    updated: float
+    message_count: int
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One message matching a :meth:`ChatStore.search` query.
+
+    Attributes:
+        session_id: Session holding the message.
+        message_id: The message's id.
+        role: ``human``, ``ai``, ``system`` or ``tool``.
+        snippet: A short extract of the message text around the match, matched
+            words wrapped in ``**``, cuts marked with ``…``.
+        created: When the message was first stored (epoch seconds).
+    """
+
+    session_id: str
+    message_id: str
+    role: str
+    snippet: str
+    created: float
+
+
+class ChatStore(ABC):
+    """Durable (or not) storage of chat sessions made of LangChain messages.
+
+    Messages go in and come out as ``langchain_core`` :class:`BaseMessage`
+    objects; ollang's own metadata (status, creation time) travels in
+    ``response_metadata`` (see :mod:`memory.messages`). Stores never hand out
+    objects they keep: every read builds new messages, so callers may mutate them.
+
+    Stores are usable as context managers (``with open_store() as store:``),
+    which closes them on exit.
+    """
+
+    @abstractmethod
+    def get_messages(self, session_id: str, limit: int | None = None) -> list[BaseMessage]:
+        """The session's most recent messages, oldest first.
+
+        Args:
+            session_id: The session to read.
+            limit: At most this many of the newest messages; ``None`` for all.
+                The cost depends on ``limit``, not on the session's length.
+
+        Returns:
+            New message objects, each with ``id``, ``ollang_status`` and
+            ``ollang_created`` set; ``[]`` for an unknown session.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+            StoreError: the storage cannot be read.
+        """
+
+    @abstractmethod
+    def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
+        """Append messages to a session, or replace ones already stored (upsert by id).
+
+        Creates the session if needed. A message whose ``id`` is ``None`` gets a
+        fresh uuid4 hex id assigned *on the object passed in*, so the caller can
+        later store a newer version of it. A message whose id is already in the
+        session replaces the stored one in place: same position, same creation
+        time. That is how a streaming reply is flushed repeatedly and then
+        finalised without ever being stored twice.
+
+        All messages of one call are written atomically.
+
+        Args:
+            session_id: The session to write.
+            messages: Messages in the order they happened.
+
+        Raises:
+            ValueError: a message has an unknown type or an invalid ollang status.
+            StoreError: the storage cannot be written (nothing was written).
+        """
+
+    @abstractmethod
+    def delete_messages(self, session_id: str, message_ids: Sequence[str]) -> int:
+        """Delete messages of a session by id.
+
+        Returns:
+            How many messages were deleted (unknown ids are ignored).
+        """
+
+    @abstractmethod
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        """The session's summary, or ``None`` if there is no such session."""
+
+    @abstractmethod
+    def list_sessions(self) -> list[SessionInfo]:
+        """All sessions, most recently updated first."""
+
+    @abstractmethod
+    def update_session(
+        self, session_id: str, *, title: str | None = None, model: str | None = None
+    ) -> None:
+        """Set a session's title and/or model (``None`` leaves a field as it is).
+
+        Creates the session if it does not exist. An explicit title is never
+        replaced by a derived one.
+        """
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a session and all its messages.
+
+        Returns:
+            ``True`` if the session existed.
+        """
+
+    @abstractmethod
+    def rename_session(self, old: str, new: str) -> None:
+        """Give a session a new id, keeping its messages and metadata.
+
+        Raises:
+            SessionNotFoundError: there is no session ``old``.
+            SessionExistsError: a session ``new`` already exists.
+        """
+
+    @abstractmethod
+    def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
+        """Find messages whose text contains all the words of ``text``.
+
+        Any input is taken as plain words: quotes, ``*``, ``-``, ``OR``,
+        ``NEAR(`` never cause a syntax error.
+
+        Args:
+            text: The words to look for (case-insensitive).
+            limit: At most this many hits.
+
+        Returns:
+            Matching messages, newest first; ``[]`` if ``text`` has no words.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook; stores without resources need nothing
+        """Release the store's resources (connections, files). Idempotent."""
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

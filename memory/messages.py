@@ -1,0 +1,259 @@
+"""ollang's conventions on LangChain messages, and their plain-dict form.
+
+ollang keeps its own metadata inside ordinary ``langchain_core`` messages so
+that they flow through LangChain unchanged:
+
+* ``response_metadata["ollang_status"]``: ``complete``, ``interrupted`` or
+  ``error`` (absent means ``complete``);
+* ``response_metadata["ollang_created"]``: when the message was first stored,
+  float epoch seconds (stores set it when absent);
+* ``additional_kwargs["reasoning_content"]``: a model's reasoning ("thinking")
+  text, kept apart from the answer (``langchain_ollama``'s convention).
+
+:func:`message_to_dict` and :func:`message_from_dict` convert between messages
+and JSON-able dicts. The dicts are what stores keep and what exports contain, so
+they are meant to be read by people::
+
+    {"id": "3f2a...", "role": "ai", "content": "Paris.", "reasoning": "The user...",
+     "status": "complete", "created": 1732470000.5,
+     "usage": {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15},
+     "response_metadata": {"model_name": "llama3", "done_reason": "stop"}}
+
+Keys: ``id``, ``role`` (``human``, ``ai``, ``system``, ``tool``, ``function``,
+``chat``), ``content`` (a string or a list of content blocks), ``status``,
+``created`` (``None`` if never stored) are always present; ``reasoning``,
+``name``, ``usage``, ``tool_calls``, ``invalid_tool_calls``, ``tool_call_id``,
+``artifact``, ``tool_status``, ``chat_role``, ``response_metadata`` and
+``additional_kwargs`` only when they carry something.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, cast, get_args
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    BaseMessageChunk,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+
+from memory.base import TITLE_MAX_CHARS, MessageStatus
+
+__all__ = [
+    "CREATED_KEY",
+    "REASONING_KEY",
+    "STATUS_KEY",
+    "content_text",
+    "message_created",
+    "message_from_dict",
+    "message_model",
+    "message_status",
+    "message_text",
+    "message_to_dict",
+    "set_message_status",
+    "title_from_text",
+]
+
+STATUS_KEY = "ollang_status"
+CREATED_KEY = "ollang_created"
+REASONING_KEY = "reasoning_content"
+
+_STATUSES: frozenset[str] = frozenset(get_args(MessageStatus))
+
+_CLASSES: dict[str, type[BaseMessage]] = {
+    "human": HumanMessage,
+    "ai": AIMessage,
+    "system": SystemMessage,
+    "tool": ToolMessage,
+    "function": FunctionMessage,
+    "chat": ChatMessage,
+}
+
+# Message fields handled explicitly; any other field a message class has is
+# written under its own name when it differs from its default, so new fields in
+# future langchain-core versions survive a round trip instead of being dropped.
+_COMMON_FIELDS = frozenset(
+    {"content", "additional_kwargs", "response_metadata", "type", "name", "id"}
+)
+# Field name -> dict key, where the field's own name would be unclear or clash
+# with one of ours (ToolMessage.status vs. our status, ChatMessage.role vs. role).
+_RENAMED = {"usage_metadata": "usage", "status": "tool_status", "role": "chat_role"}
+_UNRENAMED = {key: field for field, key in _RENAMED.items()}
+
+
+def _validated_status(value: object) -> MessageStatus:
+    if value not in _STATUSES:
+        raise ValueError(
+            f"invalid ollang status {value!r}; expected one of {', '.join(sorted(_STATUSES))}"
+        )
+    return cast(MessageStatus, value)
+
+
+def message_status(message: BaseMessage) -> MessageStatus:
+    """How the message ended: its ``ollang_status``, ``"complete"`` when absent.
+
+    Raises:
+        ValueError: the message carries a status ollang does not know.
+    """
+    value = message.response_metadata.get(STATUS_KEY) if message.response_metadata else None
+    return "complete" if value is None else _validated_status(value)
+
+
+def set_message_status(message: BaseMessage, status: MessageStatus) -> None:
+    """Record ``status`` on the message (in place).
+
+    Raises:
+        ValueError: ``status`` is not one of ``complete``, ``interrupted``, ``error``.
+    """
+    message.response_metadata[STATUS_KEY] = _validated_status(status)
+
+
+def message_created(message: BaseMessage) -> float | None:
+    """When the message was first stored (epoch seconds), or ``None`` if never stored.
+
+    Raises:
+        ValueError: ``ollang_created`` is present but not a finite number.
+    """
+    value = message.response_metadata.get(CREATED_KEY) if message.response_metadata else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"invalid {CREATED_KEY} {value!r}; expected epoch seconds")
+    return float(value)
+
+
+def message_text(message: BaseMessage) -> str:
+    """The message's plain text: its string content, or its text blocks joined by newlines.
+
+    Non-text blocks (images, tool calls) contribute nothing. This is what search
+    indexes and what titles are made from.
+    """
+    return content_text(message.content)
+
+
+def content_text(content: str | list[Any]) -> str:
+    """Plain text of message ``content`` (see :func:`message_text`)."""
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") == "text":
+            text = block.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    return "\n".join(parts)
+
+
+def message_model(message: BaseMessage) -> str | None:
+    """The model that wrote an AI message, from its response metadata; else ``None``."""
+    if message.type not in ("ai", "AIMessageChunk"):
+        return None
+    meta = message.response_metadata or {}
+    model = meta.get("model_name") or meta.get("model")
+    return model if isinstance(model, str) and model else None
+
+
+def title_from_text(text: str) -> str | None:
+    """A session title made from a message: its first non-blank line, cut to 60 characters."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:TITLE_MAX_CHARS].rstrip()
+    return None
+
+
+def message_to_dict(message: BaseMessage) -> dict[str, Any]:
+    """A JSON-able dict holding everything in ``message`` (see the module docs).
+
+    Message chunks are converted to their full message class first. The dict
+    shares no mutable state with the message.
+
+    Raises:
+        ValueError: unknown message type (e.g. ``RemoveMessage``) or invalid
+            ollang metadata.
+    """
+    if isinstance(message, BaseMessageChunk):
+        message = message_chunk_to_message(message)
+    role = message.type
+    if role not in _CLASSES:
+        raise ValueError(f"cannot store a message of type {role!r}")
+    data: dict[str, Any] = {
+        "id": message.id,
+        "role": role,
+        "content": copy.deepcopy(message.content),
+    }
+    additional = copy.deepcopy(dict(message.additional_kwargs))
+    reasoning = additional.get(REASONING_KEY)
+    if isinstance(reasoning, str):  # anything else stays in additional_kwargs, untouched
+        data["reasoning"] = additional.pop(REASONING_KEY)
+    data["status"] = message_status(message)
+    data["created"] = message_created(message)
+    if message.name is not None:
+        data["name"] = message.name
+    fields = type(message).model_fields
+    for field, info in fields.items():
+        if field in _COMMON_FIELDS:
+            continue
+        value = getattr(message, field)
+        if value != info.get_default(call_default_factory=True):  # required fields always differ
+            data[_RENAMED.get(field, field)] = copy.deepcopy(value)
+    metadata = copy.deepcopy(dict(message.response_metadata))
+    metadata.pop(STATUS_KEY, None)
+    metadata.pop(CREATED_KEY, None)
+    if metadata:
+        data["response_metadata"] = metadata
+    if additional:
+        data["additional_kwargs"] = additional
+    return data
+
+
+def message_from_dict(data: Mapping[str, Any]) -> BaseMessage:
+    """The message a :func:`message_to_dict` dict describes (a new object).
+
+    ``ollang_status`` is always set on the result (``complete`` when the dict has
+    no status); ``ollang_created`` when the dict has a ``created`` time.
+
+    Raises:
+        ValueError: unknown role or key, or an invalid status.
+    """
+    rest = dict(data)
+    role = rest.pop("role", None)
+    cls = _CLASSES.get(role) if isinstance(role, str) else None
+    if cls is None:
+        raise ValueError(f"unknown message role {role!r}; expected one of {', '.join(_CLASSES)}")
+    kwargs: dict[str, Any] = {
+        "content": copy.deepcopy(rest.pop("content", "")),
+        "id": rest.pop("id", None),
+    }
+    additional = copy.deepcopy(dict(rest.pop("additional_kwargs", None) or {}))
+    reasoning = rest.pop("reasoning", None)
+    if reasoning is not None:
+        additional[REASONING_KEY] = reasoning
+    metadata = copy.deepcopy(dict(rest.pop("response_metadata", None) or {}))
+    metadata[STATUS_KEY] = _validated_status(rest.pop("status", None) or "complete")
+    created = rest.pop("created", None)
+    if created is not None:
+        metadata[CREATED_KEY] = float(created)
+    fields = cls.model_fields
+    for key, value in rest.items():
+        field = _UNRENAMED.get(key, key)
+        if field not in fields or field in _COMMON_FIELDS - {"name"}:
+            raise ValueError(f"unknown key {key!r} for a {role} message")
+        kwargs[field] = copy.deepcopy(value)
+    if cls is AIMessage:
+        # Passed even when empty: otherwise AIMessage would re-parse tool calls
+        # out of additional_kwargs and the round trip would not be exact.
+        kwargs.setdefault("tool_calls", [])
+        kwargs.setdefault("invalid_tool_calls", [])
+    return cls(additional_kwargs=additional, response_metadata=metadata, **kwargs)

@@ -1,0 +1,213 @@
+"""The SQLite schema of the session store, as an append-only list of migrations.
+
+In the manner of simonw/llm: each migration is a named function, applied once,
+in its own transaction, and recorded in ``_ollang_migrations``. To change the
+schema, *append* a function decorated with :func:`migration`; never edit or
+reorder released ones, because databases in the wild have already run them.
+
+The database is marked as ollang's with ``PRAGMA application_id`` (so other
+programs, and ollang itself, can tell it apart from other SQLite files) and
+``PRAGMA user_version`` counts the migrations applied.
+
+Schema notes:
+
+* ``sessions.key`` is an integer surrogate key. Messages refer to it rather
+  than to the text id, which keeps every message row and index entry a few
+  bytes instead of a repeated session name, and makes renaming a session a
+  one-row update.
+* ``messages.rowid`` (AUTOINCREMENT: never reused) is the global append order;
+  the index on ``(session_key, rowid)`` makes "last N messages of a session" an
+  index range scan whose cost does not grow with the session.
+* Message ids are unique per session (``UNIQUE(session_key, id)``), the upsert
+  key. Per session rather than global so that an exported session can be
+  imported next to its original. Ids that are uuid4 hex strings (all of
+  ollang's) are stored as their 16 bytes, other ids as text (the column has no
+  type affinity, so neither is converted): the id is in the row *and* in the
+  unique index, and at 32 characters it was a tenth of a typical message.
+* ``status`` is NULL for ``complete`` (the common case costs nothing).
+* ``content`` holds the message's plain text (what search indexes);
+  ``content_blocks`` holds the JSON list when the content is a list of blocks,
+  else NULL. ``extra`` is compact JSON for everything else (usage, tool calls,
+  response metadata, ...), NULL when there is nothing.
+* ``messages_fts`` is an FTS5 index with external content: it stores only the
+  index, reading text from ``messages`` for snippets, so text is not stored twice.
+  ``columnsize=0`` drops the per-row token counts, which only bm25 ranking
+  needs; search orders by recency.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "MigrationError",
+    "apply_migrations",
+    "migration",
+    "pending_migrations",
+]
+
+#: ``PRAGMA application_id`` of ollang databases: "OLLG" in ASCII.
+APPLICATION_ID = 0x4F4C4C47
+
+Migration = Callable[[sqlite3.Connection], None]
+
+#: Every migration in order, as ``(name, function)``. Append only.
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+class MigrationError(Exception):
+    """The database's recorded migrations do not fit this version of ollang."""
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, named after the function."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def _run(db: sqlite3.Connection, *statements: str) -> None:
+    # One execute() per statement: executescript() would COMMIT the migration's
+    # transaction half-way.
+    for statement in statements:
+        db.execute(statement)
+
+
+@migration
+def m001_sessions_and_messages(db: sqlite3.Connection) -> None:
+    """Sessions, messages and the indexes the hot path needs."""
+    _run(
+        db,
+        """
+        CREATE TABLE sessions (
+            key INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            title TEXT,
+            model TEXT,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            message_count INTEGER NOT NULL DEFAULT 0,
+            owner TEXT
+        )
+        """,
+        "CREATE INDEX sessions_by_updated ON sessions(updated)",
+        """
+        CREATE TABLE messages (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_key INTEGER NOT NULL REFERENCES sessions(key) ON DELETE CASCADE,
+            id NOT NULL,  -- no affinity: 16-byte BLOB for uuid hex ids, else TEXT
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            content_blocks TEXT,
+            reasoning TEXT,
+            status TEXT,
+            created REAL NOT NULL,
+            extra TEXT,
+            UNIQUE (session_key, id)
+        )
+        """,
+        "CREATE INDEX messages_by_session ON messages(session_key, rowid)",
+    )
+
+
+@migration
+def m002_message_search(db: sqlite3.Connection) -> None:
+    """Full-text search over message text, kept in sync by triggers."""
+    _run(
+        db,
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='rowid', columnsize=0
+        )
+        """,
+        """
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+        END
+        """,
+        # Only when the text really changed: a status-only upsert skips the index.
+        """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
+        WHEN old.content IS NOT new.content BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+    )
+
+
+def _applied(db: sqlite3.Connection) -> list[str]:
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_ollang_migrations'"
+    ).fetchone()
+    if not exists:
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM _ollang_migrations ORDER BY rowid")]
+
+
+def pending_migrations(db: sqlite3.Connection) -> list[str]:
+    """Names of migrations not yet applied to ``db`` (reads only).
+
+    Raises:
+        MigrationError: ``db`` has migrations this ollang does not know (it was
+            written by a newer version).
+    """
+    applied = _applied(db)
+    known = [name for name, _ in MIGRATIONS]
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise MigrationError(
+            f"written by a newer ollang (unknown migrations: {', '.join(unknown)})"
+        )
+    return [name for name in known if name not in applied]
+
+
+def apply_migrations(db: sqlite3.Connection) -> list[str]:
+    """Apply every pending migration, each in its own ``BEGIN IMMEDIATE`` transaction.
+
+    Safe when several processes open a new database at once: the applied list is
+    re-read inside each write transaction, so every migration runs exactly once.
+
+    Args:
+        db: A connection in autocommit mode (``isolation_level=None``).
+
+    Returns:
+        Names of the migrations applied by this call.
+    """
+    done: list[str] = []
+    if not pending_migrations(db):
+        return done
+    for number, (name, fn) in enumerate(MIGRATIONS, start=1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _ollang_migrations ("
+                "name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            if name not in _applied(db):
+                fn(db)
+                db.execute(
+                    "INSERT INTO _ollang_migrations(name, applied_at) VALUES (?, ?)",
+                    (name, time.time()),
+                )
+                done.append(name)
+            # Pragmas take no parameters; both values are integers we control.
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return done
