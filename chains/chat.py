@@ -31,9 +31,8 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, BaseMessageChunk, HumanMessage, SystemMessage
-from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
@@ -60,27 +59,7 @@ __all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
 log = logging.getLogger("ollang")
 
 DEFAULT_SESSION_ID = "default"
-_TURN_KEY = "__ollang_turn"  # leading "__": LangChain keeps it out of trace metadata
 _FIRST_PAGE = 64  # history messages read first; grows x4 while they all fit
-
-
-def _tap(chunks: Iterator[BaseMessageChunk], config: RunnableConfig) -> Iterator[BaseMessageChunk]:
-    """Pass chunks through, letting the turn's recorder see each one."""
-    recorder: TurnRecorder | None = config.get("configurable", {}).get(_TURN_KEY)
-    for chunk in chunks:
-        if recorder is not None:
-            recorder.observe(chunk)
-        yield chunk
-
-
-async def _atap(
-    chunks: AsyncIterator[BaseMessageChunk], config: RunnableConfig
-) -> AsyncIterator[BaseMessageChunk]:
-    recorder: TurnRecorder | None = config.get("configurable", {}).get(_TURN_KEY)
-    async for chunk in chunks:
-        if recorder is not None:
-            recorder.observe(chunk)
-        yield chunk
 
 
 def _input_text(value: Any) -> tuple[str, str | None]:
@@ -141,19 +120,23 @@ class ChatChain(Runnable[Any, str]):
                 ("human", "{input}"),
             ]
         )
-        self.parser = StrOutputParser()
-        self._tap = RunnableGenerator(_tap, _atap, name="record_reply")
-        self._pipelines: dict[int | None, Runnable[Any, str]] = {}
+        self._sized_models: dict[int, BaseChatModel] = {}
 
     # -- the pipeline ----------------------------------------------------------
-    def pipeline(self, num_ctx: int | None = None) -> Runnable[Any, str]:
-        """``prompt | model | recorder | parser`` (the model sized to ``num_ctx`` if given)."""
-        if num_ctx not in self._pipelines:
-            model: Any = self.model
-            if num_ctx is not None:
-                model = model.model_copy(update={"num_ctx": num_ctx})
-            self._pipelines[num_ctx] = self.prompt | model | self._tap | self.parser
-        return self._pipelines[num_ctx]
+    # prompt -> model -> text, run step by step rather than as `prompt | model |
+    # StrOutputParser()`: when a consumer stops early, LangChain's streaming
+    # transform drains the upstream iterator to trace its input, so a parser
+    # piped after the model would read the whole answer from Ollama after the
+    # user pressed Stop. Here closing the stream closes the model's stream, and
+    # the HTTP request with it. The "parser" is `chunk.text`, which is exactly
+    # what StrOutputParser returns for a message chunk.
+    def model_for(self, num_ctx: int | None) -> BaseChatModel:
+        """The chat model, sized to ``num_ctx`` when ollang chooses the context size."""
+        if num_ctx is None:
+            return self.model
+        if num_ctx not in self._sized_models:
+            self._sized_models[num_ctx] = self.model.model_copy(update={"num_ctx": num_ctx})
+        return self._sized_models[num_ctx]
 
     def _sends_num_ctx(self) -> bool:
         # Ollama truncates to its *runtime* num_ctx (2048-4096 by default), not the
@@ -230,9 +213,14 @@ class ChatChain(Runnable[Any, str]):
             flush_interval=self.flush_interval,
         )
 
-    def _child_config(self, config: RunnableConfig, run_manager: Any, recorder: TurnRecorder) -> RunnableConfig:
-        configurable = {**config.get("configurable", {}), _TURN_KEY: recorder}
-        return patch_config(config, callbacks=run_manager.get_child(), configurable=configurable)
+    @staticmethod
+    def _pieces(recorder: TurnRecorder, chunk: BaseMessageChunk) -> Iterator[ChatEvent]:
+        recorder.observe(chunk)
+        for thought in recorder.drain_reasoning():
+            yield ChatEvent("reasoning", thought)
+        text = chunk.content if isinstance(chunk.content, str) else chunk.text
+        if text:
+            yield ChatEvent("token", text)
 
     def _log_result(self, result: TurnResult) -> None:
         if result.truncated:
@@ -262,18 +250,14 @@ class ChatChain(Runnable[Any, str]):
             window = self.context_window_for_model()
             prompt_input, budget = self._prepare(text, system, session_id, human, window)
             recorder = self._recorder(session_id, budget)
-            pipeline = self.pipeline(window if self._sends_num_ctx() else None)
-            child = self._child_config(config, run_manager, recorder)
-            with closing(pipeline.stream(prompt_input, child)) as pieces:
-                for piece in pieces:
-                    for thought in recorder.drain_reasoning():
-                        yield ChatEvent("reasoning", thought)
-                    if piece:
-                        yield ChatEvent("token", piece)
+            model = self.model_for(window if self._sends_num_ctx() else None)
+            child = patch_config(config, callbacks=run_manager.get_child())
+            messages = self.prompt.invoke(prompt_input, child)
+            with closing(model.stream(messages, child)) as chunks:
+                for chunk in chunks:
+                    yield from self._pieces(recorder, chunk)
                     if recorder.flush_due():
                         self.store.add_messages(session_id, [recorder.message("interrupted")])
-            for thought in recorder.drain_reasoning():
-                yield ChatEvent("reasoning", thought)
         except BaseException as err:  # GeneratorExit, KeyboardInterrupt, errors: keep what arrived
             status = "error" if isinstance(err, Exception) else "interrupted"
             if recorder is not None and recorder.received_anything:
@@ -303,19 +287,16 @@ class ChatChain(Runnable[Any, str]):
                 self._prepare, text, system, session_id, human, window
             )
             recorder = self._recorder(session_id, budget)
-            pipeline = self.pipeline(window if self._sends_num_ctx() else None)
-            child = self._child_config(config, run_manager, recorder)
-            async with aclosing(pipeline.astream(prompt_input, child)) as pieces:  # type: ignore[type-var]
-                async for piece in pieces:
-                    for thought in recorder.drain_reasoning():
-                        yield ChatEvent("reasoning", thought)
-                    if piece:
-                        yield ChatEvent("token", piece)
+            model = self.model_for(window if self._sends_num_ctx() else None)
+            child = patch_config(config, callbacks=run_manager.get_child())
+            messages = await self.prompt.ainvoke(prompt_input, child)
+            async with aclosing(model.astream(messages, child)) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    for event in self._pieces(recorder, chunk):
+                        yield event
                     if recorder.flush_due():
                         snapshot = recorder.message("interrupted")
                         await asyncio.to_thread(self.store.add_messages, session_id, [snapshot])
-            for thought in recorder.drain_reasoning():
-                yield ChatEvent("reasoning", thought)
         except BaseException as err:  # CancelledError, GeneratorExit, errors: keep what arrived
             status = "error" if isinstance(err, Exception) else "interrupted"
             if recorder is not None and recorder.received_anything:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, count_tokens_approximately, trim_messages
+from langchain_core.messages import BaseMessage, trim_messages
+from langchain_core.messages.utils import count_tokens_approximately
 
 from chains.errors import ContextWindowError
 

@@ -1,0 +1,243 @@
+"""Model management through the official ``ollama`` client: list, pull, show, rm, ps.
+
+The CLI and the HTTP server both call these; raw client errors become ollang's
+errors here (via :func:`chains.errors.translating`), including in-stream errors
+of a pull.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chains.errors import ModelNotFoundError, OllamaResponseError, translating
+from chains.models import ollama_client
+from chains.settings import Settings, parse_ollama_host
+
+__all__ = [
+    "LoadedModel",
+    "ModelDetails",
+    "ModelManager",
+    "PullProgress",
+    "format_gb",
+]
+
+
+def format_gb(size: int | None) -> str:
+    """Bytes as the tutorial prints them: ``4.7 GB`` (GiB, one decimal)."""
+    if not size:
+        return "0.0 GB"
+    return f"{size / 1024**3:.1f} GB"
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """An installed model as listed by ``/api/tags`` (plus ``/api/show`` fields when shown)."""
+
+    name: str
+    size: int
+    modified_at: datetime | None = None
+    digest: str | None = None
+    family: str | None = None
+    parameter_size: str | None = None
+    quantization_level: str | None = None
+    context_length: int | None = None
+    template: str | None = None
+    parameters: str | None = None
+    capabilities: list[str] = field(default_factory=list)
+    backend: str = "ollama"
+
+    @property
+    def size_gb(self) -> str:
+        """Size as ``4.7 GB``."""
+        return format_gb(self.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (for ``--json`` and the HTTP API)."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "size_gb": round(self.size / 1024**3, 1),
+            "modified_at": self.modified_at.isoformat() if self.modified_at else None,
+            "digest": self.digest,
+            "backend": self.backend,
+            "details": {
+                "family": self.family,
+                "parameter_size": self.parameter_size,
+                "quantization_level": self.quantization_level,
+                "context_length": self.context_length,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model loaded in Ollama's memory (``/api/ps``)."""
+
+    name: str
+    size: int
+    size_vram: int
+    expires_at: datetime | None
+    context_length: int | None = None
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """One progress line of a pull: a status, and for layers a digest with byte counts."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+def _details(model: Any) -> ModelDetails:
+    details = getattr(model, "details", None)
+    return ModelDetails(
+        name=model.model or "",
+        size=int(model.size or 0),
+        modified_at=model.modified_at,
+        digest=model.digest,
+        family=getattr(details, "family", None),
+        parameter_size=getattr(details, "parameter_size", None),
+        quantization_level=getattr(details, "quantization_level", None),
+    )
+
+
+def _normalise(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+class ModelManager:
+    """Talks to one Ollama server about its models."""
+
+    def __init__(self, base_url: str | None = None, *, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.url = parse_ollama_host(base_url) if base_url else self.settings.ollama_url
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The official ``ollama.Client``, created on first use."""
+        if self._client is None:
+            self._client = ollama_client(self.url, settings=self.settings)
+        return self._client
+
+    def _translating(self, model: str | None = None) -> Any:
+        return translating(url=self.url, model=model, list_models=self._names)
+
+    def _names(self) -> list[str]:
+        return [m.model or "" for m in self.client.list().models]
+
+    def version(self) -> str:
+        """Ollama's version string (``/api/version``)."""
+        import httpx
+
+        with self._translating():
+            response = httpx.get(f"{self.url}/api/version", timeout=self.settings.connect_timeout)
+            response.raise_for_status()
+            return str(response.json().get("version", "unknown"))
+
+    def list(self) -> list[ModelDetails]:
+        """Installed models, sorted by name."""
+        with self._translating():
+            models = self.client.list().models
+        return sorted((_details(m) for m in models), key=lambda d: d.name)
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` (``llama3`` means ``llama3:latest``) is installed."""
+        wanted = _normalise(name)
+        return any(_normalise(d.name) == wanted for d in self.list())
+
+    def show(self, name: str) -> ModelDetails:
+        """Details of one model (``/api/show``): family, parameters, context length, template."""
+        with self._translating(name):
+            info = self.client.show(name)
+        listed = {d.name: d for d in self.list()}
+        base = listed.get(_normalise(name)) or listed.get(name)
+        model_info = info.modelinfo or {}
+        context = next(
+            (v for k, v in model_info.items() if k.endswith(".context_length") and isinstance(v, int)),
+            None,
+        )
+        details = info.details
+        return ModelDetails(
+            name=_normalise(name),
+            size=base.size if base else 0,
+            modified_at=info.modified_at,
+            digest=base.digest if base else None,
+            family=getattr(details, "family", None),
+            parameter_size=getattr(details, "parameter_size", None),
+            quantization_level=getattr(details, "quantization_level", None),
+            context_length=context,
+            template=info.template,
+            parameters=info.parameters,
+            capabilities=list(info.capabilities or []),
+        )
+
+    def delete(self, name: str) -> None:
+        """Remove a model from the server."""
+        with self._translating(name):
+            self.client.delete(name)
+
+    def ps(self) -> list[LoadedModel]:
+        """Models loaded in memory now."""
+        with self._translating():
+            models = self.client.ps().models
+        return [
+            LoadedModel(
+                name=m.model or "",
+                size=int(m.size or 0),
+                size_vram=int(m.size_vram or 0),
+                expires_at=m.expires_at,
+                context_length=getattr(m, "context_length", None),
+            )
+            for m in models
+        ]
+
+    def pull(self, name: str) -> Iterator[PullProgress]:
+        """Pull a model, yielding progress; an in-stream error raises a clear error.
+
+        Raises:
+            ModelNotFoundError: the registry has no such model.
+            OllamaResponseError: any other pull failure.
+        """
+        try:
+            with self._translating():
+                for part in self.client.pull(name, stream=True):
+                    yield _progress(part)
+        except OllamaResponseError as err:
+            raise _pull_error(name, err) from err
+
+    async def apull(self, name: str) -> AsyncIterator[PullProgress]:
+        """Async :meth:`pull` (for the HTTP server)."""
+        import ollama
+
+        client = ollama.AsyncClient(host=self.url, timeout=self.client._client.timeout)
+        try:
+            with self._translating():
+                async for part in await client.pull(name, stream=True):
+                    yield _progress(part)
+        except OllamaResponseError as err:
+            raise _pull_error(name, err) from err
+
+
+def _progress(part: Any) -> PullProgress:
+    return PullProgress(
+        status=part.status or "",
+        digest=part.digest,
+        total=part.total,
+        completed=part.completed,
+    )
+
+
+def _pull_error(name: str, err: OllamaResponseError) -> OllamaResponseError | ModelNotFoundError:
+    # Ollama reports an unknown name as an in-stream "file does not exist".
+    if "does not exist" in err.message or "not found" in err.message:
+        missing = ModelNotFoundError(name)
+        missing.message = f"model {name!r} is not in the registry"
+        missing.hint = "check the name at https://ollama.com/library"
+        return missing
+    return err
