@@ -1,4 +1,4 @@
-"""The chat chain: prompt | model | parser, with durable message history.
+"""The chat chain: prompt, model and text output, with durable message history.
 
 :func:`build_chat_chain` returns a :class:`ChatChain`, a LangChain ``Runnable``
 that takes ``{"input": "..."}`` (or a plain string) and returns the reply text.
@@ -39,7 +39,6 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
     patch_config,
 )
-from pydantic import ConfigDict, PrivateAttr
 
 from chains.context import (
     DEFAULT_CONTEXT_WINDOW,
@@ -142,7 +141,9 @@ class ChatChain(Runnable[Any, str]):
         # Ollama truncates to its *runtime* num_ctx (2048-4096 by default), not the
         # model's trained length; when the user set none, we send the window we
         # trimmed to, so what fits here also fits there (ollama/ollama#3839, #8099).
-        return hasattr(self.model, "get_context_length") and getattr(self.model, "num_ctx", 1) is None
+        return (
+            hasattr(self.model, "get_context_length") and getattr(self.model, "num_ctx", 1) is None
+        )
 
     def _window_from(self, reported: int | None) -> int:
         if self.context_window:
@@ -199,7 +200,9 @@ class ChatChain(Runnable[Any, str]):
             limit *= 4
         return {"system": system_msgs, "history": kept, "input": text}, budget
 
-    def _begin(self, input: Any, config: RunnableConfig) -> tuple[str, str | None, HumanMessage, str]:
+    def _begin(
+        self, input: Any, config: RunnableConfig
+    ) -> tuple[str, str | None, HumanMessage, str]:
         text, system = _input_text(input)
         session_id = self.session_of(config)
         human = HumanMessage(text)
@@ -215,10 +218,9 @@ class ChatChain(Runnable[Any, str]):
 
     @staticmethod
     def _pieces(recorder: TurnRecorder, chunk: BaseMessageChunk) -> Iterator[ChatEvent]:
-        recorder.observe(chunk)
+        text = recorder.observe(chunk)
         for thought in recorder.drain_reasoning():
             yield ChatEvent("reasoning", thought)
-        text = chunk.content if isinstance(chunk.content, str) else chunk.text
         if text:
             yield ChatEvent("token", text)
 
@@ -242,7 +244,10 @@ class ChatChain(Runnable[Any, str]):
         config = ensure_config(config)
         text, system, human, session_id = self._begin(input, config)
         run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, {"input": text}, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+            None,
+            {"input": text},
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
         )
         recorder: TurnRecorder | None = None
         try:
@@ -277,7 +282,10 @@ class ChatChain(Runnable[Any, str]):
         config = ensure_config(config)
         text, system, human, session_id = self._begin(input, config)
         run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, {"input": text}, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+            None,
+            {"input": text},
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
         )
         recorder: TurnRecorder | None = None
         try:
@@ -357,12 +365,12 @@ class ChatChain(Runnable[Any, str]):
                     yield event.text
 
     @property
-    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def InputType(self) -> Any:
         """Input: a string or ``{"input": str, "system"?: str}``."""
         return str | dict
 
     @property
-    def OutputType(self) -> type[str]:  # noqa: N802 - LangChain's name
+    def OutputType(self) -> type[str]:
         """Output: the reply text."""
         return str
 

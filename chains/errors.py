@@ -177,9 +177,7 @@ class SessionNotFoundError(StoreError, LookupError):
 
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
-        super().__init__(
-            f"no session {session_id!r}", "list sessions with `ollang sessions list`"
-        )
+        super().__init__(f"no session {session_id!r}", "list sessions with `ollang sessions list`")
 
 
 class SessionExistsError(StoreError):
@@ -282,4 +280,3 @@ def translating(
         if ours is None:
             raise
         raise ours from err
-

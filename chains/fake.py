@@ -92,7 +92,9 @@ class FakeChatModel(BaseChatModel):
             return FakeReply(f"echo: {messages[-1].text if messages else ''}")
         return FakeReply(reply) if isinstance(reply, str) else reply
 
-    def _chunks(self, reply: FakeReply, messages: Sequence[BaseMessage]) -> Iterator[AIMessageChunk]:
+    def _chunks(
+        self, reply: FakeReply, messages: Sequence[BaseMessage]
+    ) -> Iterator[AIMessageChunk]:
         for piece in split_pieces(reply.reasoning):
             yield AIMessageChunk(content="", additional_kwargs={"reasoning_content": piece})
         pieces = split_pieces(reply.text)
@@ -144,7 +146,9 @@ class FakeChatModel(BaseChatModel):
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             if run_manager and chunk.content:
-                await run_manager.on_llm_new_token(chunk.text, chunk=ChatGenerationChunk(message=chunk))
+                await run_manager.on_llm_new_token(
+                    chunk.text, chunk=ChatGenerationChunk(message=chunk)
+                )
             yield ChatGenerationChunk(message=chunk)
 
     def _generate(

@@ -40,7 +40,9 @@ def build_generate_chain(
                 )
             value = {variables[0]: value}
         if not isinstance(value, dict):
-            raise InvalidInputError(f"generate input must be a string or dict, got {type(value).__name__}")
+            raise InvalidInputError(
+                f"generate input must be a string or dict, got {type(value).__name__}"
+            )
         missing = [v for v in variables if v not in value]
         if missing:
             raise InvalidInputError("missing template variable(s): " + ", ".join(missing))
@@ -48,6 +50,6 @@ def build_generate_chain(
             raise InvalidInputError("the prompt is empty", "type something to send")
         return value
 
-    return (RunnableLambda(to_variables, name="check_input") | prompt | model | StrOutputParser()).with_config(
-        run_name="generate"
-    )
+    return (
+        RunnableLambda(to_variables, name="check_input") | prompt | model | StrOutputParser()
+    ).with_config(run_name="generate")

@@ -159,7 +159,11 @@ class ModelManager:
         base = listed.get(_normalise(name)) or listed.get(name)
         model_info = info.modelinfo or {}
         context = next(
-            (v for k, v in model_info.items() if k.endswith(".context_length") and isinstance(v, int)),
+            (
+                v
+                for k, v in model_info.items()
+                if k.endswith(".context_length") and isinstance(v, int)
+            ),
             None,
         )
         details = info.details

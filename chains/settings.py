@@ -62,10 +62,7 @@ def parse_ollama_host(value: str | None) -> str:
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     if port is None:
-        if scheme == "https":
-            port = 443
-        else:
-            port = 80 if explicit_scheme else DEFAULT_PORT
+        port = {"https": 443}.get(scheme, 80 if explicit_scheme else DEFAULT_PORT)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     path = parts.path.rstrip("/")

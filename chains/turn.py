@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessage, BaseMessageChunk
 
 from chains.context import ContextBudget
 
-__all__ = ["ChatEvent", "TurnRecorder", "TurnResult", "Timings", "Usage"]
+__all__ = ["ChatEvent", "Timings", "TurnRecorder", "TurnResult", "Usage"]
 
 Status = Literal["complete", "interrupted", "error"]
 
@@ -95,15 +95,17 @@ class TurnRecorder:
     _chunks: int = 0
 
     # -- fed by the pipeline -------------------------------------------------
-    def observe(self, chunk: BaseMessageChunk) -> None:
-        """Record one message chunk from the model."""
+    def observe(self, chunk: BaseMessageChunk) -> str:
+        """Record one message chunk from the model; returns its answer text."""
         self._chunks += 1
-        reasoning = chunk.additional_kwargs.get("reasoning_content") if chunk.additional_kwargs else None
+        kwargs = chunk.additional_kwargs
+        reasoning = kwargs.get("reasoning_content") if kwargs else None
         if reasoning:
             self._reasoning.append(reasoning)
             self._pending_reasoning.append(reasoning)
             if self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
+        # What StrOutputParser returns for a message chunk.
         text = chunk.content if isinstance(chunk.content, str) else chunk.text
         if text:
             self._text.append(text)
@@ -114,6 +116,7 @@ class TurnRecorder:
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
             self._usage = dict(usage)
+        return text
 
     def drain_reasoning(self) -> Iterator[str]:
         """Reasoning pieces received since the last call."""
