@@ -1,0 +1,581 @@
+"""A real local HTTP server that speaks Ollama's REST wire format, for tests and benchmarks.
+
+The official ``ollama`` client and langchain-ollama's ``ChatOllama``/``OllamaLLM``
+talk to it unchanged: HTTP/1.1 keep-alive, chunked NDJSON streams, the same
+JSON shapes and errors as Ollama (see ``shared/ollama-api.md``). Replies are
+scripted with :meth:`FakeOllama.queue`; faults (in-stream error, cut
+connection, hang, garbage, HTTP 500) are part of a scripted :class:`Reply`.
+
+Standard library only, so it also runs as a stub for benchmarks::
+
+    python tests/fake_ollama.py --port 11434 --rate 50 --tokens 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["FakeOllama", "ModelInfo", "RecordedRequest", "Reply"]
+
+_PIECES = re.compile(r"\s*\S+|\s+$")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _with_tag(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def split_tokens(text: str) -> list[str]:
+    """Word pieces that keep their leading spaces: "Hello there" → ["Hello", " there"]."""
+    return _PIECES.findall(text) or ([text] if text else [])
+
+
+@dataclass
+class ModelInfo:
+    """An installed model as the fake server reports it."""
+
+    name: str
+    size: int = 4_661_224_676
+    family: str = "llama"
+    parameter_size: str = "8.0B"
+    quantization_level: str = "Q4_0"
+    context_length: int = 8192
+    digest: str = ""
+    modified_at: str = "2024-05-01T10:00:00Z"
+    template: str = "{{ .Prompt }}"
+    capabilities: list[str] = field(default_factory=lambda: ["completion"])
+
+    def __post_init__(self) -> None:
+        self.name = _with_tag(self.name)
+        if not self.digest:
+            self.digest = hashlib.sha256(self.name.encode()).hexdigest()
+
+    def tag_entry(self) -> dict[str, Any]:
+        """The model as ``/api/tags`` lists it."""
+        return {
+            "name": self.name,
+            "model": self.name,
+            "modified_at": self.modified_at,
+            "size": self.size,
+            "digest": self.digest,
+            "details": self.details(),
+        }
+
+    def details(self) -> dict[str, Any]:
+        """The ``details`` object."""
+        return {
+            "parent_model": "",
+            "format": "gguf",
+            "family": self.family,
+            "families": [self.family],
+            "parameter_size": self.parameter_size,
+            "quantization_level": self.quantization_level,
+        }
+
+
+@dataclass
+class Reply:
+    """One scripted answer for the next /api/chat or /api/generate request."""
+
+    tokens: list[str]
+    thinking: list[str] = field(default_factory=list)
+    fault: str | None = None  # None | "error" | "cut" | "hang" | "garbage" | "http500"
+    fault_after: int = 0
+    error_message: str = "something went wrong"
+    done_reason: str = "stop"
+    prompt_eval_count: int | None = None
+    first_token_delay: float = 0.0
+
+
+@dataclass
+class RecordedRequest:
+    """A request the server received."""
+
+    method: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+
+
+class _ClientGone(Exception):
+    """The client closed the connection mid-response."""
+
+
+class FakeOllama:
+    """An Ollama-protocol server on 127.0.0.1 (a free port by default)."""
+
+    def __init__(
+        self,
+        models: Iterable[ModelInfo | str] = ("llama3:latest",),
+        *,
+        token_delay: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        version: str = "0.12.0",
+        pullable: Iterable[str] = (),
+    ) -> None:
+        self.models: dict[str, ModelInfo] = {}
+        for m in models:
+            self.add_model(m)
+        self.token_delay = token_delay
+        self.version = version
+        self.pullable = {_with_tag(p) for p in pullable}
+        self.requests: list[RecordedRequest] = []
+        self.cancelled: list[float] = []
+        self.loaded: dict[str, float] = {}
+        self.hang_release = threading.Event()
+        self.default_reply: Callable[[str, dict[str, Any]], Reply] = self._echo
+        self._queue: list[Reply] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ----------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_address[1])
+
+    @property
+    def host_port(self) -> str:
+        """``127.0.0.1:PORT``, an ``OLLAMA_HOST`` value."""
+        return f"{self._server.server_address[0]}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{self.host_port}"
+
+    def start(self) -> FakeOllama:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release any hanging request."""
+        self.hang_release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting -----------------------------------------------------------
+    def queue(self, *replies: Reply | str) -> None:
+        """Answer the next requests with these replies, in order."""
+        with self._lock:
+            self._queue.extend(Reply(split_tokens(r)) if isinstance(r, str) else r for r in replies)
+
+    def add_model(self, model: ModelInfo | str) -> None:
+        """Install a model."""
+        info = model if isinstance(model, ModelInfo) else ModelInfo(model)
+        self.models[info.name] = info
+
+    def remove_model(self, name: str) -> None:
+        """Uninstall a model."""
+        self.models.pop(_with_tag(name), None)
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """Bodies of the /api/chat requests so far."""
+        return [r.body for r in self.requests if r.path == "/api/chat"]
+
+    def _next_reply(self, kind: str, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.pop(0)
+        return self.default_reply(kind, body)
+
+    @staticmethod
+    def _echo(kind: str, body: dict[str, Any]) -> Reply:
+        if kind == "chat":
+            users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+            text = users[-1].get("content", "") if users else ""
+        else:
+            text = body.get("prompt", "")
+        return Reply(split_tokens(f"echo: {text}"))
+
+    # -- HTTP ------------------------------------------------------------------
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+            def do_GET(self) -> None:
+                fake._dispatch(self, "GET")
+
+            def do_HEAD(self) -> None:
+                fake._dispatch(self, "HEAD")
+
+            def do_POST(self) -> None:
+                fake._dispatch(self, "POST")
+
+            def do_DELETE(self) -> None:
+                fake._dispatch(self, "DELETE")
+
+        return Handler
+
+    def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        body: Any = None
+        bad_json = False
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                bad_json = True
+        path = h.path.split("?", 1)[0]
+        self.requests.append(RecordedRequest(method, path, body, dict(h.headers.items())))
+        try:
+            if bad_json:
+                return self._json(h, 400, {"error": "invalid character in request body"})
+            route = {
+                ("GET", "/"): self._root,
+                ("HEAD", "/"): self._root,
+                ("GET", "/api/version"): lambda h, b: self._json(h, 200, {"version": self.version}),
+                ("GET", "/api/tags"): self._tags,
+                ("POST", "/api/show"): self._show,
+                ("POST", "/api/chat"): lambda h, b: self._generate(h, b, "chat"),
+                ("POST", "/api/generate"): lambda h, b: self._generate(h, b, "generate"),
+                ("POST", "/api/pull"): self._pull,
+                ("DELETE", "/api/delete"): self._delete,
+                ("GET", "/api/ps"): self._ps,
+            }.get((method, path))
+            if route is None:
+                return self._json(h, 404, {"error": "not found"})
+            route(h, body if isinstance(body, dict) else {})
+        except (_ClientGone, BrokenPipeError, ConnectionResetError):
+            self.cancelled.append(time.monotonic())
+            h.close_connection = True
+
+    # -- responses -----------------------------------------------------------
+    @staticmethod
+    def _json(h: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
+        data = b"" if payload is None else json.dumps(payload).encode()
+        h.send_response(status)
+        if payload is not None:
+            h.send_header("Content-Type", "application/json; charset=utf-8")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+    def _root(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        data = b"Ollama is running"
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain; charset=utf-8")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+    def _tags(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        self._json(h, 200, {"models": [m.tag_entry() for m in self.models.values()]})
+
+    def _model(self, body: dict[str, Any]) -> ModelInfo | None:
+        name = body.get("model") or body.get("name") or ""
+        return self.models.get(_with_tag(name)) if name else None
+
+    def _show(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        info = self._model(body)
+        if info is None:
+            name = body.get("model") or body.get("name")
+            return self._json(h, 404, {"error": f"model '{name}' not found"})
+        self._json(
+            h,
+            200,
+            {
+                "modelfile": f"FROM {info.name}\n",
+                "parameters": 'stop "<|eot_id|>"',
+                "template": info.template,
+                "details": info.details(),
+                "model_info": {
+                    "general.architecture": info.family,
+                    "general.parameter_count": 8_030_261_248,
+                    f"{info.family}.context_length": info.context_length,
+                },
+                "capabilities": info.capabilities,
+                "modified_at": info.modified_at,
+            },
+        )
+
+    def _ps(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        expires = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
+        models = [
+            {
+                "name": m.name,
+                "model": m.name,
+                "size": m.size,
+                "size_vram": 0,
+                "digest": m.digest,
+                "expires_at": expires,
+                "details": m.details(),
+                "context_length": m.context_length,
+            }
+            for name, m in self.models.items()
+            if name in self.loaded
+        ]
+        self._json(h, 200, {"models": models})
+
+    def _delete(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        info = self._model(body)
+        if info is None:
+            return self._json(h, 404, {"error": f"model '{body.get('model')}' not found"})
+        self.models.pop(info.name)
+        self._json(h, 200, None)
+
+    # -- streaming -----------------------------------------------------------
+    @staticmethod
+    def _start_stream(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/x-ndjson")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+    @staticmethod
+    def _chunk(h: BaseHTTPRequestHandler, data: bytes) -> None:
+        try:
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError) as err:
+            raise _ClientGone from err
+
+    def _end_stream(self, h: BaseHTTPRequestHandler) -> None:
+        self._chunk_raw(h, b"0\r\n\r\n")
+
+    @staticmethod
+    def _chunk_raw(h: BaseHTTPRequestHandler, data: bytes) -> None:
+        try:
+            h.wfile.write(data)
+            h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError) as err:
+            raise _ClientGone from err
+
+    @staticmethod
+    def _line(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+    def _generate(self, h: BaseHTTPRequestHandler, body: dict[str, Any], kind: str) -> None:
+        name = body.get("model")
+        if not name:
+            return self._json(h, 400, {"error": "model is required"})
+        info = self._model(body)
+        if info is None:
+            return self._json(h, 404, {"error": f'model "{name}" not found, try pulling it first'})
+        self.loaded[info.name] = time.time()
+        reply = self._next_reply(kind, body)
+        if reply.fault == "http500":
+            return self._json(h, 500, {"error": reply.error_message})
+        if reply.fault == "hang":
+            while not self.hang_release.wait(0.05):
+                if _peer_closed(h.connection):
+                    raise _ClientGone
+            return None
+        think = bool(body.get("think"))
+        thinking = reply.thinking if think else []
+        options = body.get("options") or {}
+        prompt_count = reply.prompt_eval_count
+        if prompt_count is None:
+            if kind == "chat":
+                chars = sum(len(str(m.get("content", ""))) for m in body.get("messages") or [])
+            else:
+                chars = len(str(body.get("prompt", ""))) + len(str(body.get("system", "")))
+            prompt_count = max(1, chars // 4)
+            if isinstance(options.get("num_ctx"), int):
+                prompt_count = min(prompt_count, options["num_ctx"])
+        model_name = name
+
+        def piece(text: str, field_name: str) -> dict[str, Any]:
+            base = {"model": model_name, "created_at": _now(), "done": False}
+            if kind == "chat":
+                base["message"] = {"role": "assistant", "content": "", field_name: text}
+                if field_name == "content":
+                    base["message"] = {"role": "assistant", "content": text}
+            else:
+                base["response"] = "" if field_name == "thinking" else text
+                if field_name == "thinking":
+                    base["thinking"] = text
+            return base
+
+        started = time.monotonic_ns()
+        pieces = [piece(t, "thinking") for t in thinking] + [
+            piece(t, "content") for t in reply.tokens
+        ]
+        fault_at = len(thinking) + reply.fault_after if reply.fault else None
+        final = {
+            "model": model_name,
+            "created_at": _now(),
+            "done": True,
+            "done_reason": reply.done_reason,
+            "total_duration": 0,
+            "load_duration": 1_000_000,
+            "prompt_eval_count": prompt_count,
+            "prompt_eval_duration": 2_000_000,
+            "eval_count": len(pieces),
+            "eval_duration": 0,
+        }
+        if kind == "chat":
+            final["message"] = {"role": "assistant", "content": ""}
+        else:
+            final["response"] = ""
+            final["context"] = [1, 2, 3]
+
+        if body.get("stream") is False:
+            if reply.first_token_delay:
+                time.sleep(reply.first_token_delay)
+            content = "".join(reply.tokens)
+            elapsed = max(1_000_000, time.monotonic_ns() - started)
+            final.update(total_duration=elapsed + 3_000_000, eval_duration=elapsed)
+            if kind == "chat":
+                final["message"] = {"role": "assistant", "content": content}
+                if thinking:
+                    final["message"]["thinking"] = "".join(thinking)
+            else:
+                final["response"] = content
+                if thinking:
+                    final["thinking"] = "".join(thinking)
+            return self._json(h, 200, final)
+
+        self._start_stream(h)
+        if reply.first_token_delay:
+            time.sleep(reply.first_token_delay)
+        delay = self.token_delay
+        if delay == 0 and reply.fault is None:
+            # As fast as possible: few large writes, so the client is the bottleneck.
+            buffer = bytearray()
+            for p in pieces:
+                buffer += self._line(p)
+                if len(buffer) >= 65536:
+                    self._chunk(h, bytes(buffer))
+                    buffer.clear()
+            elapsed = max(1_000_000, time.monotonic_ns() - started)
+            final.update(total_duration=elapsed + 3_000_000, eval_duration=elapsed)
+            buffer += self._line(final)
+            self._chunk(h, bytes(buffer))
+            return self._end_stream(h)
+        for index, p in enumerate(pieces):
+            if fault_at is not None and index >= fault_at:
+                break
+            if delay and index:
+                time.sleep(delay)
+            self._chunk(h, self._line(p))
+        if reply.fault == "error":
+            self._chunk(h, self._line({"error": reply.error_message}))
+            return self._end_stream(h)
+        if reply.fault == "garbage":
+            self._chunk(h, b"<html>oops</html>\n")
+            return self._end_stream(h)
+        if reply.fault == "cut":
+            # Close without the terminating zero-length chunk.
+            h.wfile.flush()
+            h.connection.shutdown(socket.SHUT_RDWR)
+            h.close_connection = True
+            return None
+        elapsed = max(1_000_000, time.monotonic_ns() - started)
+        final.update(total_duration=elapsed + 3_000_000, eval_duration=elapsed)
+        self._chunk(h, self._line(final))
+        self._end_stream(h)
+
+    def _pull(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        name = _with_tag(body.get("model") or body.get("name") or "")
+        known = name in self.pullable or name in self.models
+        if body.get("stream") is False:
+            if not known:
+                return self._json(h, 500, {"error": "pull model manifest: file does not exist"})
+            self.add_model(self.models.get(name) or ModelInfo(name))
+            return self._json(h, 200, {"status": "success"})
+        self._start_stream(h)
+        self._chunk(h, self._line({"status": "pulling manifest"}))
+        if not known:
+            self._chunk(h, self._line({"error": "pull model manifest: file does not exist"}))
+            return self._end_stream(h)
+        for layer, total in ((1, 4_000_000), (2, 12_000)):
+            digest = "sha256:" + hashlib.sha256(f"{name}{layer}".encode()).hexdigest()
+            status = f"pulling {digest[7:19]}"
+            self._chunk(h, self._line({"status": status, "digest": digest, "total": total}))
+            for step in (1, 2, 3, 4):
+                if self.token_delay:
+                    time.sleep(self.token_delay)
+                line = {
+                    "status": status,
+                    "digest": digest,
+                    "total": total,
+                    "completed": total * step // 4,
+                }
+                self._chunk(h, self._line(line))
+        for status in ("verifying sha256 digest", "writing manifest", "success"):
+            self._chunk(h, self._line({"status": status}))
+        self.add_model(self.models.get(name) or ModelInfo(name))
+        self._end_stream(h)
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """Whether the client hung up (a readable socket with no data)."""
+    import select
+
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def iter_tokens(count: int) -> Iterator[str]:
+    """``count`` benchmark tokens."""
+    for i in range(count):
+        yield f"tok{i} "
+
+
+def main() -> None:
+    """Run a stand-alone fake Ollama (for benchmarks and manual tries)."""
+    parser = argparse.ArgumentParser(description="A local server speaking Ollama's wire format.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="tokens per second (0: as fast as possible)"
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=0, help="answer with N tokens instead of an echo"
+    )
+    parser.add_argument("--model", action="append", default=[], help="installed model (repeatable)")
+    args = parser.parse_args()
+    server = FakeOllama(
+        models=args.model or ["llama3:latest"],
+        host=args.host,
+        port=args.port,
+        token_delay=1.0 / args.rate if args.rate else 0.0,
+    )
+    if args.tokens:
+        server.default_reply = lambda kind, body: Reply(list(iter_tokens(args.tokens)))
+    print(f"fake Ollama on {server.url}", flush=True)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
