@@ -14,6 +14,7 @@ Standard library only, so it also runs as a stub for benchmarks::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
@@ -571,10 +572,8 @@ def main() -> None:
     if args.tokens:
         server.default_reply = lambda kind, body: Reply(list(iter_tokens(args.tokens)))
     print(f"fake Ollama on {server.url}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ def test_partial_reply_is_stored_when_the_consumer_closes_early(store):
     stream = chain.stream("go", cfg("c"))
     assert next(stream) == "alpha"
     stream.close()
-    human, ai = store.get_messages("c")
+    _human, ai = store.get_messages("c")
     assert ai.content == "alpha" and message_status(ai) == "interrupted"
     # The next turn works and sees the interrupted answer as context.
     chain.invoke("again", cfg("c"))
@@ -175,7 +175,9 @@ def test_reply_is_flushed_while_streaming(store):
 
 
 def test_reasoning_is_kept_apart_from_the_answer(store):
-    model = FakeChatModel(replies=[FakeReply("The answer is 42.", reasoning="Let me think deeply.")])
+    model = FakeChatModel(
+        replies=[FakeReply("The answer is 42.", reasoning="Let me think deeply.")]
+    )
     chain = build_chat_chain(model, store=store)
     events = list(chain.stream_turn("question", cfg("r")))
     reasoning = "".join(e.text for e in events if e.type == "reasoning")
@@ -232,7 +234,12 @@ def test_async_mirrors_sync(store):
     assert len(pieces) > 1 and "".join(pieces) == "async reply one"
     assert whole == "async reply two"
     assert batch == ["echo: c", "echo: d"]
-    assert [m.content for m in store.get_messages("as")] == ["a", "async reply one", "b", "async reply two"]
+    assert [m.content for m in store.get_messages("as")] == [
+        "a",
+        "async reply one",
+        "b",
+        "async reply two",
+    ]
 
 
 def test_async_cancellation_keeps_partial_reply(store):
@@ -255,7 +262,9 @@ def test_async_cancellation_keeps_partial_reply(store):
     asyncio.run(run())
     ai = store.get_messages("ac")[-1]
     assert message_status(ai) == "interrupted"
-    assert ai.content.startswith("".join(got[:3])) and len(ai.content) < len("w1 w2 w3 w4 w5 w6 w7 w8")
+    assert ai.content.startswith("".join(got[:3])) and len(ai.content) < len(
+        "w1 w2 w3 w4 w5 w6 w7 w8"
+    )
 
 
 def test_async_error_keeps_partial_reply(store):

