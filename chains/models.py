@@ -69,6 +69,14 @@ _context_cache: dict[tuple[str, str], int | None] = {}
 _context_lock = threading.Lock()
 
 
+# httpx's default pool (at most 100 connections) made the 101st concurrent stream
+# of one model wait for another answer to end, then fail with a "pool timeout"
+# after connect_timeout: a server streams many answers at once, and Ollama queues
+# requests itself (OLLAMA_NUM_PARALLEL). Idle connections kept stay at httpx's 20:
+# httpcore scans the pool per idle connection, so hundreds get slow (O(idle x n)).
+_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+
+
 def _timeout(settings: Settings) -> httpx.Timeout:
     # Connect fast (a missing server should fail in seconds); allow long gaps
     # between reads, since the first token waits for the model to load.
@@ -273,7 +281,7 @@ def _model_kwargs(
     return {
         "model": model or settings.model,
         "base_url": url,
-        "client_kwargs": {"timeout": _timeout(settings)},
+        "client_kwargs": {"timeout": _timeout(settings), "limits": _LIMITS},
         **kwargs,
     }
 

@@ -59,6 +59,10 @@ class SessionInfo:
         updated: When the session last changed (epoch seconds); strictly
             increasing within a store, so it orders sessions reliably.
         message_count: Number of messages stored.
+        owner: Who the session belongs to when a multi-user front end (the HTTP
+            server with API keys) created it: an opaque string such as a hash of
+            the key, never a secret. ``None`` for sessions of the single local
+            user (the CLI, or the server without keys).
     """
 
     id: str
@@ -67,6 +71,7 @@ class SessionInfo:
     created: float
     updated: float
     message_count: int
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,31 @@ class ChatStore(ABC):
         """The session's summary, or ``None`` if there is no such session."""
 
     @abstractmethod
-    def list_sessions(self) -> list[SessionInfo]:
-        """All sessions, most recently updated first."""
+    def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
+        """Sessions, most recently updated first.
+
+        Args:
+            owner: Only the sessions of this owner (see :meth:`claim_session`);
+                ``None`` lists every session, whoever owns it.
+        """
+
+    @abstractmethod
+    def claim_session(self, session_id: str, owner: str | None) -> bool:
+        """Create a session owned by ``owner`` unless it exists; say whether it is theirs.
+
+        Atomic: when two owners race to claim a new id, exactly one of them gets
+        it. A session is never handed over to another owner: an existing one
+        keeps its owner (even ``None``), and only that exact owner gets ``True``.
+
+        Args:
+            session_id: The session to claim.
+            owner: The claimant; ``None`` (the single local user) may use any
+                session, so the call only creates it if absent and returns ``True``.
+
+        Returns:
+            ``True`` if the session now belongs to ``owner`` (it was created, or
+            it was already theirs); ``False`` if it belongs to someone else.
+        """
 
     @abstractmethod
     def update_session(

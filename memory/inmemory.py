@@ -36,6 +36,7 @@ class _Session:
     updated: float
     title: str | None = None
     model: str | None = None
+    owner: str | None = None
     # Message dicts (never objects callers hold), in order.
     messages: list[dict[str, Any]] = field(default_factory=list)
     # Message id -> position in `messages`, for O(1) upserts.
@@ -45,7 +46,13 @@ class _Session:
 
     def info(self) -> SessionInfo:
         return SessionInfo(
-            self.id, self.title, self.model, self.created, self.updated, len(self.messages)
+            self.id,
+            self.title,
+            self.model,
+            self.created,
+            self.updated,
+            len(self.messages),
+            self.owner,
         )
 
 
@@ -146,11 +153,24 @@ class InMemoryChatStore(ChatStore):
             session = self._sessions.get(session_id)
             return session.info() if session else None
 
-    def list_sessions(self) -> list[SessionInfo]:
+    def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
         """See :meth:`ChatStore.list_sessions`."""
         with self._lock:
-            infos = [session.info() for session in self._sessions.values()]
+            infos = [
+                session.info()
+                for session in self._sessions.values()
+                if owner is None or session.owner == owner
+            ]
         return sorted(infos, key=lambda info: info.updated, reverse=True)
+
+    def claim_session(self, session_id: str, owner: str | None) -> bool:
+        """See :meth:`ChatStore.claim_session`."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                now = self._now()
+                session = self._sessions[session_id] = _Session(session_id, now, now, owner=owner)
+            return owner is None or session.owner == owner
 
     def update_session(
         self, session_id: str, *, title: str | None = None, model: str | None = None

@@ -66,7 +66,7 @@ __all__ = ["SQLiteChatStore"]
 T = TypeVar("T")
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_SESSION_COLUMNS = "id, title, model, created, updated, message_count"
+_SESSION_COLUMNS = "id, title, model, created, updated, message_count, owner"
 _MESSAGE_COLUMNS = "id, role, content, content_blocks, reasoning, status, created, extra"
 # Keys of a message dict that have their own column; the rest goes to `extra`.
 _COLUMN_KEYS = ("id", "role", "content", "reasoning", "status", "created")
@@ -474,14 +474,41 @@ class SQLiteChatStore(ChatStore):
         )
         return SessionInfo(*row) if row else None
 
-    def list_sessions(self) -> list[SessionInfo]:
+    def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
         """See :meth:`ChatStore.list_sessions`."""
+        where, params = ("", ()) if owner is None else ("WHERE owner = ? ", (owner,))
         rows = self._read(
             lambda conn: conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY updated DESC, key DESC"
+                f"SELECT {_SESSION_COLUMNS} FROM sessions {where}ORDER BY updated DESC, key DESC",
+                params,
             ).fetchall()
         )
         return [SessionInfo(*row) for row in rows]
+
+    def claim_session(self, session_id: str, owner: str | None) -> bool:
+        """See :meth:`ChatStore.claim_session`.
+
+        An existing session is checked with a plain read (owners never change);
+        creating one is a single write transaction that re-checks, so two
+        claimants racing on a new id cannot both get it.
+        """
+
+        def owner_of(conn: sqlite3.Connection) -> tuple[str | None] | None:
+            return conn.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+
+        def write(conn: sqlite3.Connection) -> tuple[str | None]:
+            row = owner_of(conn)
+            if row is None:
+                now = self._now(conn)
+                conn.execute(
+                    "INSERT INTO sessions(id, created, updated, owner) VALUES (?, ?, ?, ?)",
+                    (session_id, now, now, owner),
+                )
+                return (owner,)
+            return row
+
+        row = self._read(owner_of) or self._write(write)
+        return owner is None or row[0] == owner
 
     def update_session(
         self, session_id: str, *, title: str | None = None, model: str | None = None

@@ -1,0 +1,237 @@
+"""The application factory and ``serve``: wiring only, no logic."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import routes_chat, routes_models, routes_sessions
+from server.auth import request_owner
+from server.body import BODY_MODELS, BodyLimit
+from server.context import ServerContext
+from server.errors import install_error_handler
+from server.settings import ServerSettings
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("ollang.server")
+
+STATIC_DIR = Path(str(resources.files("server") / "static"))
+
+#: Only what the page itself needs: its own scripts, styles and API. Model output
+#: is escaped by the page; this stops any script that got through anyway.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+DESCRIPTION = """\
+Chat with local Ollama models, with durable sessions.
+
+Bodies are JSON (read as JSON whatever the `Content-Type`, so `curl -d '{...}'` works);
+errors are `{"error": ..., "hint": ...}`. With API keys configured, send
+`Authorization: Bearer KEY` (every endpoint but `/health`).
+"""
+
+
+class PageHeaders:
+    """ASGI middleware: security headers (CSP...) on the page and its assets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        # Only the page: wrapping `send` costs a call per streamed token elsewhere.
+        if not (path == "/" or path.startswith("/static/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    *message.get("headers", []),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"content-security-policy", PAGE_CSP.encode()),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _swagger_assets() -> Path | None:
+    try:
+        import swagger_ui_bundle  # packaged Swagger UI: /docs works offline, no CDN
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, plus the models of bodies the routes read by hand."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in BODY_MODELS.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[name] = body
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The ollang HTTP API and chat page as a FastAPI app.
+
+    Args:
+        settings: Configuration; default: :class:`ServerSettings` from the environment.
+
+    Opens the session store at once (``settings.store_url``) and closes it at shutdown.
+    """
+    settings = settings or ServerSettings()
+    ctx = ServerContext(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            ctx.close()
+
+    from server import __version__
+
+    app = FastAPI(
+        title="ollang",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_error_handler(app)
+
+    app.include_router(routes_models.health_router)
+    app.include_router(routes_chat.router)
+    app.include_router(routes_models.router)
+    app.include_router(routes_sessions.router)
+
+    docs_deps = [] if settings.public_docs else [Depends(request_owner)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_deps)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    assets = _swagger_assets()
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_deps)
+    async def docs() -> HTMLResponse:
+        urls: dict[str, str] = {}
+        if assets is not None:
+            urls = {
+                "swagger_js_url": "/docs-assets/swagger-ui-bundle.js",
+                "swagger_css_url": "/docs-assets/swagger-ui.css",
+                "swagger_favicon_url": "/docs-assets/favicon-32x32.png",
+            }
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="ollang API",
+            swagger_ui_parameters={"persistAuthorization": True},
+            **urls,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def page(request: Request) -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Outermost last: the body limit sees requests first.
+    app.add_middleware(PageHeaders)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: str,
+    port: int,
+    api_keys: list[str],
+    allow_models: list[str],
+    allow_pull: bool,
+    cors_origins: list[str],
+) -> None:
+    """Run the server with uvicorn until interrupted (what ``ollang serve`` calls).
+
+    Settings not given here (store URL, Ollama URL, limits) come from
+    ``OLLANG_SERVER_*`` / ``OLLAMA_HOST``; explicit values win over the environment.
+    Empty lists fall back to the environment's values.
+    """
+    import uvicorn
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if api_keys:
+        overrides["api_keys"] = list(api_keys)
+    if allow_models:
+        overrides["allow_models"] = list(allow_models)
+    if allow_pull:
+        overrides["allow_pull"] = True
+    if cors_origins:
+        overrides["cors_origins"] = list(cors_origins)
+    settings = ServerSettings(**overrides)
+    if not _is_loopback(settings.host) and not settings.api_keys:
+        log.warning(
+            "listening on %s without API keys: anyone who can reach it can use your models "
+            "and read every session; add --api-key KEY",
+            settings.host,
+        )
+    app = create_app(settings)
+    auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no API keys"
+    log.warning("ollang server on http://%s:%s (%s)", settings.host, settings.port, auth)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=settings.access_log,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )

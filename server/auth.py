@@ -1,0 +1,74 @@
+"""API-key authentication and session ownership.
+
+With keys configured, a request must carry ``Authorization: Bearer KEY`` with one
+of them. The request's *owner* is then the SHA-256 hex digest of its key: that
+is what the store records for the sessions the key creates, so the database
+never holds a key, and another key's sessions are simply not found. Without
+keys the owner is ``None``: one local user who sees every session.
+
+Keys are compared in constant time (``hmac.compare_digest`` on their digests,
+against every configured key) and are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from server.errors import UnauthorizedError
+
+__all__ = ["Authenticator", "bearer", "owner_of_key", "request_owner"]
+
+#: Declares the scheme in OpenAPI (the "Authorize" button of /docs); never rejects by itself.
+bearer = HTTPBearer(auto_error=False, description="One of the keys given with --api-key.")
+
+
+def owner_of_key(key: str) -> str:
+    """The owner id recorded for sessions created with ``key``: its SHA-256 hex digest."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class Authenticator:
+    """Checks bearer keys; holds only their digests."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._digests = [hashlib.sha256(key.encode("utf-8")).digest() for key in keys]
+
+    def __repr__(self) -> str:
+        return f"Authenticator({len(self._digests)} keys)"
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key is configured."""
+        return bool(self._digests)
+
+    def owner(self, token: str | None) -> str | None:
+        """The owner for a presented key; ``None`` when auth is off.
+
+        Raises:
+            UnauthorizedError: auth is on and the key is missing or unknown.
+        """
+        if not self._digests:
+            return None
+        if not token:
+            raise UnauthorizedError()
+        presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        matched = False
+        for digest in self._digests:  # no early exit: time does not depend on which key
+            matched |= hmac.compare_digest(digest, presented)
+        if not matched:
+            raise UnauthorizedError()
+        return presented.hex()
+
+
+async def request_owner(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+) -> str | None:
+    """FastAPI dependency: the request's owner, or 401 (see :class:`Authenticator`)."""
+    auth: Authenticator = request.app.state.ctx.auth
+    return auth.owner(credentials.credentials if credentials else None)

@@ -1,0 +1,125 @@
+"""``/sessions``: list, read and delete stored conversations (only the caller's own)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from memory import SessionInfo, message_to_dict
+from server.auth import request_owner
+from server.context import ServerContext
+from server.errors import ValidationFailedError
+from server.schemas import (
+    SESSION_ID_PATTERN,
+    ErrorResponse,
+    SessionDetail,
+    SessionList,
+    check_session_id,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["sessions"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 404, 422)
+}
+
+
+def _ctx(request: Request) -> ServerContext:
+    return request.app.state.ctx
+
+
+def valid_session_id(
+    session_id: str = Path(..., description="The session's id.", pattern=SESSION_ID_PATTERN),
+) -> str:
+    """Path parameter dependency: a well-formed session id, else 422."""
+    try:
+        return check_session_id(session_id)
+    except ValueError as err:
+        raise ValidationFailedError(str(err), "use the id GET /sessions gives") from err
+
+
+def _summary(info: SessionInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "title": info.title,
+        "model": info.model,
+        "created": info.created,
+        "updated": info.updated,
+        "message_count": info.message_count,
+    }
+
+
+def _message(data: dict[str, Any]) -> dict[str, Any]:
+    content = data["content"]
+    if not isinstance(content, str):  # content blocks: their text parts
+        content = "".join(
+            block.get("text", "") if isinstance(block, dict) else str(block) for block in content
+        )
+    metadata = data.get("response_metadata") or {}
+    return {
+        "id": data["id"],
+        "role": data["role"],
+        "content": content,
+        "reasoning": data.get("reasoning"),
+        "status": data["status"],
+        "created": data["created"],
+        "model": metadata.get("model_name") or metadata.get("model"),
+    }
+
+
+@router.get("/sessions", response_model=SessionList, responses=_ERRORS, summary="Your sessions")
+async def list_sessions(
+    request: Request,
+    owner: str | None = Depends(request_owner),
+    limit: int = Query(200, ge=1, le=10_000, description="At most this many, newest first."),
+) -> Any:
+    """Sessions created with your key (all sessions when the server has no keys)."""
+    store = _ctx(request).store
+    infos = await asyncio.to_thread(store.list_sessions, owner=owner)
+    return {"sessions": [_summary(info) for info in infos[:limit]]}
+
+
+@router.get(
+    "/sessions/{session_id}",
+    response_model=SessionDetail,
+    responses=_ERRORS,
+    summary="A session and its messages",
+)
+async def get_session(
+    request: Request,
+    owner: str | None = Depends(request_owner),
+    session_id: str = Depends(valid_session_id),
+    limit: int | None = Query(None, ge=1, le=100_000, description="Only the newest N messages."),
+) -> Any:
+    """The session's summary and messages, oldest first. 404 for another key's session."""
+    ctx = _ctx(request)
+    info = await ctx.visible_session(session_id, owner)
+    messages = await asyncio.to_thread(ctx.store.get_messages, session_id, limit)
+    return {
+        "session": _summary(info),
+        "messages": [_message(message_to_dict(m)) for m in messages],
+    }
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses=_ERRORS,
+    summary="Delete a session",
+)
+async def delete_session(
+    request: Request,
+    owner: str | None = Depends(request_owner),
+    session_id: str = Depends(valid_session_id),
+) -> Response:
+    """Delete the session and its messages. 404 for another key's session."""
+    ctx = _ctx(request)
+    await ctx.visible_session(session_id, owner)
+    await asyncio.to_thread(ctx.store.delete_session, session_id)
+    return Response(status_code=204)

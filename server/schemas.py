@@ -1,0 +1,279 @@
+"""Typed request and response bodies: what /docs shows and what requests are checked against."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "MODEL_NAME_PATTERN",
+    "PULL_NAME_PATTERN",
+    "SESSION_ID_PATTERN",
+    "ChatOptions",
+    "ChatRequest",
+    "ChatResponse",
+    "ErrorResponse",
+    "GenerateRequest",
+    "GenerateResponse",
+    "Health",
+    "ModelDetailsOut",
+    "ModelInfo",
+    "ModelList",
+    "OllamaStatus",
+    "PullProgressOut",
+    "PullRequest",
+    "SessionDetail",
+    "SessionList",
+    "SessionMessage",
+    "SessionSummary",
+    "StreamDone",
+    "Timings",
+    "Usage",
+    "check_session_id",
+]
+
+#: Session ids: what a URL path segment and a file name can hold safely.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+#: Model names as Ollama spells them (``llama3``, ``qwen3:0.6b``, ``user/model:tag``).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
+#: Names the server may pull: ``[namespace/]model[:tag]`` only, so the registry is
+#: always Ollama's default one (a host part such as ``example.com/x/y`` is refused).
+PULL_NAME_PATTERN = (
+    r"^[a-z0-9][a-z0-9._-]{0,99}(/[a-z0-9][a-z0-9._-]{0,99})?(:[A-Za-z0-9._-]{1,100})?$"
+)
+
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
+
+
+def check_session_id(value: str) -> str:
+    """``value`` if it is a valid session id; else ``ValueError`` (a 422)."""
+    if not _SESSION_ID.fullmatch(value) or ".." in value:
+        raise ValueError("a session id is 1-128 letters, digits or . _ : - (and no '..')")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ChatOptions(BaseModel):
+    """Ollama model options for one request (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0, le=100, description="Sampling temperature.")
+    top_p: float | None = Field(None, ge=0, le=1, description="Nucleus sampling mass.")
+    top_k: int | None = Field(None, ge=0, le=100_000, description="Top-k sampling.")
+    seed: int | None = Field(None, description="Random seed, for reproducible answers.")
+    num_ctx: int | None = Field(None, ge=1, le=1_048_576, description="Context size in tokens.")
+    num_predict: int | None = Field(
+        None, ge=-2, le=1_048_576, description="Most tokens to generate (-1: no limit)."
+    )
+    stop: list[str] | str | None = Field(None, description="Stop sequences.", max_length=16)
+    keep_alive: str | int | None = Field(
+        None, description="How long Ollama keeps the model loaded (`5m`, seconds)."
+    )
+    format: Literal["json"] | dict[str, Any] | None = Field(
+        None, description='`"json"` or a JSON schema the answer must follow.'
+    )
+    think: bool | Literal["low", "medium", "high"] | None = Field(
+        None, description="Reasoning models: stream their thinking separately."
+    )
+    repeat_penalty: float | None = Field(None, ge=0, le=100, description="Repetition penalty.")
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options that were set, for :func:`chains.make_chat_model`."""
+        return self.model_dump(exclude_none=True)
+
+
+class _Prompted(_Model):
+    model: str | None = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        description="An installed Ollama model; default: the server's default model.",
+        examples=["mistral"],
+    )
+    system: str | None = Field(None, description="System prompt for this request.")
+    options: ChatOptions | None = Field(None, description="Ollama model options.")
+
+
+class ChatRequest(_Prompted):
+    """One chat turn. Also accepted as query parameters (``POST /chat?message=Hello``)."""
+
+    message: str = Field(..., min_length=1, description="The user's message.", examples=["Hello"])
+    session_id: str | None = Field(
+        None,
+        pattern=SESSION_ID_PATTERN,
+        description="Continue this session; omitted: a new session is created.",
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the message is empty")
+        return value
+
+    @field_validator("session_id")
+    @classmethod
+    def _session(cls, value: str | None) -> str | None:
+        return None if value is None else check_session_id(value)
+
+
+class GenerateRequest(_Prompted):
+    """One-shot generation, no memory."""
+
+    prompt: str = Field(
+        ..., min_length=1, description="The prompt.", examples=["Why is the sky blue?"]
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty")
+        return value
+
+
+class Usage(BaseModel):
+    """Token counts as Ollama reported them."""
+
+    input_tokens: int | None = Field(None, description="Prompt tokens.")
+    output_tokens: int | None = Field(None, description="Generated tokens.")
+
+
+class Timings(BaseModel):
+    """Measured by the server."""
+
+    ttft_s: float | None = Field(None, description="Seconds to the first token.")
+    total_s: float | None = Field(None, description="Seconds for the whole answer.")
+    tokens_per_s: float | None = Field(None, description="Generation speed.")
+
+
+class StreamDone(BaseModel):
+    """The final event of a stream: how the answer ended and what it cost."""
+
+    model: str | None
+    session_id: str | None = Field(None, description="The session (chat only).")
+    message_id: str | None = Field(None, description="The stored reply's id (chat only).")
+    status: Literal["complete", "interrupted", "error"] = "complete"
+    done_reason: str | None = Field(None, description="Ollama's reason: stop, length...")
+    usage: Usage
+    timings: Timings
+
+
+class ChatResponse(StreamDone):
+    """The answer to ``POST /chat``."""
+
+    response: str = Field(..., description="The model's answer.")
+    reasoning: str | None = Field(None, description="Reasoning text, when the model thinks.")
+
+
+class GenerateResponse(StreamDone):
+    """The answer to ``POST /generate``."""
+
+    response: str = Field(..., description="The model's answer.")
+    reasoning: str | None = Field(None, description="Reasoning text, when the model thinks.")
+
+
+class ModelDetailsOut(BaseModel):
+    """Details Ollama lists for a model."""
+
+    family: str | None = None
+    parameter_size: str | None = None
+    quantization_level: str | None = None
+    context_length: int | None = None
+
+
+class ModelInfo(BaseModel):
+    """An installed model this server lets clients use."""
+
+    name: str
+    size: int = Field(..., description="Bytes on disk.")
+    size_gb: float = Field(..., description="GiB, one decimal.")
+    modified_at: str | None = None
+    digest: str | None = None
+    details: ModelDetailsOut
+
+
+class ModelList(BaseModel):
+    """``GET /models``."""
+
+    models: list[ModelInfo]
+
+
+class PullRequest(_Model):
+    """``POST /models/pull``."""
+
+    model: str = Field(..., pattern=PULL_NAME_PATTERN, examples=["llama3"])
+
+
+class PullProgressOut(BaseModel):
+    """One NDJSON line of ``POST /models/pull`` (the last one may be ``{"error", "hint"}``)."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+class OllamaStatus(BaseModel):
+    """Whether Ollama answers."""
+
+    reachable: bool
+    url: str
+    version: str | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    """``GET /health``: always 200 while the server runs."""
+
+    status: Literal["ok"] = "ok"
+    ollama: OllamaStatus
+
+
+class SessionSummary(BaseModel):
+    """A stored conversation, without its messages."""
+
+    id: str
+    title: str | None
+    model: str | None
+    created: float = Field(..., description="Epoch seconds.")
+    updated: float = Field(..., description="Epoch seconds.")
+    message_count: int
+
+
+class SessionList(BaseModel):
+    """``GET /sessions``: most recently updated first."""
+
+    sessions: list[SessionSummary]
+
+
+class SessionMessage(BaseModel):
+    """One stored message."""
+
+    id: str
+    role: str = Field(..., description="human, ai, system or tool.")
+    content: str
+    reasoning: str | None = None
+    status: Literal["complete", "interrupted", "error"]
+    created: float | None
+    model: str | None = None
+
+
+class SessionDetail(BaseModel):
+    """``GET /sessions/{id}``."""
+
+    session: SessionSummary
+    messages: list[SessionMessage]
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(..., description="What went wrong.")
+    hint: str = Field(..., description="What to do about it.")
+    fields: list[dict[str, str]] | None = Field(None, description="Invalid fields, for 422.")
