@@ -60,7 +60,7 @@ def choose_backend(
         OllamaUnavailableError: ``auto`` with neither Ollama nor the embedded backend.
         OllangError: ``embedded`` requested but not installed.
     """
-    from chains.embedded import EMBEDDED_DEFAULT_MODEL, embedded_available
+    from chains.gguf import EMBEDDED_DEFAULT_MODEL, embedded_available
 
     settings = settings or Settings.from_env()
     url = parse_ollama_host(base_url) if base_url else settings.ollama_url

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, closing
 from typing import Any
@@ -58,7 +59,13 @@ __all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
 log = logging.getLogger("ollang")
 
 DEFAULT_SESSION_ID = "default"
-_FIRST_PAGE = 64  # history messages read first; grows x4 while they all fit
+# History is read newest first, a page at a time, never the whole session. The
+# first page is sized for the window at ~64 tokens a message (16 to 256
+# messages); while everything read still fits, the next page is sized from the
+# tokens per message actually seen. Decoding messages is most of what a long
+# history adds to a turn, so reading about what fits matters.
+_TOKENS_PER_MESSAGE_GUESS = 64
+_FIRST_PAGE_MIN, _FIRST_PAGE_MAX = 16, 256
 
 
 def _input_text(value: Any) -> tuple[str, str | None]:
@@ -189,15 +196,22 @@ class ChatChain(Runnable[Any, str]):
         system_msgs: list[BaseMessage] = [SystemMessage(system_text)] if system_text else []
         reserve = reply_reserve(self.model, window)
         fixed = [*system_msgs, HumanMessage(text)]
-        limit = _FIRST_PAGE
+        fixed_tokens = estimate_tokens(fixed)
+        available = window - reserve
+        room = available - fixed_tokens
+        limit = min(max(room // _TOKENS_PER_MESSAGE_GUESS, _FIRST_PAGE_MIN), _FIRST_PAGE_MAX)
         while True:
             page = self.store.get_messages(session_id, limit=limit + 1)
             history = [m for m in page if m.id != human.id and not _is_empty_reply(m)]
-            kept, budget = fit_history(history, window=window, reserve=reserve, fixed=fixed)
-            exhausted = estimate_tokens(history) + estimate_tokens(fixed) > window - reserve
-            if len(page) <= limit or exhausted:
+            history_tokens = estimate_tokens(history)
+            if len(page) <= limit or history_tokens + fixed_tokens > available:
                 break
-            limit *= 4
+            # All of it fits: read what the window holds at this page's tokens per
+            # message, with a margin (and at least twice as much, so tiny messages
+            # still take few rounds).
+            per_message = max(history_tokens, 1) / max(len(history), 1)
+            limit = max(limit * 2, math.ceil(room / per_message * 1.25))
+        kept, budget = fit_history(history, window=window, reserve=reserve, fixed=fixed)
         return {"system": system_msgs, "history": kept, "input": text}, budget
 
     def _begin(

