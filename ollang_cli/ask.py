@@ -1,0 +1,126 @@
+"""``ollang ask``: one prompt, one streamed answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import closing
+from typing import Any
+
+from chains.errors import InvalidInputError
+from ollang_cli.common import build_model, new_session_id, parse_options, validate_session_id
+from ollang_cli.render import StreamPrinter
+
+__all__ = ["read_prompt", "run_ask"]
+
+
+def _read_stdin() -> str:
+    # Bytes, decoded leniently: invalid UTF-8 from a pipe must not crash the CLI.
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt from the argument and/or stdin (``-``, or a pipe with no argument)."""
+    stdin_piped = not sys.stdin.isatty() if sys.stdin else False
+    if prompt == "-":
+        text = _read_stdin()
+    elif prompt is None:
+        text = _read_stdin() if stdin_piped else ""
+    elif stdin_piped:
+        piped = _read_stdin()
+        text = f"{prompt}\n\n{piped}" if piped.strip() else prompt
+    else:
+        text = prompt
+    if not text.strip():
+        raise InvalidInputError(
+            "the prompt is empty", 'pass it as an argument, or pipe it: echo "hi" | ollang ask'
+        )
+    return text
+
+
+def _session(session: str | None, cont: bool, store: Any) -> str | None:
+    if session and cont:
+        raise InvalidInputError("use either --session or --continue, not both")
+    if session:
+        return validate_session_id(session)
+    if cont:
+        sessions = store.list_sessions()
+        return sessions[0].id if sessions else new_session_id()
+    return None
+
+
+def run_ask(
+    prompt: str | None,
+    *,
+    model: str | None,
+    system: str | None,
+    session: str | None,
+    cont: bool,
+    options: list[str],
+    as_json: bool,
+    stream: bool,
+    think: bool,
+    backend: str | None,
+) -> int:
+    """Answer one prompt; stores it only with ``--session`` or ``--continue``."""
+    text = read_prompt(prompt)
+    opts = parse_options(options)
+    if think:
+        opts["think"] = True
+    from chains import build_chat_chain
+    from memory import InMemoryChatStore, open_store
+
+    persistent = session is not None or cont
+    store = open_store() if persistent else InMemoryChatStore()
+    session_id = _session(session, cont, store) if persistent else None
+    chat_model = build_model(backend, model, opts)
+    chain = build_chat_chain(chat_model, store=store, system=system)
+    config = {"configurable": {"session_id": session_id or "ask"}}
+    printer = StreamPrinter(markdown=False, show_reasoning=think and not as_json)
+    show_live = stream and not as_json
+    result = None
+    try:
+        with closing(chain.stream_turn({"input": text}, config)) as events:
+            for event in events:
+                if event.type == "token" and show_live:
+                    printer.token(event.text)
+                elif event.type == "reasoning":
+                    printer.reasoning(event.text)
+                elif event.type == "done":
+                    result = event.result
+    except KeyboardInterrupt:
+        if show_live:
+            printer.finish()
+        where = f" in session {session_id}" if session_id else ""
+        sys.stderr.write(
+            f"interrupted; the partial answer is kept{where}\n" if session_id else "interrupted\n"
+        )
+        return 130
+    assert result is not None
+    if as_json:
+        payload = {
+            "response": result.text,
+            "model": result.model,
+            "session_id": session_id,
+            "usage": {
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+            },
+            "timings": {
+                "ttft_s": result.timings.ttft_s,
+                "total_s": result.timings.total_s,
+                "tokens_per_s": result.timings.tokens_per_s,
+            },
+        }
+        if think:
+            payload["reasoning"] = result.reasoning
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    elif show_live:
+        printer.finish()
+    else:
+        sys.stdout.write(result.text + ("" if result.text.endswith("\n") else "\n"))
+    if result.truncated:
+        sys.stderr.write(
+            "warning: Ollama truncated the prompt to fit its context; raise -o num_ctx\n"
+        )
+    return 0

@@ -1,0 +1,187 @@
+"""``ollang models``: list, pull (with progress), show, rm, ps."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from chains.errors import OllamaUnavailableError
+from chains.manage import ModelManager, format_gb
+from ollang_cli.errors import EXIT_USAGE, fail
+
+__all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
+
+
+def _embedded_rows() -> list[dict[str, Any]]:
+    from chains.gguf import embedded_available, list_embedded_models
+
+    if not embedded_available():
+        return []
+    return [
+        {
+            "name": m.name,
+            "size": m.size,
+            "size_gb": round(m.size / 1024**3, 1),
+            "modified_at": m.modified_at.isoformat() if m.modified_at else None,
+            "backend": "embedded",
+            "details": {"source": m.source, "path": str(m.path)},
+        }
+        for m in list_embedded_models()
+    ]
+
+
+def list_models(as_json: bool) -> int:
+    """Installed models, one per line (``llama3:8b (4.7 GB)``) or a table on a terminal."""
+    manager = ModelManager()
+    try:
+        ollama_rows = [m.to_dict() for m in manager.list()]
+    except OllamaUnavailableError as err:
+        embedded = _embedded_rows()
+        if not embedded:
+            raise
+        sys.stderr.write(f"note: {err.message}; showing embedded models only\n")
+        ollama_rows = []
+    rows = ollama_rows + _embedded_rows()
+    if as_json:
+        sys.stdout.write(json.dumps({"models": rows}, indent=2) + "\n")
+        return 0
+    if not rows:
+        sys.stdout.write("no models installed; pull one with `ollang models pull llama3`\n")
+        return 0
+    if not sys.stdout.isatty():
+        for r in rows:
+            mark = " [embedded]" if r["backend"] == "embedded" else ""
+            sys.stdout.write(f"{r['name']} ({format_gb(r['size'])}){mark}\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "size", "family", "parameters", "quantization", "modified", "backend")
+    for r in rows:
+        d = r["details"]
+        table.add_row(
+            r["name"],
+            format_gb(r["size"]),
+            d.get("family") or "",
+            d.get("parameter_size") or "",
+            d.get("quantization_level") or "",
+            (r["modified_at"] or "")[:10],
+            r["backend"],
+        )
+    Console().print(table)
+    return 0
+
+
+def pull_model(name: str) -> int:
+    """Pull with per-layer progress bars (rich) on a terminal; status lines otherwise."""
+    manager = ModelManager()
+    progress_stream = manager.pull(name)
+    if not sys.stderr.isatty():
+        last = None
+        for p in progress_stream:
+            line = p.status
+            if p.total and p.completed is not None:
+                line += f" {100 * p.completed // p.total}%"
+            if line != last:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                last = line
+        return 0
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+        for p in progress_stream:
+            if p.digest and p.total:
+                if p.digest not in tasks:
+                    tasks[p.digest] = progress.add_task(f"pulling {p.digest[7:19]}", total=p.total)
+                progress.update(tasks[p.digest], completed=p.completed or 0)
+            elif p.status:
+                progress.console.print(p.status)
+    return 0
+
+
+def show_model(name: str, as_json: bool) -> int:
+    """Details of one model."""
+    d = ModelManager().show(name)
+    info = {
+        "name": d.name,
+        "family": d.family,
+        "parameters": d.parameter_size,
+        "quantization": d.quantization_level,
+        "context_length": d.context_length,
+        "capabilities": d.capabilities,
+        "template": d.template,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return 0
+    for key in ("name", "family", "parameters", "quantization", "context_length"):
+        sys.stdout.write(
+            f"{key.replace('_', ' ')}: {info[key] if info[key] is not None else '-'}\n"
+        )
+    if d.capabilities:
+        sys.stdout.write("capabilities: " + ", ".join(d.capabilities) + "\n")
+    if d.template:
+        sys.stdout.write(
+            "template:\n" + "\n".join("  " + line for line in d.template.splitlines()) + "\n"
+        )
+    return 0
+
+
+def remove_model(name: str, yes: bool) -> int:
+    """Remove a model after confirming (or with ``--yes``)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            return fail(f"not removing {name} without confirmation", "pass --yes", EXIT_USAGE)
+        import typer
+
+        if not typer.confirm(f"Remove model {name}?", default=False):
+            sys.stdout.write("kept\n")
+            return 0
+    ModelManager().delete(name)
+    sys.stdout.write(f"removed {name}\n")
+    return 0
+
+
+def loaded_models(as_json: bool) -> int:
+    """Models loaded in memory."""
+    rows = ModelManager().ps()
+    if as_json:
+        data = [
+            {
+                "name": m.name,
+                "size": m.size,
+                "size_vram": m.size_vram,
+                "expires_at": m.expires_at.isoformat() if m.expires_at else None,
+                "context_length": m.context_length,
+            }
+            for m in rows
+        ]
+        sys.stdout.write(json.dumps({"models": data}, indent=2) + "\n")
+        return 0
+    if not rows:
+        sys.stdout.write("no models loaded\n")
+        return 0
+    for m in rows:
+        where = "GPU" if m.size_vram else "CPU"
+        until = m.expires_at.strftime("%Y-%m-%d %H:%M:%S") if m.expires_at else "-"
+        sys.stdout.write(
+            f"{m.name}  {format_gb(m.size)}  {where}  context {m.context_length or '-'}  until {until}\n"
+        )
+    return 0

@@ -1,0 +1,117 @@
+"""Showing a streamed answer: rich Markdown on a terminal, plain text otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["StreamPrinter", "context_meter", "format_stats"]
+
+
+class StreamPrinter:
+    """Prints reasoning (dimmed, apart) and answer pieces as they arrive.
+
+    On a terminal the answer is re-rendered as Markdown while it grows (rich
+    ``Live``); elsewhere the text is written as is, so pipes get exactly the
+    model's output.
+    """
+
+    def __init__(self, *, markdown: bool | None = None, show_reasoning: bool = False) -> None:
+        self.tty = sys.stdout.isatty()
+        self.markdown = self.tty if markdown is None else markdown
+        self.show_reasoning = show_reasoning
+        self.text = ""
+        self._live: Any = None
+        self._console: Any = None
+        self._reasoning_open = False
+
+    def _rich(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False)
+        return self._console
+
+    def reasoning(self, piece: str) -> None:
+        """Show a piece of reasoning, dimmed, never mixed into the answer."""
+        if not self.show_reasoning:
+            return
+        if self.tty:
+            if not self._reasoning_open:
+                self._rich().print("Thinking...", style="dim italic")
+            self._rich().print(piece, style="dim", end="")
+        else:
+            sys.stderr.write(piece)
+            sys.stderr.flush()
+        self._reasoning_open = True
+
+    def _close_reasoning(self) -> None:
+        if self._reasoning_open:
+            if self.tty:
+                self._rich().print("\n")
+            else:
+                sys.stderr.write("\n")
+            self._reasoning_open = False
+
+    def token(self, piece: str) -> None:
+        """Show a piece of the answer."""
+        self._close_reasoning()
+        self.text += piece
+        if self.markdown:
+            if self._live is None:
+                from rich.live import Live
+                from rich.markdown import Markdown
+
+                self._markdown = Markdown
+                self._live = Live(console=self._rich(), refresh_per_second=12, transient=False)
+                self._live.start()
+            self._live.update(self._markdown(self.text))
+        else:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    def finish(self, note: str | None = None) -> None:
+        """End the answer (with an optional note such as ``[interrupted]``)."""
+        self._close_reasoning()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        elif self.text and not self.text.endswith("\n"):
+            sys.stdout.write("\n")
+        if note:
+            if self.tty:
+                self._rich().print(note, style="yellow")
+            else:
+                sys.stdout.write(note + "\n")
+        sys.stdout.flush()
+
+
+def context_meter(result: Any) -> str | None:
+    """``context: USED/WINDOW tokens (P%)`` for a finished turn, if the window is known."""
+    if result.context is None:
+        return None
+    used = result.context.prompt_tokens
+    if result.usage.input_tokens is not None:
+        used = result.usage.input_tokens + (result.usage.output_tokens or 0)
+    window = result.context.window
+    return f"context: {used}/{window} tokens ({100 * used / window:.0f}%)"
+
+
+def format_stats(result: Any) -> str:
+    """One line of stats for a turn, like ``ollama run --verbose`` plus a context meter."""
+    parts = []
+    t = result.timings
+    if t.ttft_s is not None:
+        parts.append(f"time to first token: {t.ttft_s:.2f}s")
+    if t.tokens_per_s is not None:
+        parts.append(f"{t.tokens_per_s:.1f} tokens/s")
+    if result.usage.input_tokens is not None:
+        parts.append(f"prompt: {result.usage.input_tokens} tokens")
+    if result.usage.output_tokens is not None:
+        parts.append(f"reply: {result.usage.output_tokens} tokens")
+    if t.total_s is not None:
+        parts.append(f"total: {t.total_s:.2f}s")
+    meter = context_meter(result)
+    if meter:
+        parts.append(meter)
+    return " | ".join(parts)

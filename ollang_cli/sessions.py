@@ -1,0 +1,184 @@
+"""``ollang sessions``: list, show, export, import, rm, rename, search."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chains.errors import InvalidInputError, SessionNotFoundError
+from ollang_cli.common import open_default_store, validate_session_id
+from ollang_cli.errors import EXIT_USAGE, fail
+
+__all__ = [
+    "export_session",
+    "import_session",
+    "list_sessions",
+    "remove_session",
+    "rename_session",
+    "search_sessions",
+    "show_session",
+    "write_export",
+]
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+
+
+def list_sessions(as_json: bool) -> int:
+    """Sessions, most recent first."""
+    with open_default_store() as store:
+        sessions = store.list_sessions()
+    if as_json:
+        rows = [
+            {
+                "id": s.id,
+                "title": s.title,
+                "model": s.model,
+                "created": s.created,
+                "updated": s.updated,
+                "messages": s.message_count,
+            }
+            for s in sessions
+        ]
+        sys.stdout.write(json.dumps({"sessions": rows}, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    if not sessions:
+        sys.stdout.write("no sessions yet; start one with `ollang chat`\n")
+        return 0
+    for s in sessions:
+        title = (s.title or "").replace("\n", " ")
+        sys.stdout.write(
+            f"{s.id}  {_when(s.updated)}  {s.message_count:>4} msgs  {s.model or '-'}  {title}\n"
+        )
+    return 0
+
+
+def _load(store: Any, session_id: str) -> tuple[Any, list[Any]]:
+    info = store.get_session(validate_session_id(session_id))
+    if info is None:
+        raise SessionNotFoundError(session_id)
+    return info, store.get_messages(session_id)
+
+
+def show_session(session_id: str, as_json: bool) -> int:
+    """A session's messages."""
+    from memory.export import dumps, export_json
+    from memory.messages import message_status
+
+    with open_default_store() as store:
+        info, messages = _load(store, session_id)
+    if as_json:
+        sys.stdout.write(dumps(export_json(info, messages)))
+        return 0
+    for m in messages:
+        status = message_status(m)
+        mark = "" if status == "complete" else f" [{status}]"
+        who = {"human": "you", "ai": "assistant"}.get(m.type, m.type)
+        sys.stdout.write(f"{who}{mark}: {m.text}\n\n")
+    return 0
+
+
+def write_export(text: str, output: str, force: bool) -> Path:
+    """Write an export to ``output`` safely: never over a directory, never overwrite unasked."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise InvalidInputError(f"{output} is a directory", "give a file name, e.g. chat.md")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"directory {path.parent} does not exist", "create it first")
+    if path.exists() and not force:
+        raise InvalidInputError(f"{output} exists", "pass --force to overwrite it")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a crash never leaves half a file
+    return path
+
+
+def export_session(session_id: str, fmt: str, output: str | None, force: bool) -> int:
+    """Export as Markdown or JSON to stdout or a file."""
+    from memory.export import dumps, export_json, export_markdown
+
+    fmt = fmt.lower()
+    if fmt not in ("md", "markdown", "json"):
+        return fail(f"unknown format {fmt!r}", "use md or json", EXIT_USAGE)
+    with open_default_store() as store:
+        info, messages = _load(store, session_id)
+    text = dumps(export_json(info, messages)) if fmt == "json" else export_markdown(info, messages)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        path = write_export(text, output, force)
+        sys.stderr.write(f"exported {len(messages)} messages to {path}\n")
+    return 0
+
+
+def import_session(path: str, session_id: str | None) -> int:
+    """Import a JSON export."""
+    from memory.export import import_json
+
+    try:
+        data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise InvalidInputError(f"no file {path}") from err
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InvalidInputError(f"{path} is not a JSON export: {err}") from err
+    with open_default_store() as store:
+        new_id = import_json(
+            store, data, session_id=validate_session_id(session_id) if session_id else None
+        )
+    sys.stdout.write(f"imported session {new_id}\n")
+    return 0
+
+
+def remove_session(session_id: str, yes: bool) -> int:
+    """Delete a session (asks first on a terminal unless --yes)."""
+    validate_session_id(session_id)
+    if not yes and sys.stdin.isatty():
+        import typer
+
+        if not typer.confirm(f"Delete session {session_id}?", default=False):
+            return 0
+    with open_default_store() as store:
+        if not store.delete_session(session_id):
+            raise SessionNotFoundError(session_id)
+    sys.stdout.write(f"deleted {session_id}\n")
+    return 0
+
+
+def rename_session(session_id: str, new_id: str) -> int:
+    """Rename a session."""
+    with open_default_store() as store:
+        store.rename_session(validate_session_id(session_id), validate_session_id(new_id))
+    sys.stdout.write(f"renamed {session_id} to {new_id}\n")
+    return 0
+
+
+def search_sessions(text: str, limit: int, as_json: bool) -> int:
+    """Full-text search over stored messages."""
+    if not text.strip():
+        return fail("nothing to search for", "give some words", EXIT_USAGE)
+    with open_default_store() as store:
+        hits = store.search(text, limit=limit)
+    if as_json:
+        rows = [
+            {
+                "session_id": h.session_id,
+                "message_id": h.message_id,
+                "role": h.role,
+                "snippet": h.snippet,
+                "created": h.created,
+            }
+            for h in hits
+        ]
+        sys.stdout.write(json.dumps({"hits": rows}, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    if not hits:
+        sys.stdout.write("no matches\n")
+        return 0
+    for h in hits:
+        sys.stdout.write(f"{h.session_id}  {_when(h.created)}  {h.role}: {h.snippet}\n")
+    return 0
