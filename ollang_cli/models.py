@@ -112,7 +112,7 @@ def pull_model(name: str) -> int:
                     tasks[p.digest] = progress.add_task(f"pulling {p.digest[7:19]}", total=p.total)
                 progress.update(tasks[p.digest], completed=p.completed or 0)
             elif p.status:
-                progress.console.print(p.status)
+                progress.console.print(p.status, markup=False)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,9 @@ class StreamPrinter:
 
     def __init__(self, *, markdown: bool | None = None, show_reasoning: bool = False) -> None:
         self.tty = sys.stdout.isatty()
-        self.markdown = self.tty if markdown is None else markdown
+        # rich's Live display does not refresh on a dumb terminal: stream plain text there.
+        fancy = self.tty and os.environ.get("TERM", "") not in ("dumb", "")
+        self.markdown = fancy if markdown is None else markdown
         self.show_reasoning = show_reasoning
         self.text = ""
         self._live: Any = None
@@ -39,7 +42,7 @@ class StreamPrinter:
         if self.tty:
             if not self._reasoning_open:
                 self._rich().print("Thinking...", style="dim italic")
-            self._rich().print(piece, style="dim", end="")
+            self._rich().print(piece, style="dim", end="", markup=False, highlight=False)
         else:
             sys.stderr.write(piece)
             sys.stderr.flush()
@@ -80,7 +83,7 @@ class StreamPrinter:
             sys.stdout.write("\n")
         if note:
             if self.tty:
-                self._rich().print(note, style="yellow")
+                self._rich().print(note, style="yellow", markup=False)
             else:
                 sys.stdout.write(note + "\n")
         sys.stdout.flush()

@@ -142,7 +142,7 @@ def test_sigint_during_ask_exits_130_and_keeps_the_partial_answer(env, fake_olla
     assert first
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert b"Traceback" not in err and b"interrupted" in err
     rows = db_rows(env)
