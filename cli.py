@@ -186,6 +186,7 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this browser origin.")
     ] = None,
+    backend: BackendOpt = None,
 ) -> int:
     """Run the HTTP API and the browser chat page."""
     import server
@@ -197,6 +198,7 @@ def serve(
         allow_models=allow_model or [],
         allow_pull=allow_pull,
         cors_origins=cors_origin or [],
+        backend=backend,
     )
     return 0
 

@@ -199,6 +199,7 @@ def serve(
     allow_models: list[str],
     allow_pull: bool,
     cors_origins: list[str],
+    backend: str | None = None,
 ) -> None:
     """Run the server with uvicorn until interrupted (what ``ollang serve`` calls).
 
@@ -217,6 +218,8 @@ def serve(
         overrides["allow_pull"] = True
     if cors_origins:
         overrides["cors_origins"] = list(cors_origins)
+    if backend:
+        overrides["backend"] = backend
     settings = ServerSettings(**overrides)
     if not _is_loopback(settings.host) and not settings.api_keys:
         log.warning(

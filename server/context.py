@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import os
 import time
 from collections import OrderedDict
 from fnmatch import fnmatchcase
 from typing import Any
 
+from chains.backend import choose_backend
 from chains.errors import ModelNotFoundError
+from chains.gguf import EMBEDDED_DEFAULT_MODEL, list_embedded_models
 from chains.manage import ModelDetails, ModelManager
 from chains.settings import Settings, parse_ollama_host
 from memory import ChatStore, open_store
@@ -24,6 +28,15 @@ from server.errors import ForbiddenError, session_not_found
 from server.settings import ServerSettings
 
 __all__ = ["ServerContext", "normalise_model"]
+
+log = logging.getLogger("ollang.server")
+
+
+def _embedded_models() -> list[ModelDetails]:
+    return [
+        ModelDetails(name=m.name, size=m.size, modified_at=m.modified_at, backend="embedded")
+        for m in list_embedded_models()
+    ]
 
 
 def normalise_model(name: str) -> str:
@@ -46,6 +59,16 @@ class ServerContext:
         self.auth = Authenticator(settings.key_values())
         self.store: ChatStore = open_store(settings.store_url)
         self.manager = ModelManager(url, settings=self.chain_settings)
+        # Chosen once at start-up: Ollama when it answers, else the embedded backend.
+        self.backend = choose_backend(
+            settings.backend or None, base_url=url, settings=self.chain_settings
+        )
+        if self.backend.notice:
+            log.warning("%s", self.backend.notice)
+        if self.backend.name == "embedded" and not (
+            settings.default_model or os.environ.get("OLLANG_MODEL")
+        ):
+            self.default_model = EMBEDDED_DEFAULT_MODEL
         self._installed: list[ModelDetails] | None = None
         self._installed_at = 0.0
         self._installed_lock = asyncio.Lock()
@@ -77,7 +100,8 @@ class ServerContext:
             return self._installed
         async with self._installed_lock:
             if self._installed is None or time.monotonic() - self._installed_at >= ttl:
-                self._installed = await asyncio.to_thread(self.manager.list)
+                lister = self.manager.list if self.backend.name == "ollama" else _embedded_models
+                self._installed = await asyncio.to_thread(lister)
                 self._installed_at = time.monotonic()
             return self._installed
 
@@ -120,7 +144,12 @@ class ServerContext:
         if chain is not None:
             self._chains.move_to_end(key)
             return chain
-        chat_model = make_chat_model(model, settings=self.chain_settings, **options)
+        if self.backend.name == "embedded":
+            from chains.embedded import make_embedded_chat_model
+
+            chat_model = make_embedded_chat_model(model, **options)
+        else:
+            chat_model = make_chat_model(model, settings=self.chain_settings, **options)
         chain = build_chat_chain(chat_model, store=self.store)
         self._chains[key] = chain
         while len(self._chains) > self.settings.chain_cache_size:

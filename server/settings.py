@@ -57,6 +57,10 @@ class ServerSettings(BaseSettings):
     ollama_url: str | None = Field(
         None, description="Ollama address in any OLLAMA_HOST form; default: $OLLAMA_HOST."
     )
+    backend: str = Field(
+        "auto",
+        description="Where models run: auto (Ollama if reachable, else embedded), ollama, embedded.",
+    )
     default_model: str | None = Field(
         None, description="Model used when a request names none; default: $OLLANG_MODEL."
     )

@@ -17,6 +17,8 @@ def _isolated_home(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.delenv("OLLANG_BACKEND", raising=False)
     monkeypatch.delenv("OLLANG_DEBUG", raising=False)
     monkeypatch.delenv("OLLANG_READ_TIMEOUT", raising=False)
+    # Server tests are about the Ollama path unless they ask for the embedded one.
+    monkeypatch.setenv("OLLANG_SERVER_BACKEND", "ollama")
 
 
 @pytest.fixture

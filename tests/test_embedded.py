@@ -247,3 +247,102 @@ def test_one_model_load_per_process_shared_across_threads():
     assert len(outputs) == 2
     path = str(resolve_embedded_model(None).path)
     assert _load(path, 4096)[0] is _load(path, 4096)[0]
+
+
+def test_cli_ask_with_the_embedded_backend_streams_an_answer(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
+    env.update(OLLANG_HOME=str(tmp_path), OLLAMA_HOST=_dead_host())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(root / "cli.py"),
+            "ask",
+            "Name a colour.",
+            "-o",
+            "num_predict=16",
+            "-o",
+            "temperature=0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=root,
+    )
+    first = proc.stdout.read(1)  # streamed: something arrives before the end
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert (first + rest).decode().strip()
+    assert b"using embedded model smollm2:135m" in err  # said once, on stderr
+    assert err.count(b"Ollama not reachable") == 1
+
+    explicit = subprocess.run(
+        [
+            sys.executable,
+            str(root / "cli.py"),
+            "ask",
+            "Hi",
+            "--backend",
+            "embedded",
+            "--json",
+            "-o",
+            "num_predict=8",
+        ],
+        capture_output=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
+    data = json.loads(explicit.stdout)
+    assert data["model"] == "smollm2:135m" and data["response"].strip()
+    assert data["usage"]["output_tokens"] > 0 and data["timings"]["tokens_per_s"] > 0
+    listed = subprocess.run(
+        [sys.executable, str(root / "cli.py"), "models"],
+        capture_output=True,
+        env=env,
+        cwd=root,
+        timeout=60,
+    )
+    assert "smollm2:135m (0.1 GB) [embedded]" in listed.stdout.decode()
+
+
+def test_server_answers_through_the_embedded_backend(monkeypatch):
+    import httpx
+
+    from server import ServerSettings
+    from server.testing import LiveServer
+
+    monkeypatch.setenv("OLLAMA_HOST", _dead_host())
+    settings = ServerSettings(backend="auto", store_url="memory://")
+    with LiveServer(settings) as live:
+        models = httpx.get(f"{live.url}/models", timeout=30).json()
+        assert "smollm2:135m" in [m["name"] for m in models["models"]]
+        reply = httpx.post(
+            f"{live.url}/chat",
+            json={"message": "Say hello.", "options": {"num_predict": 12, "temperature": 0}},
+            timeout=120,
+        )
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["response"].strip() and body["model"] == "smollm2:135m"
+        with httpx.stream(
+            "POST",
+            f"{live.url}/chat/stream",
+            json={
+                "message": "Count to five.",
+                "session_id": body["session_id"],
+                "options": {"num_predict": 12},
+            },
+            headers={"Accept": "text/event-stream"},
+            timeout=120,
+        ) as stream:
+            text = "".join(stream.iter_text())
+        assert "event: token" in text and "event: done" in text
+        stored = live.store.get_messages(body["session_id"])
+        assert [m.type for m in stored] == ["human", "ai", "human", "ai"]
