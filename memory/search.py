@@ -37,16 +37,16 @@ def query_tokens(text: str) -> list[str]:
 
 
 def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression requiring every word of ``text``, with no operators.
+    """An FTS5 MATCH expression requiring every token of ``text``, with no operators.
 
-    Each word becomes a double-quoted string (inner quotes doubled), which FTS5
-    reads as a plain phrase (``e-mail`` must appear as adjacent tokens); phrases
-    side by side mean AND.
+    Each letter-and-digit run becomes its own double-quoted string, side by side
+    (AND): the index keeps no positions (migration m003), so ``e-mail`` finds
+    messages with both "e" and "mail", like the in-memory store.
 
     Returns:
-        The expression, or ``""`` when ``text`` has no words.
+        The expression, or ``""`` when ``text`` has no tokens.
     """
-    return " ".join('"' + word.replace('"', '""') + '"' for word in query_words(text))
+    return " ".join(f'"{token}"' for token in query_tokens(text.replace("\x00", " ")))
 
 
 def _pattern(tokens: list[str]) -> re.Pattern[str]:
