@@ -30,8 +30,9 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from chains.errors import OllangError
@@ -290,18 +291,7 @@ class LlamaCppChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        merged: AIMessageChunk | None = None
-        for gen in self._stream(messages, stop, run_manager, **kwargs):
-            chunk = gen.message
-            assert isinstance(chunk, AIMessageChunk)
-            merged = chunk if merged is None else merged + chunk
-        assert merged is not None
-        message = AIMessage(
-            content=merged.content,
-            response_metadata=merged.response_metadata,
-            usage_metadata=merged.usage_metadata,
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
 
 def make_embedded_chat_model(model: str | None = None, **options: Any) -> LlamaCppChatModel:
