@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import closing
+from dataclasses import asdict
 from typing import Any
 
 from chains.errors import InvalidInputError
@@ -102,15 +103,8 @@ def run_ask(
             "response": result.text,
             "model": result.model,
             "session_id": session_id,
-            "usage": {
-                "input_tokens": result.usage.input_tokens,
-                "output_tokens": result.usage.output_tokens,
-            },
-            "timings": {
-                "ttft_s": result.timings.ttft_s,
-                "total_s": result.timings.total_s,
-                "tokens_per_s": result.timings.tokens_per_s,
-            },
+            "usage": asdict(result.usage),
+            "timings": asdict(result.timings),
         }
         if think:
             payload["reasoning"] = result.reasoning

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -77,15 +77,8 @@ def summary(result: TurnResult, *, session: bool = True) -> dict[str, Any]:
         "model": result.model,
         "status": result.status,
         "done_reason": result.done_reason,
-        "usage": {
-            "input_tokens": result.usage.input_tokens,
-            "output_tokens": result.usage.output_tokens,
-        },
-        "timings": {
-            "ttft_s": result.timings.ttft_s,
-            "total_s": result.timings.total_s,
-            "tokens_per_s": result.timings.tokens_per_s,
-        },
+        "usage": asdict(result.usage),
+        "timings": asdict(result.timings),
     }
     if session:
         out["session_id"] = result.session_id
