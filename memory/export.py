@@ -11,6 +11,7 @@ from langchain_core.messages import BaseMessage
 
 from chains.errors import InvalidInputError, SessionExistsError
 from memory.base import ChatStore, SessionInfo
+from memory.ids import is_valid_session_id
 from memory.messages import message_from_dict, message_status, message_to_dict
 
 __all__ = ["EXPORT_FORMAT", "export_json", "export_markdown", "import_json"]
@@ -77,6 +78,11 @@ def import_json(store: ChatStore, data: Any, *, session_id: str | None = None) -
     target = session_id or session.get("id")
     if not isinstance(target, str) or not target:
         raise InvalidInputError("the export has no session id", "pass one with --as ID")
+    if not is_valid_session_id(target):
+        shown = target[:60] + ("..." if len(target) > 60 else "")
+        raise InvalidInputError(
+            f"invalid session id {shown!r} in the export", "pass one with --as ID"
+        )
     try:
         messages = [message_from_dict(m) for m in raw_messages]
     except (ValueError, TypeError, KeyError) as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import sys
 import time
@@ -19,7 +18,6 @@ __all__ = [
     "validate_session_id",
 ]
 
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 _OPTION_TYPES: dict[str, type] = {
     "temperature": float,
     "top_p": float,
@@ -80,10 +78,12 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def validate_session_id(session_id: str) -> str:
     """A session id that is safe anywhere it is shown or used (no paths, no control chars)."""
-    if not _SESSION_ID.match(session_id or "") or ".." in session_id:
+    from memory.ids import SESSION_ID_HINT, is_valid_session_id
+
+    if not is_valid_session_id(session_id):
         raise InvalidInputError(
             f"invalid session id {session_id[:60]!r}{'...' if len(session_id) > 60 else ''}",
-            "use 1-200 letters, digits and . _ : @ - (starting with a letter or digit)",
+            SESSION_ID_HINT,
         )
     return session_id
 

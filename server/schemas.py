@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from memory.ids import SESSION_ID_HINT, SESSION_ID_PATTERN, is_valid_session_id
 
 __all__ = [
     "MODEL_NAME_PATTERN",
@@ -34,23 +35,19 @@ __all__ = [
     "check_session_id",
 ]
 
-#: Session ids: what a URL path segment and a file name can hold safely.
-SESSION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 #: Model names as Ollama spells them (``llama3``, ``qwen3:0.6b``, ``user/model:tag``).
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*(/[A-Za-z0-9][A-Za-z0-9._:-]*)*$"
 #: Names the server may pull: ``[namespace/]model[:tag]`` only, so the registry is
 #: always Ollama's default one (a host part such as ``example.com/x/y`` is refused).
 PULL_NAME_PATTERN = (
     r"^[a-z0-9][a-z0-9._-]{0,99}(/[a-z0-9][a-z0-9._-]{0,99})?(:[A-Za-z0-9._-]{1,100})?$"
 )
 
-_SESSION_ID = re.compile(SESSION_ID_PATTERN)
-
 
 def check_session_id(value: str) -> str:
     """``value`` if it is a valid session id; else ``ValueError`` (a 422)."""
-    if not _SESSION_ID.fullmatch(value) or ".." in value:
-        raise ValueError("a session id is 1-128 letters, digits or . _ : - (and no '..')")
+    if not is_valid_session_id(value):
+        raise ValueError(f"invalid session id: {SESSION_ID_HINT} (and no '..')")
     return value
 
 
@@ -92,6 +89,7 @@ class _Prompted(_Model):
     model: str | None = Field(
         None,
         pattern=MODEL_NAME_PATTERN,
+        max_length=200,
         description="An installed Ollama model; default: the server's default model.",
         examples=["mistral"],
     )
