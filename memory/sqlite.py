@@ -162,6 +162,10 @@ class SQLiteChatStore(ChatStore):
 
     # -- opening ------------------------------------------------------------------
     def _open(self) -> None:
+        self._forced_read_only = False
+        if not self.read_only and self.path.exists() and self._disk_state() == "read-only":
+            # Reads still work on a read-only disk; writes say why they cannot.
+            self.read_only = self._forced_read_only = True
         if not self.read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +244,10 @@ class SQLiteChatStore(ChatStore):
         try:
             if read_only:
                 target = self.path.absolute().as_uri() + "?mode=ro"
+                if self._disk_state() == "read-only":
+                    # Nothing can change the file, and SQLite cannot create the WAL index
+                    # (-shm) it needs to read a WAL database otherwise.
+                    target += "&immutable=1"
                 conn = sqlite3.connect(
                     target,
                     uri=True,
@@ -305,6 +313,14 @@ class SQLiteChatStore(ChatStore):
         text = str(err)
         low = text.lower()
         hint = ""
+        # SQLite reports a full or read-only disk as a plain "disk I/O error" when it
+        # happens on its -wal/-shm files: ask the file system which it is.
+        disk = self._disk_state()
+        if disk == "full":
+            text = f"the disk is full ({text})"
+        elif disk == "read-only":
+            text = f"the file system is read-only ({text})"
+        low = text.lower()
         if "readonly" in low or "read-only" in low or "read only" in low:
             hint = "the database file or its directory is read-only; check their permissions"
         elif "locked" in low or "busy" in low:
@@ -317,6 +333,18 @@ class SQLiteChatStore(ChatStore):
             hint = "the file is damaged; restore it from a backup or move it away"
         return StoreError(f"cannot {action} {self.path}: {text}", hint)
 
+    def _disk_state(self) -> str | None:
+        """``"full"``, ``"read-only"`` or ``None`` for the file system holding the store."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        if st.f_flag & os.ST_RDONLY:
+            return "read-only"
+        if st.f_bavail * st.f_frsize < 256 * 1024:
+            return "full"
+        return None
+
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
         try:
@@ -326,6 +354,11 @@ class SQLiteChatStore(ChatStore):
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction: all of it or nothing."""
+        if self._forced_read_only:
+            raise StoreError(
+                f"cannot write to {self.path}: the file system is read-only",
+                "nothing was saved; make the data directory writable (or set OLLANG_HOME)",
+            )
         if self.read_only:
             raise StoreError(
                 f"cannot write to {self.path}: it was opened read-only",
