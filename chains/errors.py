@@ -121,10 +121,22 @@ class OllamaResponseError(OllangError):
     exit_code = 1
     http_status = 502
 
-    def __init__(self, detail: str, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        status_code: int | None = None,
+        *,
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.status_code = status_code
-        where = "mid-stream" if status_code in (None, -1) else f"HTTP {status_code}"
-        super().__init__(f"Ollama reported an error ({where}): {detail}", "")
+        self.detail = detail
+        if message is None:
+            where = "mid-answer" if status_code in (None, -1) else f"HTTP {status_code}"
+            message = f"Ollama reported an error ({where}): {detail}"
+        super().__init__(
+            message, hint or "Ollama's log says more (where `ollama serve` runs); try again"
+        )
 
 
 class ContextWindowError(OllangError):
@@ -240,13 +252,21 @@ def translate_error(
             return OllamaUnavailableError(url, kind)
         return OllamaTimeoutError(url, kind)
     if isinstance(err, httpx.RemoteProtocolError):
-        return OllamaResponseError(f"connection closed mid-response ({err})")
+        return OllamaResponseError(
+            str(err),
+            message=f"the connection to Ollama at {url} was cut mid-response",
+            hint="is Ollama still running (`ollama serve`)? try again",
+        )
     if isinstance(err, (httpx.ConnectError, ConnectionError)):
         return OllamaUnavailableError(url)
     if isinstance(err, httpx.TransportError):
         return OllamaUnavailableError(url, type(err).__name__)
     if isinstance(err, json.JSONDecodeError):
-        return OllamaResponseError(f"malformed response from the server ({err.msg})")
+        return OllamaResponseError(
+            err.msg,
+            message=f"Ollama at {url} sent an invalid response (not JSON: {err.msg})",
+            hint="check that OLLAMA_HOST points at an Ollama server",
+        )
     if isinstance(err, ollama.ResponseError):
         detail = _error_text(err)
         if err.status_code == 404 and model is not None:
