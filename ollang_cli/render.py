@@ -6,7 +6,18 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["StreamPrinter", "context_meter", "format_stats"]
+__all__ = ["StreamPrinter", "context_meter", "format_stats", "terminal_safe"]
+
+# Control characters other than newline and tab would let stored or generated text
+# drive the terminal (move the cursor, rewrite lines, set the title, ring the bell):
+# shown as their Unicode "control pictures" (ESC as U+241B) instead.
+_CONTROLS = {c: 0x2400 + c for c in range(0x20) if chr(c) not in "\n\t"}
+_CONTROLS.update({0x7F: 0x2421, **{c: 0xFFFD for c in range(0x80, 0xA0)}})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with terminal control characters made visible (``\\r\\n`` becomes ``\\n``)."""
+    return text.replace("\r\n", "\n").translate(_CONTROLS)
 
 
 class StreamPrinter:
@@ -42,7 +53,9 @@ class StreamPrinter:
         if self.tty:
             if not self._reasoning_open:
                 self._rich().print("Thinking...", style="dim italic")
-            self._rich().print(piece, style="dim", end="", markup=False, highlight=False)
+            self._rich().print(
+                terminal_safe(piece), style="dim", end="", markup=False, highlight=False
+            )
         else:
             sys.stderr.write(piece)
             sys.stderr.flush()
@@ -68,9 +81,9 @@ class StreamPrinter:
                 self._markdown = Markdown
                 self._live = Live(console=self._rich(), refresh_per_second=12, transient=False)
                 self._live.start()
-            self._live.update(self._markdown(self.text))
+            self._live.update(self._markdown(terminal_safe(self.text)))
         else:
-            sys.stdout.write(piece)
+            sys.stdout.write(terminal_safe(piece) if self.tty else piece)
             sys.stdout.flush()
 
     def finish(self, note: str | None = None) -> None:

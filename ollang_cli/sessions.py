@@ -12,6 +12,7 @@ from typing import Any
 from chains.errors import InvalidInputError, SessionNotFoundError
 from ollang_cli.common import open_default_store, validate_session_id
 from ollang_cli.errors import EXIT_USAGE, fail
+from ollang_cli.render import terminal_safe
 
 __all__ = [
     "export_session",
@@ -51,7 +52,7 @@ def list_sessions(as_json: bool) -> int:
         sys.stdout.write("no sessions yet; start one with `ollang chat`\n")
         return 0
     for s in sessions:
-        title = (s.title or "").replace("\n", " ")
+        title = terminal_safe((s.title or "").replace("\n", " "))
         sys.stdout.write(
             f"{s.id}  {_when(s.updated)}  {s.message_count:>4} msgs  {s.model or '-'}  {title}\n"
         )
@@ -79,7 +80,7 @@ def show_session(session_id: str, as_json: bool) -> int:
         status = message_status(m)
         mark = "" if status == "complete" else f" [{status}]"
         who = {"human": "you", "ai": "assistant"}.get(m.type, m.type)
-        sys.stdout.write(f"{who}{mark}: {m.text}\n\n")
+        sys.stdout.write(f"{who}{mark}: {terminal_safe(m.text)}\n\n")
     return 0
 
 
@@ -180,5 +181,7 @@ def search_sessions(text: str, limit: int, as_json: bool) -> int:
         sys.stdout.write("no matches\n")
         return 0
     for h in hits:
-        sys.stdout.write(f"{h.session_id}  {_when(h.created)}  {h.role}: {h.snippet}\n")
+        sys.stdout.write(
+            f"{h.session_id}  {_when(h.created)}  {h.role}: {terminal_safe(h.snippet)}\n"
+        )
     return 0
