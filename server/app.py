@@ -209,6 +209,8 @@ def serve(
     """
     import uvicorn
 
+    from server.logs import log_config
+
     overrides: dict[str, Any] = {"host": host, "port": port}
     if api_keys:
         overrides["api_keys"] = list(api_keys)
@@ -235,6 +237,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,
+        log_config=log_config(),
         log_level="info",
         timeout_graceful_shutdown=5,
     )
