@@ -94,7 +94,7 @@ class Reply:
 
     tokens: list[str]
     thinking: list[str] = field(default_factory=list)
-    fault: str | None = None  # None | "error" | "cut" | "hang" | "garbage" | "http500"
+    fault: str | None = None  # None | error | cut | hang | garbage | truncated | http500
     fault_after: int = 0
     error_message: str = "something went wrong"
     done_reason: str = "stop"
@@ -110,6 +110,18 @@ class RecordedRequest:
     path: str
     body: Any
     headers: dict[str, str]
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server with a listen backlog like a real server's.
+
+    Ollama (Go's net/http) listens with SOMAXCONN; socketserver's default backlog of 5
+    drops SYNs when hundreds of clients connect at once, adding seconds of TCP
+    retransmits that would be the stub's, not the client's.
+    """
+
+    request_queue_size = 1024
+    daemon_threads = True
 
 
 class _ClientGone(Exception):
@@ -142,8 +154,7 @@ class FakeOllama:
         self.default_reply: Callable[[str, dict[str, Any]], Reply] = self._echo
         self._queue: list[Reply] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     # -- life cycle ----------------------------------------------------------
@@ -491,6 +502,10 @@ class FakeOllama:
             return self._end_stream(h)
         if reply.fault == "garbage":
             self._chunk(h, b"<html>oops</html>\n")
+            return self._end_stream(h)
+        if reply.fault == "truncated":
+            # Half an NDJSON line, then a clean end of the chunked body.
+            self._chunk(h, self._line(pieces[min(fault_at, len(pieces) - 1)])[:17])
             return self._end_stream(h)
         if reply.fault == "cut":
             # Close without the terminating zero-length chunk.
