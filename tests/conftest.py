@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +31,88 @@ def fake_ollama(monkeypatch) -> Iterator[FakeOllama]:
     with FakeOllama() as server:
         monkeypatch.setenv("OLLAMA_HOST", server.host_port)
         yield server
+
+
+# -- the reliability ledger (issue 6) ----------------------------------------------------
+# Tests marked ``@pytest.mark.reliability("Group", "case")`` are the rows of README's
+# "Reliability" table. A test that sends messages accounts for them with the ``ledger``
+# fixture; with OLLANG_RELIABILITY_REPORT=FILE the run writes the table to FILE.
+
+
+@dataclass
+class Ledger:
+    """What one test sent and what of it is still stored afterwards."""
+
+    sent: int = 0
+    lost: int = 0
+
+    def account(self, sent: Iterable[str], stored: Iterable[str]) -> int:
+        """Count ``sent`` texts missing from ``stored`` (multiset); returns the number lost."""
+        sent = list(sent)
+        left = Counter(stored)
+        lost = 0
+        for text in sent:
+            if left[text] > 0:
+                left[text] -= 1
+            else:
+                lost += 1
+        self.sent += len(sent)
+        self.lost += lost
+        return lost
+
+
+_LEDGERS: dict[str, Ledger] = {}
+_OUTCOMES: dict[str, tuple[str, str, str]] = {}  # nodeid -> (group, case, outcome)
+
+
+@pytest.fixture
+def ledger(request) -> Ledger:
+    """Accounting of messages sent/lost for the reliability table."""
+    return _LEDGERS.setdefault(request.node.nodeid, Ledger())
+
+
+def _case_of(item: pytest.Item) -> tuple[str, str] | None:
+    marker = item.get_closest_marker("reliability")
+    if marker is None:
+        return None
+    group, case = marker.args
+    param = getattr(item, "callspec", None)
+    if param is not None:
+        case = f"{case} [{item.callspec.id}]"
+    return group, case
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    case = _case_of(item)
+    if case is not None and (report.when == "call" or report.outcome != "passed"):
+        previous = _OUTCOMES.get(item.nodeid)
+        if previous is None or previous[2] == "passed":
+            _OUTCOMES[item.nodeid] = (*case, report.outcome)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("OLLANG_RELIABILITY_REPORT")
+    if not target or not _OUTCOMES:
+        return
+    groups: dict[str, list[tuple[str, str, Ledger]]] = {}
+    for nodeid, (group, case, outcome) in _OUTCOMES.items():
+        groups.setdefault(group, []).append((case, outcome, _LEDGERS.get(nodeid, Ledger())))
+    lines = [
+        "| Group | Case | Result | Messages sent | Messages lost |",
+        "|---|---|---|---|---|",
+    ]
+    for group, rows in groups.items():
+        for case, outcome, ledger in rows:
+            sent = str(ledger.sent) if ledger.sent else "—"
+            lines.append(f"| {group} | {case} | {outcome} | {sent} | {ledger.lost} |")
+    tried = len(_OUTCOMES)
+    passed = sum(1 for *_x, outcome in _OUTCOMES.values() if outcome == "passed")
+    total_sent = sum(ledger.sent for ledger in _LEDGERS.values())
+    total_lost = sum(ledger.lost for ledger in _LEDGERS.values())
+    lines.append(
+        f"| **All** | {tried} cases | **{passed} passed** | {total_sent} | **{total_lost}** |"
+    )
+    Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Reliability and security suite: faults, load, hostile input (issue 6)."""
