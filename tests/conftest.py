@@ -104,7 +104,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "| Group | Case | Result | Messages sent | Messages lost |",
         "|---|---|---|---|---|",
     ]
-    for group, rows in groups.items():
+    order = ["Faults", "Load", "Hostile input", "Security", "Properties"]
+    for group, rows in sorted(groups.items(), key=lambda g: (order + [g[0]]).index(g[0])):
         for case, outcome, ledger in rows:
             sent = str(ledger.sent) if ledger.sent else "—"
             lines.append(f"| {group} | {case} | {outcome} | {sent} | {ledger.lost} |")

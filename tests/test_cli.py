@@ -127,6 +127,7 @@ def test_exit_codes(env, fake_ollama):
     assert other.returncode == 1 and "boom" in other.stderr.decode()
 
 
+@pytest.mark.reliability("Faults", "Ctrl-C during `ask`: exit 130, partial kept")
 def test_sigint_during_ask_exits_130_and_keeps_the_partial_answer(env, fake_ollama):
     fake_ollama.token_delay = 0.1
     fake_ollama.queue(Reply(tokens=[f" w{i}" for i in range(100)]))
@@ -150,6 +151,7 @@ def test_sigint_during_ask_exits_130_and_keeps_the_partial_answer(env, fake_olla
     assert rows[1][3] == "interrupted" and rows[1][2].startswith(" w0 w1")
 
 
+@pytest.mark.reliability("Hostile input", "CLI: 1 MB prompt, NUL, invalid UTF-8, hostile session ids, shell metacharacters")
 def test_hostile_input(env, fake_ollama):
     big = ollang("ask", "-", env=env, input=b"a" * 1_000_000)
     assert big.returncode == 1 and "too long" in big.stderr.decode()  # clear error, no crash
@@ -218,6 +220,7 @@ def test_sessions_commands_round_trip(env, tmp_path):
     assert ollang("sessions", "show", "nope", env=env).returncode == 1
 
 
+@pytest.mark.reliability("Hostile input", "CLI: a corrupt database file")
 def test_corrupt_database_is_a_clear_error_and_left_alone(env):
     home = Path(env["OLLANG_HOME"])
     home.mkdir(parents=True)

@@ -42,6 +42,7 @@ def fresh_session() -> str:
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
 
 
+@pytest.mark.reliability("Properties", "store round-trips any text exactly")
 @settings(max_examples=150, deadline=None)
 @given(content=texts, reasoning=texts, name=st.none() | texts)
 def test_any_text_round_trips_exactly(store, content, reasoning, name):
@@ -67,6 +68,7 @@ def test_any_text_round_trips_exactly(store, content, reasoning, name):
         max_size=4,
     )
 )
+@pytest.mark.reliability("Properties", "store round-trips any content blocks exactly")
 def test_any_content_blocks_round_trip_exactly(store, content):
     session = fresh_session()
     store.add_messages(session, [HumanMessage(content)])
@@ -97,6 +99,7 @@ operations = st.lists(
 )
 
 
+@pytest.mark.reliability("Properties", "store agrees with a list model under random ops")
 @settings(max_examples=100, deadline=None)
 @given(ops=operations)
 def test_upserts_deletes_and_reads_agree_with_a_list_model(store, ops):

@@ -73,6 +73,7 @@ def send(page, text: str) -> None:
     page.press("#message", "Enter")
 
 
+@pytest.mark.reliability("Faults", "page: Stop keeps the partial, reload reopens it")
 def test_stream_stop_keeps_the_partial_and_reload_reopens_it(page, live, fake):
     fake.queue(Reply(tokens=[f" w{i}" for i in range(300)]))  # ~9 s at 30 ms a token
     send(page, "Tell me a long story")
@@ -105,6 +106,7 @@ def test_stream_stop_keeps_the_partial_and_reload_reopens_it(page, live, fake):
     assert page.locator(".msg.ai .body").first.inner_text().startswith("w0 w1 w2")
 
 
+@pytest.mark.reliability("Security", "the page escapes model output (`<script>` shows as text)")
 def test_model_output_is_escaped_never_executed(page, fake):
     fake.queue(
         Reply(

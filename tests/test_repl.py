@@ -130,6 +130,7 @@ def test_chat_streams_answers_and_slash_commands_work(repl_env, fake_ollama, tmp
     assert child.exitstatus == 0
 
 
+@pytest.mark.reliability("Faults", "Ctrl-C in the chat REPL (real pty): partial kept")
 def test_ctrl_c_stops_the_answer_keeps_it_and_returns_to_the_prompt(repl_env, fake_ollama):
     fake_ollama.token_delay = 0.1
     fake_ollama.queue(Reply(tokens=[f" part{i}" for i in range(60)]))

@@ -265,6 +265,7 @@ def test_reasoning_is_streamed_apart(slow_live, slow_fake):
     assert "".join(d for e, d in events if e == "token") == "42"
 
 
+@pytest.mark.reliability("Faults", "server: Ollama error mid-stream")
 @pytest.mark.parametrize("fmt", list(ACCEPTS))
 def test_error_inside_a_stream_then_clean_close(live, fake, fmt):
     fake.queue(Reply(tokens=["Partial", " answer", " lost"], fault="error", fault_after=2))
@@ -286,6 +287,7 @@ def test_error_inside_a_stream_then_clean_close(live, fake, fmt):
     assert stored[-1].content == "Partial answer" and message_status(stored[-1]) == "error"
 
 
+@pytest.mark.reliability("Faults", "server: client disconnects mid-stream")
 @pytest.mark.parametrize("fmt", list(ACCEPTS))
 def test_client_disconnect_cancels_upstream_and_keeps_the_partial(slow_live, slow_fake, fmt):
     slow_fake.queue(Reply(tokens=[f" w{i}" for i in range(200)]))  # 10 s of tokens
@@ -329,6 +331,7 @@ def test_headers_go_out_while_the_model_loads(slow_live, slow_fake, monkeypatch)
     assert headers_at < 0.8 < time.monotonic() - started
 
 
+@pytest.mark.reliability("Faults", "server: client disconnects before the first token")
 def test_disconnect_before_the_first_token_cancels_upstream(slow_live, slow_fake):
     slow_fake.queue(Reply(tokens=["never"], fault="hang"))  # a model that is still loading
     before = len(slow_fake.cancelled)
@@ -432,6 +435,7 @@ def test_bad_query_and_path_values(client):
     assert_json_error(client.put("/chat"), 405)
 
 
+@pytest.mark.reliability("Hostile input", "server: body and message limits")
 def test_body_and_message_limits(tmp_path, fake):
     small = settings(tmp_path, fake.url, max_body_bytes=4096, max_message_chars=100)
     with LiveServer(small) as server, httpx.Client(base_url=server.url) as c:
@@ -522,6 +526,7 @@ def test_sessions_list_get_delete(client, fake):
 
 
 # -- auth ------------------------------------------------------------------------------------
+@pytest.mark.reliability("Security", "no key reads, lists, continues or deletes another key's sessions")
 def test_api_keys_and_session_ownership(tmp_path, fake):
     keys = ["key-A-0123456789", "key-B-0123456789"]
     with LiveServer(settings(tmp_path, fake.url, api_keys=keys)) as server:
