@@ -105,7 +105,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "|---|---|---|---|---|",
     ]
     order = ["Faults", "Load", "Hostile input", "Security", "Properties"]
-    for group, rows in sorted(groups.items(), key=lambda g: (order + [g[0]]).index(g[0])):
+    for group, rows in sorted(groups.items(), key=lambda g: [*order, g[0]].index(g[0])):
         for case, outcome, ledger in rows:
             sent = str(ledger.sent) if ledger.sent else "—"
             lines.append(f"| {group} | {case} | {outcome} | {sent} | {ledger.lost} |")
