@@ -147,6 +147,10 @@ class SQLiteChatStore(ChatStore):
         self.timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
+        # Writers of this process take turns here rather than in SQLite's busy handler,
+        # which polls with sleeps of up to 100 ms: under many concurrent turns (the
+        # server) that made each write wait far longer than the lock was held.
+        self._write_lock = threading.Lock()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._pid = os.getpid()
         self._closed = False
@@ -366,14 +370,15 @@ class SQLiteChatStore(ChatStore):
             )
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as err:
             raise self._error("write to", err) from err
         return result
