@@ -187,6 +187,9 @@ def serve(
         list[str] | None, typer.Option("--cors-origin", help="Allow this browser origin.")
     ] = None,
     backend: BackendOpt = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes (one per core is plenty).")
+    ] = 1,
 ) -> int:
     """Run the HTTP API and the browser chat page."""
     import server
@@ -199,6 +202,7 @@ def serve(
         allow_pull=allow_pull,
         cors_origins=cors_origin or [],
         backend=backend,
+        workers=workers,
     )
     return 0
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -200,12 +202,15 @@ def serve(
     allow_pull: bool,
     cors_origins: list[str],
     backend: str | None = None,
+    workers: int = 1,
 ) -> None:
     """Run the server with uvicorn until interrupted (what ``ollang serve`` calls).
 
     Settings not given here (store URL, Ollama URL, limits) come from
     ``OLLANG_SERVER_*`` / ``OLLAMA_HOST``; explicit values win over the environment.
-    Empty lists fall back to the environment's values.
+    Empty lists fall back to the environment's values. With ``workers`` > 1, uvicorn
+    runs that many processes on one socket (they share the SQLite store), each
+    building the app from the environment, so the explicit values are passed there.
     """
     import uvicorn
 
@@ -229,11 +234,21 @@ def serve(
             "and read every session; add --api-key KEY",
             settings.host,
         )
-    app = create_app(settings)
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no API keys"
+    if workers > 1:
+        for name, value in overrides.items():
+            os.environ[f"OLLANG_SERVER_{name.upper()}"] = (
+                json.dumps(value) if isinstance(value, (list, bool)) else str(value)
+            )
+        target: Any = "server.app:create_app"
+        auth += f", {workers} worker processes"
+    else:
+        target = create_app(settings)
     log.warning("ollang server on http://%s:%s (%s)", settings.host, settings.port, auth)
     uvicorn.run(
-        app,
+        target,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,
