@@ -174,3 +174,61 @@ def test_server_under_concurrent_streams(tmp_path, ledger, record_property):
         _out, err = server.communicate(timeout=30)
         ollama.kill()
         assert b"Traceback" not in err, err.decode()[-3000:]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.reliability("Load", "`serve --workers 2`: concurrent turns over two processes")
+def test_serve_with_worker_processes_shares_one_store(tmp_path, fake_ollama, ledger):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
+    env.update(OLLANG_HOME=str(tmp_path / "home"), OLLAMA_HOST=fake_ollama.host_port)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.1)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's supervisor and its two workers
+
+        async def turns() -> list[str]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+                async def one(i: int) -> str:
+                    for t in range(3):
+                        r = await http.post(
+                            "/chat", json={"message": f"w{i}-{t}", "session_id": f"w{i}"}
+                        )
+                        assert r.status_code == 200, r.text
+                        assert r.json()["response"] == f"echo: w{i}-{t}"
+                    return f"w{i}"
+
+                return await asyncio.gather(*(one(i) for i in range(20)))
+
+        sessions = asyncio.run(turns())
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for i, sid in enumerate(sessions):
+                humans = [
+                    m["content"]
+                    for m in http.get(f"/sessions/{sid}").json()["messages"]
+                    if m["role"] == "human"
+                ]
+                sent = [f"w{i}-{t}" for t in range(3)]
+                ledger.account(sent, humans)
+                assert humans == sent
+    finally:
+        server.terminate()
+        _out, err = server.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-3000:]
