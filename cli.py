@@ -14,6 +14,10 @@ from typing import Annotated
 
 import typer
 
+from ollang_cli.startup import defer_httpx_cli
+
+defer_httpx_cli()
+
 __all__ = ["app", "main"]
 
 __version__ = "0.1.0"
