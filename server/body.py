@@ -104,7 +104,8 @@ async def read_object(request: Request) -> dict[str, Any]:
 
     Raises:
         BadRequestError: not UTF-8, or malformed JSON (400).
-        ValidationFailedError: JSON, but not an object (422).
+        ValidationFailedError: JSON, but not an object, or holding NaN, Infinity or
+            lone surrogates (422).
     """
     raw = await request.body()
     if not raw.strip():
@@ -130,6 +131,16 @@ async def read_object(request: Request) -> dict[str, Any]:
             f"the request body must be a JSON object, not {type(value).__name__}",
             'send a JSON object such as {"message": "Hello"}',
         )
+    try:
+        # Python's parser accepts NaN, Infinity, 1e400 and lone surrogates ("\\ud800"),
+        # none of which can be stored or sent on to Ollama: refuse them here, once.
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as err:
+        raise ValidationFailedError(
+            "the request body holds a value that cannot be passed on: "
+            "NaN, Infinity, a number out of range, or a lone surrogate (\\ud800-\\udfff)",
+            "send finite numbers and valid Unicode text",
+        ) from err
     return value
 
 

@@ -526,7 +526,9 @@ def test_sessions_list_get_delete(client, fake):
 
 
 # -- auth ------------------------------------------------------------------------------------
-@pytest.mark.reliability("Security", "no key reads, lists, continues or deletes another key's sessions")
+@pytest.mark.reliability(
+    "Security", "no key reads, lists, continues or deletes another key's sessions"
+)
 def test_api_keys_and_session_ownership(tmp_path, fake):
     keys = ["key-A-0123456789", "key-B-0123456789"]
     with LiveServer(settings(tmp_path, fake.url, api_keys=keys)) as server:
@@ -642,3 +644,19 @@ def test_openapi_documents_typed_bodies(client):
         "/health",
     ):
         assert path in spec["paths"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"message": "Hello", "system": "\\ud800"}',
+        '{"message": "Hello", "options": {"format": {"x": NaN}}}',
+        '{"message": "Hello", "options": {"stop": ["\\udfff"]}}',
+        '{"message": "Hello", "options": {"format": {"x": 1e400}}}',
+    ],
+)
+def test_json_values_that_cannot_be_passed_on_are_a_422(client, raw):
+    body = assert_json_error(
+        client.post("/chat", content=raw, headers={"Content-Type": "application/json"}), 422
+    )
+    assert "cannot be passed on" in body["error"]
