@@ -77,8 +77,8 @@ def _case_of(item: pytest.Item) -> tuple[str, str] | None:
         return None
     group, case = marker.args
     param = getattr(item, "callspec", None)
-    if param is not None:
-        case = f"{case} [{item.callspec.id}]"
+    if param is not None and marker.kwargs.get("each"):
+        case = f"{case} [{param.id}]"  # one row per parameter; else one row for all
     return group, case
 
 
@@ -97,23 +97,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get("OLLANG_RELIABILITY_REPORT")
     if not target or not _OUTCOMES:
         return
-    groups: dict[str, list[tuple[str, str, Ledger]]] = {}
+    rows: dict[tuple[str, str], list[tuple[str, Ledger]]] = {}
     for nodeid, (group, case, outcome) in _OUTCOMES.items():
-        groups.setdefault(group, []).append((case, outcome, _LEDGERS.get(nodeid, Ledger())))
+        rows.setdefault((group, case), []).append((outcome, _LEDGERS.get(nodeid, Ledger())))
     lines = [
         "| Group | Case | Result | Messages sent | Messages lost |",
         "|---|---|---|---|---|",
     ]
     order = ["Faults", "Load", "Hostile input", "Security", "Properties"]
-    for group, rows in sorted(groups.items(), key=lambda g: [*order, g[0]].index(g[0])):
-        for case, outcome, ledger in rows:
-            sent = str(ledger.sent) if ledger.sent else "—"
-            lines.append(f"| {group} | {case} | {outcome} | {sent} | {ledger.lost} |")
+    for (group, case), items in sorted(
+        rows.items(), key=lambda r: [*order, r[0][0]].index(r[0][0])
+    ):
+        passed = sum(1 for outcome, _ in items if outcome == "passed")
+        result = items[0][0] if len(items) == 1 else f"{passed}/{len(items)} passed"
+        sent = sum(ledger.sent for _, ledger in items)
+        lost = sum(ledger.lost for _, ledger in items)
+        lines.append(f"| {group} | {case} | {result} | {sent or '—'} | {lost} |")
     tried = len(_OUTCOMES)
     passed = sum(1 for *_x, outcome in _OUTCOMES.values() if outcome == "passed")
     total_sent = sum(ledger.sent for ledger in _LEDGERS.values())
     total_lost = sum(ledger.lost for ledger in _LEDGERS.values())
     lines.append(
-        f"| **All** | {tried} cases | **{passed} passed** | {total_sent} | **{total_lost}** |"
+        f"| **All** | {len(rows)} cases, {tried} tests | **{passed}/{tried} passed** "
+        f"| {total_sent} | **{total_lost}** |"
     )
     Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -94,7 +94,7 @@ FAULTS = {
 }
 
 
-@pytest.mark.reliability("Faults", "Ollama misbehaves mid-answer, next turn works")
+@pytest.mark.reliability("Faults", "Ollama misbehaves mid-answer, next turn works", each=True)
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_ollama_faults_give_a_clear_error_keep_what_arrived_and_recover(
     cli_env, fake_ollama, ledger, fault
