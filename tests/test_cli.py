@@ -151,7 +151,10 @@ def test_sigint_during_ask_exits_130_and_keeps_the_partial_answer(env, fake_olla
     assert rows[1][3] == "interrupted" and rows[1][2].startswith(" w0 w1")
 
 
-@pytest.mark.reliability("Hostile input", "CLI: 1 MB prompt, NUL, invalid UTF-8, hostile session ids, shell metacharacters")
+@pytest.mark.reliability(
+    "Hostile input",
+    "CLI: 1 MB prompt, NUL, invalid UTF-8, hostile session ids, shell metacharacters",
+)
 def test_hostile_input(env, fake_ollama):
     big = ollang("ask", "-", env=env, input=b"a" * 1_000_000)
     assert big.returncode == 1 and "too long" in big.stderr.decode()  # clear error, no crash

@@ -155,7 +155,9 @@ def fit_or_none(
 # -- 1. shape and budget ----------------------------------------------------------
 
 
-@pytest.mark.reliability("Properties", "trimming: a suffix starting on a human message, within the budget")
+@pytest.mark.reliability(
+    "Properties", "trimming: a suffix starting on a human message, within the budget"
+)
 @SETTINGS
 @given(history=histories(), wr=window_and_reserve(), fixed=fixed_messages())
 def test_kept_is_a_human_led_suffix_within_budget(history, wr, fixed):
@@ -279,7 +281,9 @@ def test_bigger_window_never_keeps_fewer_with_the_chains_reserve(history, small,
 # -- 4. when it raises --------------------------------------------------------------
 
 
-@pytest.mark.reliability("Properties", "trimming raises a clear error exactly when the message alone cannot fit")
+@pytest.mark.reliability(
+    "Properties", "trimming raises a clear error exactly when the message alone cannot fit"
+)
 @SETTINGS
 @given(history=histories(max_turns=4), wr=window_and_reserve(), fixed=fixed_messages())
 def test_raises_context_window_error_exactly_when_fixed_does_not_fit(history, wr, fixed):
@@ -360,7 +364,9 @@ def _is_empty_reply(message: BaseMessage) -> bool:
     return message.type == "ai" and not message.content and not getattr(message, "tool_calls", None)
 
 
-@pytest.mark.reliability("Properties", "the chain always sends the system prompt and the new message")
+@pytest.mark.reliability(
+    "Properties", "the chain always sends the system prompt and the new message"
+)
 @settings(
     max_examples=40,
     deadline=None,
