@@ -232,29 +232,36 @@ def message_to_dict(message: BaseMessage) -> dict[str, Any]:
     return data
 
 
-def message_from_dict(data: Mapping[str, Any]) -> BaseMessage:
+def _same(value: Any) -> Any:
+    return value
+
+
+def message_from_dict(data: Mapping[str, Any], *, copy_values: bool = True) -> BaseMessage:
     """The message a :func:`message_to_dict` dict describes (a new object).
 
     ``ollang_status`` is always set on the result (``complete`` when the dict has
     no status); ``ollang_created`` when the dict has a ``created`` time.
+    ``copy_values=False`` skips the deep copies when the caller hands over values
+    nobody else holds (a store decoding its own rows: a third of a history read).
 
     Raises:
         ValueError: unknown role or key, or an invalid status.
     """
+    clone = copy.deepcopy if copy_values else _same
     rest = dict(data)
     role = rest.pop("role", None)
     cls = _CLASSES.get(role) if isinstance(role, str) else None
     if cls is None:
         raise ValueError(f"unknown message role {role!r}; expected one of {', '.join(_CLASSES)}")
     kwargs: dict[str, Any] = {
-        "content": copy.deepcopy(rest.pop("content", "")),
+        "content": clone(rest.pop("content", "")),
         "id": rest.pop("id", None),
     }
-    additional = copy.deepcopy(dict(rest.pop("additional_kwargs", None) or {}))
+    additional = clone(dict(rest.pop("additional_kwargs", None) or {}))
     reasoning = rest.pop("reasoning", None)
     if reasoning is not None:
         additional[REASONING_KEY] = reasoning
-    metadata = copy.deepcopy(dict(rest.pop("response_metadata", None) or {}))
+    metadata = clone(dict(rest.pop("response_metadata", None) or {}))
     metadata[STATUS_KEY] = _validated_status(rest.pop("status", None) or "complete")
     created = rest.pop("created", None)
     if created is not None:
@@ -264,7 +271,7 @@ def message_from_dict(data: Mapping[str, Any]) -> BaseMessage:
         field = _UNRENAMED.get(key, key)
         if field not in fields or field in _COMMON_FIELDS - {"name"}:
             raise ValueError(f"unknown key {key!r} for a {role} message")
-        kwargs[field] = copy.deepcopy(value)
+        kwargs[field] = clone(value)
     if cls is AIMessage:
         # Passed even when empty: otherwise AIMessage would re-parse tool calls
         # out of additional_kwargs and the round trip would not be exact.

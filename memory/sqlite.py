@@ -655,4 +655,4 @@ def _message_from_row(row: tuple[Any, ...]) -> BaseMessage:
     )
     if reasoning is not None:
         data["reasoning"] = reasoning
-    return message_from_dict(data)
+    return message_from_dict(data, copy_values=False)  # everything here was just decoded
