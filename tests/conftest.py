@@ -45,6 +45,7 @@ class Ledger:
 
     sent: int = 0
     lost: int = 0
+    note: str = ""
 
     def account(self, sent: Iterable[str], stored: Iterable[str]) -> int:
         """Count ``sent`` texts missing from ``stored`` (multiset); returns the number lost."""
@@ -101,8 +102,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     for nodeid, (group, case, outcome) in _OUTCOMES.items():
         rows.setdefault((group, case), []).append((outcome, _LEDGERS.get(nodeid, Ledger())))
     lines = [
-        "| Group | Case | Result | Messages sent | Messages lost |",
-        "|---|---|---|---|---|",
+        "| Group | Case | Result | Messages sent | Messages lost | Measured |",
+        "|---|---|---|---|---|---|",
     ]
     order = ["Faults", "Load", "Hostile input", "Security", "Properties"]
     for (group, case), items in sorted(
@@ -112,13 +113,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         result = items[0][0] if len(items) == 1 else f"{passed}/{len(items)} passed"
         sent = sum(ledger.sent for _, ledger in items)
         lost = sum(ledger.lost for _, ledger in items)
-        lines.append(f"| {group} | {case} | {result} | {sent or '—'} | {lost} |")
+        notes = "; ".join(ledger.note for _, ledger in items if ledger.note)
+        lines.append(f"| {group} | {case} | {result} | {sent or '—'} | {lost} | {notes} |")
     tried = len(_OUTCOMES)
     passed = sum(1 for *_x, outcome in _OUTCOMES.values() if outcome == "passed")
     total_sent = sum(ledger.sent for ledger in _LEDGERS.values())
     total_lost = sum(ledger.lost for ledger in _LEDGERS.values())
     lines.append(
         f"| **All** | {len(rows)} cases, {tried} tests | **{passed}/{tried} passed** "
-        f"| {total_sent} | **{total_lost}** |"
+        f"| {total_sent} | **{total_lost}** | |"
     )
     Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -39,6 +39,7 @@ def test_kill_9_mid_answer_keeps_the_question_and_the_flushed_answer(cli_env, fa
     assert [(r[0], r[2]) for r in rows] == [("human", "complete"), ("ai", "interrupted")]
     assert rows[0][1] == "remember the tide tables"
     partial = rows[1][1]
+    ledger.note = f"{len(partial)} of {len(printed)} printed characters kept; integrity ok"
     assert partial.startswith(" w0 w1 w2") and printed.decode().startswith(partial)
 
     again = cli("ask", "and now?", "-c", env=cli_env)
@@ -110,6 +111,7 @@ def test_ollama_faults_give_a_clear_error_keep_what_arrived_and_recover(
     assert err.startswith("error: ") and words in err.lower() and "Traceback" not in err
     assert "hint: " in err
     if fault == "hang":
+        ledger.note = f"gave up after {elapsed:.1f} s (read timeout 2 s)"
         assert elapsed < 15, "the read timeout was not honoured"
     rows = stored(cli_env, "f")
     assert rows[0] == ("human", f"question before {fault}", "complete")

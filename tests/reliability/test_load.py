@@ -57,6 +57,7 @@ def test_concurrent_processes_append_to_one_session(tmp_path, ledger):
     ledger.account(
         [f"echo: {e}" for e in expected], [m.content for m in messages if m.type == "ai"]
     )
+    ledger.note = f"{len(messages)} messages stored, none duplicated"
     assert len(messages) == 2 * PROCESSES * TURNS
     assert max(Counter(texts).values()) == 1  # nothing duplicated
     assert sorted(humans) == sorted(expected)
@@ -77,7 +78,7 @@ def rss_kib(pid: int) -> int:
 
 
 STREAMS = 200
-LOAD_SECONDS = float(os.environ.get("OLLANG_LOAD_SECONDS", "20"))
+LOAD_SECONDS = float(os.environ.get("OLLANG_LOAD_SECONDS", "60"))  # the issue: "for a minute"
 
 
 @pytest.mark.timeout(LOAD_SECONDS + 180)
@@ -165,7 +166,11 @@ def test_server_under_concurrent_streams(tmp_path, ledger, record_property):
                 turns += len(humans)
         record_property("turns", turns)
         record_property("rss_kib", rss)
-        print(f"\n{turns} turns in {LOAD_SECONDS:.0f} s; server RSS KiB {rss}")
+        ledger.note = (
+            f"{turns} turns in {LOAD_SECONDS:.0f} s; server RSS {rss['before'] / 1024:.0f} MiB "
+            f"idle, {rss['warm'] / 1024:.0f} after warm-up, {rss['after'] / 1024:.0f} at the end"
+        )
+        print("\n" + ledger.note)
         # Flat: after warm-up, memory does not keep growing with traffic.
         assert rss["after"] <= rss["warm"] * 1.15 + 8 * 1024, rss
         assert turns >= STREAMS  # every client finished turns; throughput is bench/'s job
