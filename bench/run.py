@@ -322,6 +322,54 @@ def plot_streaming(rows: list[Row], path: Path) -> bool:
     return True
 
 
+def plot_server(rows: list[Row], path: Path) -> bool:
+    """TTFT distributions (empirical CDFs, log x) of each server load: ollang vs the stub."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loads = [
+        r["details"]
+        for r in rows
+        if r.get("group") == "server" and r.get("details") and r["details"].get("ttft_ms")
+    ]
+    if not loads:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = ["#dd8452", "#c44e52", "#8172b3"]
+    for load, color in zip(loads, colors, strict=False):
+        label = f"{load['rate']:g} tok/s per stream, {load.get('workers', 1)} process(es)"
+        for kind, style in (("ollang", "-"), ("direct", ":")):
+            values = sorted(load["ttft_ms"][kind])
+            if not values:
+                continue
+            ys = [(i + 1) / len(values) for i in range(len(values))]
+            name = "ollang /chat/stream" if kind == "ollang" else "stub directly"
+            ax.plot(values, ys, style, color=color, label=f"{name} ({label})")
+    goal = loads[0]
+    direct99 = goal["direct"]["p99_ms"] or 0
+    ax.axvline(direct99 + 50, color="red", linestyle="--", linewidth=1)
+    ax.annotate(
+        "goal: p99 within 50 ms of the stub's",
+        (direct99 + 50, 0.5),
+        xytext=(4, 0),
+        textcoords="offset points",
+        color="red",
+        fontsize=8,
+    )
+    ax.axhline(0.99, color="grey", linewidth=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("time to first token (ms, log scale)")
+    ax.set_ylabel("fraction of turns")
+    ax.set_title(f"Server: TTFT with {goal['clients']} concurrent streaming clients")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 def make_plots(rows: list[Row]) -> list[str]:
     """Write the plots the rows allow; returns their paths relative to ``bench/``."""
     PLOTS.mkdir(exist_ok=True)
@@ -332,6 +380,8 @@ def make_plots(rows: list[Row]) -> list[str]:
         made.append("plots/memory_per_turn.png")
     if plot_streaming(rows, PLOTS / "streaming.png"):
         made.append("plots/streaming.png")
+    if plot_server(rows, PLOTS / "server_ttft.png"):
+        made.append("plots/server_ttft.png")
     return made
 
 

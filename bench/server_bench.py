@@ -304,6 +304,8 @@ def measure(
         "messages_stored": stored,
         "messages_expected": 2 * (turns_ok + len(warm["ttfts"])),
         "messages_not_complete": interrupted,
+        # every TTFT, for the distribution plot (ms)
+        "ttft_ms": {"direct": [x * 1000 for x in d_ttft], "ollang": [x * 1000 for x in o_ttft]},
     }
 
 
