@@ -194,6 +194,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+#: Seconds an idle keep-alive connection stays open. uvicorn's default (5 s) equals
+#: httpx's client-side expiry (5 s), so a client could send its next request on a
+#: connection the server was closing that moment ("ReadError" after a minute of load in
+#: the reliability suite). Longer than the usual client expiry, the race cannot happen.
+KEEP_ALIVE_S = 30
+
+
 def serve(
     host: str,
     port: int,
@@ -254,5 +261,6 @@ def serve(
         access_log=settings.access_log,
         log_config=log_config(),
         log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=5,
     )

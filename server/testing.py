@@ -15,7 +15,7 @@ from types import TracebackType
 from fastapi import FastAPI
 
 from memory import ChatStore
-from server.app import create_app
+from server.app import KEEP_ALIVE_S, create_app
 from server.settings import ServerSettings
 
 __all__ = ["LiveServer"]
@@ -41,6 +41,7 @@ class LiveServer:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         self.server = uvicorn.Server(config)
         self.startup_timeout = startup_timeout
