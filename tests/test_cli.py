@@ -14,22 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_process import ROOT
+from tests.cli_process import cli as ollang
 from tests.fake_ollama import Reply
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def ollang(
-    *args: str, env: dict, input: bytes | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        input=input if input is not None else b"",
-        capture_output=True,
-        env=env,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Helpers for the reliability suite: the real CLI as a subprocess, the fake Ollama as a
-separate process that can be killed and restarted, and reading the store straight from disk."""
+"""Helpers for the reliability suite: ``ollang serve`` as a subprocess, the fake Ollama as a
+separate process that can be killed and restarted, and reading the store straight from disk.
+(The CLI runner is :mod:`tests.cli_process`, shared with ``tests/test_cli.py``.)"""
 
 from __future__ import annotations
 
@@ -17,33 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(
-    *args: str, env: dict, input: bytes | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess:
-    """Run ``ollang ARGS`` to completion."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        input=input if input is not None else b"",
-        capture_output=True,
-        env=env,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
-def cli_popen(*args: str, env: dict) -> subprocess.Popen:
-    """Start ``ollang ARGS`` with piped stdout/stderr."""
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=ROOT,
-    )
+from tests.cli_process import ROOT
 
 
 def read_at_least(stream, n: int, timeout: float = 30) -> bytes:
@@ -62,6 +37,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_serve(
+    tmp_path: Path, ollama_host: str, *args: str, stdout: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen, int]:
+    """``ollang serve --port P ARGS`` as a subprocess, once ``/health`` answers: (process, P).
+
+    stderr is piped (read it after ``terminate()``); pass ``stdout=subprocess.PIPE`` to
+    read the access log too (only for short runs: nobody drains it meanwhile).
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
+    env.update(OLLANG_HOME=str(tmp_path / "home"), OLLAMA_HOST=ollama_host)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc, port
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
 
 
 class OllamaProcess:

@@ -8,15 +8,9 @@ import time
 
 import pytest
 
+from tests.cli_process import cli, cli_popen
 from tests.fake_ollama import Reply
-from tests.reliability.conftest import (
-    cli,
-    cli_popen,
-    db_path,
-    integrity,
-    read_at_least,
-    stored,
-)
+from tests.reliability.conftest import db_path, integrity, read_at_least, stored
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,8 +13,9 @@ import pytest
 
 from server import ServerSettings
 from server.testing import LiveServer
+from tests.cli_process import cli
 from tests.fake_ollama import FakeOllama
-from tests.reliability.conftest import cli, db_path, integrity, stored
+from tests.reliability.conftest import db_path, integrity, stored
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from memory import SQLiteChatStore
+from tests.cli_process import ROOT
 from tests.fake_ollama import FakeOllama
-from tests.reliability.conftest import ROOT, OllamaProcess, free_port, integrity
+from tests.reliability.conftest import OllamaProcess, integrity, start_serve
 
 PROCESSES = 8
 TURNS = 50
@@ -85,28 +86,13 @@ LOAD_SECONDS = float(os.environ.get("OLLANG_LOAD_SECONDS", "60"))  # the issue: 
 @pytest.mark.reliability("Load", f"server: {STREAMS} concurrent streaming sessions")
 def test_server_under_concurrent_streams(tmp_path, ledger, record_property):
     ollama = OllamaProcess(rate=10, tokens=20).start()  # 2 s a reply
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
-    env.update(OLLANG_HOME=str(tmp_path / "home"), OLLAMA_HOST=ollama.host_port)
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    try:
+        server, port = start_serve(tmp_path, ollama.host_port)
+    except BaseException:
+        ollama.kill()
+        raise
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
-
         sent: dict[int, list[str]] = {i: [] for i in range(STREAMS)}
         errors: list[str] = []
         rss: dict[str, int] = {}
@@ -184,27 +170,9 @@ def test_server_under_concurrent_streams(tmp_path, ledger, record_property):
 @pytest.mark.timeout(120)
 @pytest.mark.reliability("Load", "`serve --workers 2`: concurrent turns over two processes")
 def test_serve_with_worker_processes_shares_one_store(tmp_path, fake_ollama, ledger):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
-    env.update(OLLANG_HOME=str(tmp_path / "home"), OLLAMA_HOST=fake_ollama.host_port)
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server, port = start_serve(tmp_path, fake_ollama.host_port, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
         children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
         assert len(children) >= 2  # uvicorn's supervisor and its two workers
 

@@ -4,12 +4,9 @@ loopback by default, no request steering the server to another URL or a pull."""
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import socket
 import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -17,7 +14,7 @@ import pytest
 from server import ServerSettings
 from server.testing import LiveServer
 from tests.fake_ollama import FakeOllama
-from tests.reliability.conftest import ROOT, free_port
+from tests.reliability.conftest import start_serve
 
 KEY = "sk-ollang-test-0123456789abcdef"
 PUBLIC = {"/health"}
@@ -102,30 +99,9 @@ def test_keys_are_compared_with_compare_digest_against_every_key(monkeypatch, ke
     assert all(KEY.encode() not in (a, b) for a, b in calls)
 
 
-def start_serve(tmp_path, fake_url: str, *args: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
-    env.update(OLLANG_HOME=str(tmp_path / "home"), OLLAMA_HOST=fake_url)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc, port
-        except httpx.TransportError:
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
-
-
 @pytest.mark.reliability("Security", "keys never logged (access log on)")
 def test_keys_never_appear_in_the_logs(tmp_path, fake):
-    proc, port = start_serve(tmp_path, fake.url, "--api-key", KEY)
+    proc, port = start_serve(tmp_path, fake.url, "--api-key", KEY, stdout=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     wrong = "sk-wrong-key-should-not-be-logged"
     try:
