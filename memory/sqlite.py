@@ -319,7 +319,8 @@ class SQLiteChatStore(ChatStore):
         hint = ""
         # SQLite reports a full or read-only disk as a plain "disk I/O error" when it
         # happens on its -wal/-shm files: ask the file system which it is.
-        disk = self._disk_state()
+        io_kind = ("disk i/o", "unable to open", "full", "readonly", "read-only")
+        disk = self._disk_state() if any(kind in low for kind in io_kind) else None
         if disk == "full":
             text = f"the disk is full ({text})"
         elif disk == "read-only":
