@@ -1,26 +1,23 @@
-"""ollang's command line: ``ollang`` (or ``python cli.py``).
+"""ollang's command line, ``ollang`` (also ``python -m ollang``): the module ``ollang.cli``.
 
-A thin adapter over :mod:`chains` and :mod:`memory`: parse, call one function,
-render. Each command's docstring is its ``--help`` text. LangChain and the
-ollama client are imported inside the commands that use them, so ``ollang
---help`` starts fast.
+A thin adapter over :mod:`ollang.chains` and :mod:`ollang.memory`: parse, call one
+function (in :mod:`ollang.commands`), render. Each command's docstring is its
+``--help`` text. LangChain and the ollama client are imported inside the commands
+that use them, so ``ollang --help`` starts fast.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
 import typer
 
-from ollang_cli.startup import defer_httpx_cli
+from ollang.commands.startup import defer_httpx_cli
 
 defer_httpx_cli()
 
 __all__ = ["app", "main"]
-
-__version__ = "0.1.0"
 
 app = typer.Typer(
     name="ollang",
@@ -66,6 +63,8 @@ BackendOpt = Annotated[
 
 def _version(value: bool) -> None:
     if value:
+        from ollang import __version__
+
         sys.stdout.write(f"ollang {__version__}\n")
         raise typer.Exit(0)
 
@@ -84,13 +83,12 @@ def root(
 ) -> None:
     """Chat with local models through Ollama (or in-process), with durable sessions."""
     if ollama_host:
-        from chains.settings import parse_ollama_host
+        from ollang.commands.common import set_ollama_host
 
         try:
-            parse_ollama_host(ollama_host)
+            set_ollama_host(ollama_host)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--ollama-host") from err
-        os.environ["OLLAMA_HOST"] = ollama_host  # every command reads settings from here
 
 
 @app.command()
@@ -107,7 +105,7 @@ def chat(
     backend: BackendOpt = None,
 ) -> int:
     """Chat in a REPL. Type /help for commands, Ctrl-C to stop an answer, Ctrl-D to quit."""
-    from ollang_cli.repl import run_chat
+    from ollang.commands.repl import run_chat
 
     return run_chat(
         model=model,
@@ -141,7 +139,7 @@ def ask(
     backend: BackendOpt = None,
 ) -> int:
     """Ask one question and stream the answer. Stores nothing unless --session or -c."""
-    from ollang_cli.ask import run_ask
+    from ollang.commands.ask import run_ask
 
     return run_ask(
         prompt,
@@ -168,7 +166,7 @@ def compare(
     backend: BackendOpt = None,
 ) -> int:
     """Send the same prompt to several models; compare speed and answers."""
-    from ollang_cli.compare import run_compare
+    from ollang.commands.compare import run_compare
 
     return run_compare(prompt, model, system=system, options=option or [], backend=backend)
 
@@ -196,9 +194,11 @@ def serve(
     ] = 1,
 ) -> int:
     """Run the HTTP API and the browser chat page."""
-    import server
+    from ollang import server
+    from ollang.commands.common import ollama_url_override
 
     server.serve(
+        ollama_url=ollama_url_override(),
         host=host,
         port=port,
         api_keys=api_key or [],
@@ -219,7 +219,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def models_default(ctx: typer.Context, as_json: JsonOpt = False) -> int:
     """List installed models (the default), pull, show, rm, ps."""
     if ctx.invoked_subcommand is None:
-        from ollang_cli.models import list_models
+        from ollang.commands.models import list_models
 
         return list_models(as_json)
     return 0
@@ -228,7 +228,7 @@ def models_default(ctx: typer.Context, as_json: JsonOpt = False) -> int:
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> int:
     """List installed models: Ollama's, and the embedded backend's (marked)."""
-    from ollang_cli.models import list_models
+    from ollang.commands.models import list_models
 
     return list_models(as_json)
 
@@ -236,7 +236,7 @@ def models_list(as_json: JsonOpt = False) -> int:
 @models_app.command("pull")
 def models_pull(name: Annotated[str, typer.Argument(help="Model to pull, e.g. llama3:8b.")]) -> int:
     """Pull a model, with per-layer progress."""
-    from ollang_cli.models import pull_model
+    from ollang.commands.models import pull_model
 
     return pull_model(name)
 
@@ -246,7 +246,7 @@ def models_show(
     name: Annotated[str, typer.Argument(help="Model name.")], as_json: JsonOpt = False
 ) -> int:
     """Show a model's family, parameters, quantization, context length and template."""
-    from ollang_cli.models import show_model
+    from ollang.commands.models import show_model
 
     return show_model(name, as_json)
 
@@ -257,7 +257,7 @@ def models_rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> int:
     """Remove a model (asks first unless --yes)."""
-    from ollang_cli.models import remove_model
+    from ollang.commands.models import remove_model
 
     return remove_model(name, yes)
 
@@ -265,7 +265,7 @@ def models_rm(
 @models_app.command("ps")
 def models_ps(as_json: JsonOpt = False) -> int:
     """Show models loaded in memory, their size and when they unload."""
-    from ollang_cli.models import loaded_models
+    from ollang.commands.models import loaded_models
 
     return loaded_models(as_json)
 
@@ -275,7 +275,7 @@ def models_ps(as_json: JsonOpt = False) -> int:
 def sessions_default(ctx: typer.Context, as_json: JsonOpt = False) -> int:
     """List sessions (the default), show, export, import, rm, rename, search."""
     if ctx.invoked_subcommand is None:
-        from ollang_cli.sessions import list_sessions
+        from ollang.commands.sessions import list_sessions
 
         return list_sessions(as_json)
     return 0
@@ -284,7 +284,7 @@ def sessions_default(ctx: typer.Context, as_json: JsonOpt = False) -> int:
 @sessions_app.command("list")
 def sessions_list(as_json: JsonOpt = False) -> int:
     """List sessions, most recent first."""
-    from ollang_cli.sessions import list_sessions
+    from ollang.commands.sessions import list_sessions
 
     return list_sessions(as_json)
 
@@ -294,7 +294,7 @@ def sessions_show(
     session_id: Annotated[str, typer.Argument(help="Session id.")], as_json: JsonOpt = False
 ) -> int:
     """Show a session's messages."""
-    from ollang_cli.sessions import show_session
+    from ollang.commands.sessions import show_session
 
     return show_session(session_id, as_json)
 
@@ -309,7 +309,7 @@ def sessions_export(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> int:
     """Export a session as Markdown or JSON (JSON round-trips through import)."""
-    from ollang_cli.sessions import export_session
+    from ollang.commands.sessions import export_session
 
     return export_session(session_id, fmt, output, force)
 
@@ -322,7 +322,7 @@ def sessions_import(
     ] = None,
 ) -> int:
     """Import a session from a JSON export."""
-    from ollang_cli.sessions import import_session
+    from ollang.commands.sessions import import_session
 
     return import_session(path, session_id)
 
@@ -333,7 +333,7 @@ def sessions_rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> int:
     """Delete a session."""
-    from ollang_cli.sessions import remove_session
+    from ollang.commands.sessions import remove_session
 
     return remove_session(session_id, yes)
 
@@ -344,7 +344,7 @@ def sessions_rename(
     new_id: Annotated[str, typer.Argument(help="New id.")],
 ) -> int:
     """Rename a session."""
-    from ollang_cli.sessions import rename_session
+    from ollang.commands.sessions import rename_session
 
     return rename_session(session_id, new_id)
 
@@ -356,14 +356,14 @@ def sessions_search(
     as_json: JsonOpt = False,
 ) -> int:
     """Full-text search over every stored message."""
-    from ollang_cli.sessions import search_sessions
+    from ollang.commands.sessions import search_sessions
 
     return search_sessions(text, limit, as_json)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    from ollang_cli.errors import run
+    from ollang.commands.errors import run
 
     return run(app, argv)
 

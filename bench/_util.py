@@ -72,7 +72,8 @@ REQUIRED_KEYS = (
 
 
 def ensure_import_paths() -> None:
-    """Make ``chains``, ``memory`` and ``tests.fake_ollama`` importable from ``bench/`` scripts."""
+    """Make ``tests.fake_ollama`` and ``tests.net`` importable from ``bench/`` scripts (ollang
+    itself is installed)."""
     for path in (str(ROOT), str(BENCH_DIR)):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -222,13 +223,6 @@ def sqlite_files(db: Path) -> list[Path]:
 # -- the fake Ollama server ------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # Run as a separate process by fake_ollama(). Real Ollama (Go's net/http) sends with
 # TCP_NODELAY; Python's http.server does not, so without this every stream's first
 # chunk (written right after the headers) waits ~40 ms for the client's delayed ACK,
@@ -269,6 +263,9 @@ def fake_ollama(tokens: int, model: str = "bench", rate: float = 0.0) -> Iterato
     """
     if not (ROOT / "tests" / "fake_ollama.py").exists():
         raise FileNotFoundError(ROOT / "tests" / "fake_ollama.py")
+    ensure_import_paths()
+    from tests.net import free_port
+
     port = free_port()
     code = _SERVER.format(
         root=str(ROOT), model=model, port=port, delay=1.0 / rate if rate else 0.0, tokens=tokens

@@ -29,7 +29,9 @@ def _time(cmd: list[str], env: dict[str, str], runs: int) -> float:
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
 
@@ -40,16 +42,25 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
     runs = 5 if quick else 11
     py = sys.executable
+    # The console script pip installed, as a user types it.
+    ollang = str(Path(py).with_name("ollang"))
     with FakeOllama() as server, tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "OLLAMA_HOST": server.host_port, "OLLANG_HOME": home, "OLLANG_BACKEND": "ollama"}
-        for warm in ([py, "-c", "import langchain_ollama"], [py, "cli.py", "--help"]):
+        env = {
+            **os.environ,
+            "OLLAMA_HOST": server.host_port,
+            "OLLANG_HOME": home,
+            "OLLANG_BACKEND": "ollama",
+        }
+        for warm in ([py, "-c", "import langchain_ollama"], [ollang, "--help"]):
             subprocess.run(warm, env=env, cwd=ROOT, capture_output=True, check=True)
         anchor = _time([py, "-c", "import langchain_ollama"], env, runs)
         measured = {
-            "ollang --help": _time([py, "cli.py", "--help"], env, runs),
-            "ollang models": _time([py, "cli.py", "models"], env, runs),
+            "ollang --help": _time([ollang, "--help"], env, runs),
+            "ollang models": _time([ollang, "models"], env, runs),
         }
-        llm = shutil.which("llm") or (str(Path(py).parent / "llm") if (Path(py).parent / "llm").exists() else None)
+        llm = shutil.which("llm") or (
+            str(Path(py).parent / "llm") if (Path(py).parent / "llm").exists() else None
+        )
         llm_time = _time([llm, "--help"], env, runs) if llm else None
     rows = []
     for name, seconds in measured.items():
@@ -65,7 +76,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 "goal": "ratio <= 0.3",
                 "passed": seconds / anchor <= 0.3,
                 "runs": runs,
-                "note": f"llm --help: {llm_time * 1000:.0f} ms" if llm_time else "llm not installed",
+                "note": f"llm --help: {llm_time * 1000:.0f} ms"
+                if llm_time
+                else "llm not installed",
             }
         )
     return rows
@@ -75,7 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     for r in run(parser.parse_args().quick):
-        print(f"| {r['name']} | {r['value']} ms | {r['anchor_value']} ms | {r['ratio']} | {r['goal']} | {r['note']} |")
+        print(
+            f"| {r['name']} | {r['value']} ms | {r['anchor_value']} ms | {r['ratio']} | {r['goal']} | {r['note']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -62,9 +62,9 @@ def _chain(chain: Any, session: str) -> tuple[float, float, int]:
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Measure and return result rows (see bench/_util.py for the row contract)."""
-    from chains import build_chat_chain
-    from chains.embedded import _load, make_embedded_chat_model, resolve_embedded_model
-    from memory import SQLiteChatStore
+    from ollang.chains import build_chat_chain
+    from ollang.chains.embedded import _load, make_embedded_chat_model, resolve_embedded_model
+    from ollang.memory import SQLiteChatStore
 
     runs, max_tokens = (3, 64) if quick else (7, 160)
     model = make_embedded_chat_model(num_predict=max_tokens, num_ctx=4096, **SETTINGS)

@@ -112,7 +112,7 @@ class Memory(ABC):
     name: str
 
     def __init__(self, workdir: Path) -> None:
-        from chains import FakeChatModel
+        from ollang.chains import FakeChatModel
 
         self.workdir = workdir
         self.model = FakeChatModel()  # echoes: the same work for every memory
@@ -142,8 +142,8 @@ class OllangMemory(Memory):
     name = OLLANG
 
     def __init__(self, workdir: Path) -> None:
-        from chains import build_chat_chain
-        from memory import SQLiteChatStore
+        from ollang.chains import build_chat_chain
+        from ollang.memory import SQLiteChatStore
 
         super().__init__(workdir)
         self.db = workdir / "ollang.db"

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +44,8 @@ for _path in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, _path)
 
 from _util import log, percentile, row  # noqa: E402
+
+from tests.net import free_port  # noqa: E402
 
 # Two loads. The goal's: 200 streams sharing one Ollama at 5 tokens/s each, 1,000 tokens/s
 # in all, which is more than a real local Ollama serves across parallel requests on most
@@ -66,12 +67,6 @@ _STUB = (
     "import socketserver, sys; socketserver.TCPServer.request_queue_size = 1024; "
     "sys.argv[0] = 'fake_ollama'; from tests.fake_ollama import main; main()"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_http(url: str, timeout: float = 30.0) -> None:
@@ -193,7 +188,7 @@ def measure(
     import httpx
     import psutil
 
-    stub_port, server_port = _free_port(), _free_port()
+    stub_port, server_port = free_port(), free_port()
     stub_url = f"http://127.0.0.1:{stub_port}"
     server_url = f"http://127.0.0.1:{server_port}"
     model = "llama3:latest"

@@ -78,8 +78,8 @@ def bare_reader(url: str) -> Reader:
 
 def chain_reader(url: str, db: Path) -> Reader:
     """ollang's chat chain with the SQLite store, as the CLI and server use it."""
-    from chains import build_chat_chain, make_chat_model
-    from memory import SQLiteChatStore
+    from ollang.chains import build_chat_chain, make_chat_model
+    from ollang.memory import SQLiteChatStore
 
     chain = build_chat_chain(make_chat_model(MODEL, base_url=url), store=SQLiteChatStore(db))
 

@@ -68,8 +68,8 @@ def undo_turn(store: Any, session: str) -> None:
 
 def build(url: str, db: Path, rng: random.Random) -> Any:
     """The chain, with the history session filled."""
-    from chains import build_chat_chain, make_chat_model
-    from memory import SQLiteChatStore
+    from ollang.chains import build_chat_chain, make_chat_model
+    from ollang.memory import SQLiteChatStore
 
     store = SQLiteChatStore(db)
     store.add_messages(HISTORY_SESSION, chat_history(HISTORY, rng, MODEL))

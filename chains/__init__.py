@@ -1,8 +1,8 @@
 """ollang's chains: Ollama models composed with prompts and durable memory.
 
-Public API (imported lazily, so ``import chains.errors`` stays cheap for the CLI)::
+Public API (imported lazily, so ``import ollang.chains.errors`` stays cheap for the CLI)::
 
-    from chains import make_chat_model, build_chat_chain
+    from ollang.chains import make_chat_model, build_chat_chain
     chain = build_chat_chain(make_chat_model("llama3"), system="Be brief.")
     chain.invoke("Hello", config={"configurable": {"session_id": "s1"}})
 """
@@ -38,60 +38,59 @@ __all__ = [
 ]
 
 _WHERE = {
-    "DEFAULT_SESSION_ID": "chains.chat",
-    "ChatChain": "chains.chat",
-    "build_chat_chain": "chains.chat",
-    "ChatEvent": "chains.turn",
-    "Timings": "chains.turn",
-    "TurnResult": "chains.turn",
-    "Usage": "chains.turn",
-    "ContextBudget": "chains.context",
-    "build_generate_chain": "chains.generate",
-    "FakeChatModel": "chains.fake",
-    "FakeReply": "chains.fake",
-    "make_chat_model": "chains.models",
-    "make_llm": "chains.models",
-    "Settings": "chains.settings",
+    "DEFAULT_SESSION_ID": "ollang.chains.chat",
+    "ChatChain": "ollang.chains.chat",
+    "build_chat_chain": "ollang.chains.chat",
+    "ChatEvent": "ollang.chains.turn",
+    "Timings": "ollang.chains.turn",
+    "TurnResult": "ollang.chains.turn",
+    "Usage": "ollang.chains.turn",
+    "ContextBudget": "ollang.chains.context",
+    "build_generate_chain": "ollang.chains.generate",
+    "FakeChatModel": "ollang.chains.fake",
+    "FakeReply": "ollang.chains.fake",
+    "make_chat_model": "ollang.chains.models",
+    "make_llm": "ollang.chains.models",
+    "Settings": "ollang.settings",
     **{
-        name: "chains.errors"
+        name: "ollang.chains.errors"
         for name in (
             "ContextWindowError",
-            "InvalidInputError",
             "ModelNotFoundError",
             "OllamaResponseError",
             "OllamaTimeoutError",
             "OllamaUnavailableError",
-            "OllangError",
-            "StoreError",
         )
     },
+    "InvalidInputError": "ollang.errors",
+    "OllangError": "ollang.errors",
+    "StoreError": "ollang.memory.errors",
 }
 
 if TYPE_CHECKING:
-    from chains.chat import DEFAULT_SESSION_ID, ChatChain, build_chat_chain
-    from chains.context import ContextBudget
-    from chains.errors import (
+    from ollang.chains.chat import DEFAULT_SESSION_ID, ChatChain, build_chat_chain
+    from ollang.chains.context import ContextBudget
+    from ollang.chains.errors import (
         ContextWindowError,
-        InvalidInputError,
         ModelNotFoundError,
         OllamaResponseError,
         OllamaTimeoutError,
         OllamaUnavailableError,
-        OllangError,
-        StoreError,
     )
-    from chains.fake import FakeChatModel, FakeReply
-    from chains.generate import build_generate_chain
-    from chains.models import make_chat_model, make_llm
-    from chains.settings import Settings
-    from chains.turn import ChatEvent, Timings, TurnResult, Usage
+    from ollang.chains.fake import FakeChatModel, FakeReply
+    from ollang.chains.generate import build_generate_chain
+    from ollang.chains.models import make_chat_model, make_llm
+    from ollang.chains.turn import ChatEvent, Timings, TurnResult, Usage
+    from ollang.errors import InvalidInputError, OllangError
+    from ollang.memory.errors import StoreError
+    from ollang.settings import Settings
 
 
 def __getattr__(name: str) -> Any:
     # Lazy re-exports (PEP 562): LangChain is imported only when a chain is used.
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'chains' has no attribute {name!r}")
+        raise AttributeError(f"module 'ollang.chains' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -8,12 +8,15 @@ error.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from chains.errors import InvalidInputError, OllamaUnavailableError, OllangError
-from chains.settings import Settings, parse_ollama_host
+from ollang.chains.errors import OllamaUnavailableError
+from ollang.errors import InvalidInputError, OllangError
+from ollang.settings import BACKENDS, Settings, parse_ollama_host
+
+if TYPE_CHECKING:  # LangChain is imported only when a model is made
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = [
     "BACKENDS",
@@ -23,7 +26,6 @@ __all__ = [
     "ollama_reachable",
 ]
 
-BACKENDS = ("auto", "ollama", "embedded")
 BackendName = Literal["ollama", "embedded"]
 
 
@@ -60,11 +62,11 @@ def choose_backend(
         OllamaUnavailableError: ``auto`` with neither Ollama nor the embedded backend.
         OllangError: ``embedded`` requested but not installed.
     """
-    from chains.gguf import EMBEDDED_DEFAULT_MODEL, embedded_available
+    from ollang.chains.gguf import EMBEDDED_DEFAULT_MODEL, embedded_available
 
     settings = settings or Settings.from_env()
     url = parse_ollama_host(base_url) if base_url else settings.ollama_url
-    name = (requested or os.environ.get("OLLANG_BACKEND", "") or "auto").strip().lower()
+    name = (requested or settings.backend).strip().lower()
     if name not in BACKENDS:
         raise InvalidInputError(
             f"unknown backend {name!r}", "choose one of: " + ", ".join(BACKENDS)
@@ -93,8 +95,8 @@ def make_backend_chat_model(
     model: str | None = None,
     *,
     settings: Settings | None = None,
-    **options: Any,
-) -> Any:
+    **options: object,
+) -> BaseChatModel:
     """A chat model on the chosen backend.
 
     On the embedded backend, no explicit model (no ``-m``, no ``OLLANG_MODEL``)
@@ -102,10 +104,10 @@ def make_backend_chat_model(
     or in Ollama's local model store.
     """
     if choice.name == "ollama":
-        from chains.models import make_chat_model
+        from ollang.chains.models import make_chat_model
 
         return make_chat_model(model, base_url=choice.ollama_url, settings=settings, **options)
-    from chains.embedded import make_embedded_chat_model
+    from ollang.chains.embedded import make_embedded_chat_model
 
-    explicit = model or os.environ.get("OLLANG_MODEL", "").strip() or None
-    return make_embedded_chat_model(explicit, **options)
+    settings = settings or Settings.from_env()
+    return make_embedded_chat_model(model or settings.model, settings=settings, **options)

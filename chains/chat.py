@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, closing
+from collections.abc import AsyncIterator, Generator, Iterator
+from contextlib import closing
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -41,7 +41,7 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 
-from chains.context import (
+from ollang.chains.context import (
     DEFAULT_CONTEXT_WINDOW,
     MAX_AUTO_CONTEXT,
     ContextBudget,
@@ -50,9 +50,10 @@ from chains.context import (
     fit_history,
     reply_reserve,
 )
-from chains.errors import InvalidInputError
-from chains.turn import ChatEvent, TurnRecorder, TurnResult
-from memory import ChatStore, InMemoryChatStore
+from ollang.chains.iterators import aclosing_iter, closing_iter
+from ollang.chains.turn import ChatEvent, Status, TurnRecorder, TurnResult
+from ollang.errors import InvalidInputError
+from ollang.memory import ChatStore, InMemoryChatStore
 
 __all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
 
@@ -248,7 +249,9 @@ class ChatChain(Runnable[Any, str]):
             )
 
     # -- streaming turns -------------------------------------------------------
-    def stream_turn(self, input: Any, config: RunnableConfig | None = None) -> Iterator[ChatEvent]:
+    def stream_turn(
+        self, input: Any, config: RunnableConfig | None = None
+    ) -> Generator[ChatEvent, None, None]:
         """Run one turn, yielding reasoning and token events, then a ``done`` event.
 
         Raises:
@@ -272,19 +275,20 @@ class ChatChain(Runnable[Any, str]):
             model = self.model_for(window if self._sends_num_ctx() else None)
             child = patch_config(config, callbacks=run_manager.get_child())
             messages = self.prompt.invoke(prompt_input, child)
-            with closing(model.stream(messages, child)) as chunks:
+            # Closing the model's stream closes the HTTP request when the consumer stops.
+            with closing_iter(model.stream(messages, child)) as chunks:
                 for chunk in chunks:
                     yield from self._pieces(recorder, chunk)
                     if recorder.flush_due():
                         self.store.add_messages(session_id, [recorder.message("interrupted")])
         except BaseException as err:  # GeneratorExit, KeyboardInterrupt, errors: keep what arrived
-            status = "error" if isinstance(err, Exception) else "interrupted"
+            status: Status = "error" if isinstance(err, Exception) else "interrupted"
             if recorder is not None and recorder.received_anything:
                 self.store.add_messages(session_id, [recorder.message(status)])
             run_manager.on_chain_error(err)
             raise
         result = recorder.finish("complete")
-        self.store.add_messages(session_id, [result.message])  # type: ignore[list-item]
+        self.store.add_messages(session_id, [result.message])
         self._log_result(result)
         run_manager.on_chain_end(result.text)
         yield ChatEvent("done", result=result)
@@ -312,7 +316,7 @@ class ChatChain(Runnable[Any, str]):
             model = self.model_for(window if self._sends_num_ctx() else None)
             child = patch_config(config, callbacks=run_manager.get_child())
             messages = await self.prompt.ainvoke(prompt_input, child)
-            async with aclosing(model.astream(messages, child)) as chunks:  # type: ignore[type-var]
+            async with aclosing_iter(model.astream(messages, child)) as chunks:
                 async for chunk in chunks:
                     for event in self._pieces(recorder, chunk):
                         yield event
@@ -320,7 +324,7 @@ class ChatChain(Runnable[Any, str]):
                         snapshot = recorder.message("interrupted")
                         await asyncio.to_thread(self.store.add_messages, session_id, [snapshot])
         except BaseException as err:  # CancelledError, GeneratorExit, errors: keep what arrived
-            status = "error" if isinstance(err, Exception) else "interrupted"
+            status: Status = "error" if isinstance(err, Exception) else "interrupted"
             if recorder is not None and recorder.received_anything:
                 # Written synchronously: this path may run during cancellation, when a
                 # further await could itself be cancelled and the partial reply lost.
@@ -373,7 +377,7 @@ class ChatChain(Runnable[Any, str]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
         """Async :meth:`stream`."""
-        async with aclosing(self.astream_turn(input, config)) as events:  # type: ignore[type-var]
+        async with aclosing_iter(self.astream_turn(input, config)) as events:
             async for event in events:
                 if event.type == "token":
                     yield event.text

@@ -6,11 +6,14 @@ does not import LangChain.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
-from chains.settings import Settings, parse_ollama_host
+from ollang.settings import Settings, parse_ollama_host
+
+if TYPE_CHECKING:
+    import ollama
 
 __all__ = ["LIMITS", "client_timeout", "ollama_client"]
 
@@ -33,7 +36,9 @@ def client_timeout(settings: Settings) -> httpx.Timeout:
     )
 
 
-def ollama_client(base_url: str | None = None, *, settings: Settings | None = None) -> Any:
+def ollama_client(
+    base_url: str | None = None, *, settings: Settings | None = None
+) -> ollama.Client:
     """An official ``ollama.Client`` for the configured server, with ollang's timeouts."""
     import ollama
 

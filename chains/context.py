@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, trim_messages
 from langchain_core.messages.utils import count_tokens_approximately
 
-from chains.errors import ContextWindowError
+from ollang.chains.errors import ContextWindowError
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOW",

@@ -35,8 +35,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from chains.errors import OllangError
-from chains.gguf import (
+from ollang.chains.gguf import (
     EMBEDDED_DEFAULT_MODEL,
     EmbeddedModel,
     embedded_available,
@@ -44,6 +43,8 @@ from chains.gguf import (
     ollama_models_dir,
     resolve_embedded_model,
 )
+from ollang.errors import OllangError
+from ollang.settings import Settings
 
 __all__ = [
     "EMBEDDED_DEFAULT_MODEL",
@@ -68,7 +69,7 @@ _loaded_lock = threading.Lock()
 
 def _quiet_llama_logs() -> None:
     """Route llama.cpp's own log lines (printed to stderr even with verbose=False) to nowhere."""
-    if os.environ.get("OLLANG_DEBUG", "") not in ("", "0"):
+    if Settings.from_env().debug:
         return
     import ctypes
 
@@ -294,11 +295,14 @@ class LlamaCppChatModel(BaseChatModel):
         return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
 
-def make_embedded_chat_model(model: str | None = None, **options: Any) -> LlamaCppChatModel:
+def make_embedded_chat_model(
+    model: str | None = None, *, settings: Settings | None = None, **options: Any
+) -> LlamaCppChatModel:
     """A chat model for ``model`` on the embedded backend (default ``smollm2:135m``).
 
     Args:
         model: ``smollm2:135m``, a ``.gguf`` path, or a model pulled with Ollama.
+        settings: Where Ollama's model store is (default: from the environment).
         **options: ``temperature``, ``top_p``, ``top_k``, ``seed``, ``num_ctx``,
             ``num_predict``, ``stop``, ``repeat_penalty``; Ollama-only options
             (``keep_alive``, ``format``, ``think``) are accepted and ignored.
@@ -306,7 +310,7 @@ def make_embedded_chat_model(model: str | None = None, **options: Any) -> LlamaC
     Raises:
         ModelNotFoundError: the model cannot be found locally.
     """
-    found = resolve_embedded_model(model)
+    found = resolve_embedded_model(model, settings)
     known = {"temperature", "top_p", "top_k", "seed", "num_predict", "stop", "repeat_penalty"}
     kwargs = {k: v for k, v in options.items() if k in known and v is not None}
     if isinstance(kwargs.get("stop"), str):

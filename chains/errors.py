@@ -1,14 +1,9 @@
-"""ollang's error hierarchy and the one place where raw errors become ours.
-
-Every error a user can see derives from :class:`OllangError`. Each carries a
-one-line ``message`` (what went wrong) and a ``hint`` (what to do about it), so
-the CLI can print ``error: ...`` plus a hint line and the server can answer
-``{"error": ..., "hint": ...}`` without knowing the details.
+"""Errors of talking to a model server, and the one place where raw errors become ours.
 
 Raw errors from the ``ollama`` client, httpx and Python's socket layer are
-turned into these classes by :func:`translate_error` only; call sites use the
-:func:`translating` context manager and always chain the cause
-(``raise ... from err``).
+turned into :class:`~ollang.errors.OllangError` subclasses by
+:func:`translate_error` only; call sites use the :func:`translating` context
+manager and always chain the cause (``raise ... from err``).
 """
 
 from __future__ import annotations
@@ -17,51 +12,19 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 
+from ollang.errors import InvalidInputError, OllangError
+
 __all__ = [
     "ContextWindowError",
     "InvalidInputError",
     "ModelNotFoundError",
-    "NotAnOllangDatabaseError",
     "OllamaResponseError",
     "OllamaTimeoutError",
     "OllamaUnavailableError",
     "OllangError",
-    "SessionExistsError",
-    "SessionNotFoundError",
-    "StoreError",
-    "UnknownStoreURLError",
     "translate_error",
     "translating",
 ]
-
-
-class OllangError(Exception):
-    """Base class of every error ollang reports to a user.
-
-    Attributes:
-        message: What went wrong, one line.
-        hint: What the user can do about it, or ``""``.
-    """
-
-    #: Process exit code the CLI uses for this kind of error.
-    exit_code: int = 1
-    #: HTTP status the server uses for this kind of error.
-    http_status: int = 500
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.hint}" if self.hint else self.message
-
-
-class InvalidInputError(OllangError, ValueError):
-    """The caller's input cannot be sent to a model (e.g. empty text)."""
-
-    exit_code = 2
-    http_status = 422
 
 
 class OllamaUnavailableError(OllangError, ConnectionError):
@@ -144,63 +107,6 @@ class ContextWindowError(OllangError):
 
     exit_code = 1
     http_status = 413
-
-
-class StoreError(OllangError):
-    """The session store cannot be opened, read or written."""
-
-    exit_code = 1
-    http_status = 500
-
-
-class NotAnOllangDatabaseError(StoreError):
-    """A file at the store path exists but is not an ollang database."""
-
-    def __init__(self, path: str, detail: str = "") -> None:
-        self.path = path
-        message = f"{path} is not an ollang database"
-        if detail:
-            message += f" ({detail})"
-        super().__init__(
-            message,
-            "it was left untouched; point OLLANG_HOME or --db somewhere else, or move the file",
-        )
-
-
-class UnknownStoreURLError(StoreError, ValueError):
-    """A store URL whose scheme ollang does not know."""
-
-    exit_code = 2
-    http_status = 500
-
-    def __init__(self, url: str, schemes: Sequence[str]) -> None:
-        self.url = url
-        super().__init__(
-            f"unknown store URL {url!r}",
-            "accepted schemes: " + ", ".join(schemes),
-        )
-
-
-class SessionNotFoundError(StoreError, LookupError):
-    """No session with that id exists."""
-
-    exit_code = 1
-    http_status = 404
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        super().__init__(f"no session {session_id!r}", "list sessions with `ollang sessions list`")
-
-
-class SessionExistsError(StoreError):
-    """A session with that id already exists (e.g. as a rename target)."""
-
-    exit_code = 1
-    http_status = 409
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        super().__init__(f"a session named {session_id!r} already exists", "choose another name")
 
 
 def _error_text(err: BaseException) -> str:

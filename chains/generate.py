@@ -9,7 +9,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from chains.errors import InvalidInputError
+from ollang.errors import InvalidInputError
 
 __all__ = ["build_generate_chain"]
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chains.errors import ModelNotFoundError
+from ollang.chains.errors import ModelNotFoundError
+from ollang.settings import Settings
 
 __all__ = [
     "EMBEDDED_DEFAULT_MODEL",
@@ -79,10 +80,9 @@ def _bundled_smollm2() -> Path | None:
     return path if path.is_file() else None
 
 
-def ollama_models_dir() -> Path:
+def ollama_models_dir(settings: Settings | None = None) -> Path:
     """Ollama's model store: ``$OLLAMA_MODELS``, else ``~/.ollama/models``."""
-    configured = os.environ.get("OLLAMA_MODELS", "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
+    return (settings or Settings.from_env()).ollama_models
 
 
 def _split_name(name: str) -> tuple[str, str, str, str]:
@@ -124,8 +124,8 @@ def _blob_from_manifest(manifest: Path, store: Path) -> Path | None:
     return None
 
 
-def _ollama_store_models() -> list[EmbeddedModel]:
-    store = ollama_models_dir()
+def _ollama_store_models(settings: Settings | None) -> list[EmbeddedModel]:
+    store = ollama_models_dir(settings)
     root = store / "manifests"
     found: list[EmbeddedModel] = []
     if not root.is_dir():
@@ -142,17 +142,17 @@ def _ollama_store_models() -> list[EmbeddedModel]:
     return found
 
 
-def list_embedded_models() -> list[EmbeddedModel]:
+def list_embedded_models(settings: Settings | None = None) -> list[EmbeddedModel]:
     """Models the embedded backend can run without downloading anything."""
     models: list[EmbeddedModel] = []
     bundled = _bundled_smollm2()
     if bundled is not None:
         models.append(EmbeddedModel(EMBEDDED_DEFAULT_MODEL, bundled, "bundled"))
-    models.extend(_ollama_store_models())
+    models.extend(_ollama_store_models(settings))
     return models
 
 
-def resolve_embedded_model(name: str | None) -> EmbeddedModel:
+def resolve_embedded_model(name: str | None, settings: Settings | None = None) -> EmbeddedModel:
     """Find the GGUF file for ``name`` (a model name or a path).
 
     Raises:
@@ -173,15 +173,15 @@ def resolve_embedded_model(name: str | None) -> EmbeddedModel:
         err.hint = "check the path"
         raise err
     host, namespace, model, tag = _split_name(name)
-    store = ollama_models_dir()
+    store = ollama_models_dir(settings)
     manifest = store / "manifests" / host / namespace / model / tag
     blob = _blob_from_manifest(manifest, store) if manifest.is_file() else None
     if blob is not None:
         return EmbeddedModel(_display_name(host, namespace, model, tag), blob, "ollama-store")
-    err = ModelNotFoundError(name, [m.name for m in list_embedded_models()])
+    available = [m.name for m in list_embedded_models(settings)]
+    err = ModelNotFoundError(name, available)
     err.hint = (
         f"the embedded backend runs {EMBEDDED_DEFAULT_MODEL}, a .gguf path, or models pulled "
-        f"with Ollama into {store}; available: "
-        + (", ".join(m.name for m in list_embedded_models()) or "none")
+        f"with Ollama into {store}; available: " + (", ".join(available) or "none")
     )
     raise err

@@ -7,14 +7,19 @@ of a pull.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chains.client import ollama_client
-from chains.errors import ModelNotFoundError, OllamaResponseError, translating
-from chains.settings import Settings, parse_ollama_host
+from ollang.chains.client import ollama_client
+from ollang.chains.errors import ModelNotFoundError, OllamaResponseError, translating
+from ollang.settings import Settings, parse_ollama_host
+
+if TYPE_CHECKING:  # the client is imported when first used (`ollang --help` stays fast)
+    import ollama
 
 __all__ = [
     "LoadedModel",
@@ -22,6 +27,7 @@ __all__ = [
     "ModelManager",
     "PullProgress",
     "format_gb",
+    "normalise_model",
 ]
 
 
@@ -93,7 +99,7 @@ class PullProgress:
     completed: int | None = None
 
 
-def _details(model: Any) -> ModelDetails:
+def _details(model: ollama.ListResponse.Model) -> ModelDetails:
     details = getattr(model, "details", None)
     return ModelDetails(
         name=model.model or "",
@@ -106,7 +112,8 @@ def _details(model: Any) -> ModelDetails:
     )
 
 
-def _normalise(name: str) -> str:
+def normalise_model(name: str) -> str:
+    """Ollama's reading of a model name: no tag means ``:latest`` (``llama3`` is ``llama3:latest``)."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
@@ -116,16 +123,16 @@ class ModelManager:
     def __init__(self, base_url: str | None = None, *, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.url = parse_ollama_host(base_url) if base_url else self.settings.ollama_url
-        self._client: Any = None
+        self._client: ollama.Client | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> ollama.Client:
         """The official ``ollama.Client``, created on first use."""
         if self._client is None:
             self._client = ollama_client(self.url, settings=self.settings)
         return self._client
 
-    def _translating(self, model: str | None = None) -> Any:
+    def _translating(self, model: str | None = None) -> AbstractContextManager[None]:
         return translating(url=self.url, model=model, list_models=self._names)
 
     def _names(self) -> list[str]:
@@ -148,15 +155,15 @@ class ModelManager:
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (``llama3`` means ``llama3:latest``) is installed."""
-        wanted = _normalise(name)
-        return any(_normalise(d.name) == wanted for d in self.list())
+        wanted = normalise_model(name)
+        return any(normalise_model(d.name) == wanted for d in self.list())
 
     def show(self, name: str) -> ModelDetails:
         """Details of one model (``/api/show``): family, parameters, context length, template."""
         with self._translating(name):
             info = self.client.show(name)
         listed = {d.name: d for d in self.list()}
-        base = listed.get(_normalise(name)) or listed.get(name)
+        base = listed.get(normalise_model(name)) or listed.get(name)
         model_info = info.modelinfo or {}
         context = next(
             (
@@ -168,7 +175,7 @@ class ModelManager:
         )
         details = info.details
         return ModelDetails(
-            name=_normalise(name),
+            name=normalise_model(name),
             size=base.size if base else 0,
             modified_at=info.modified_at,
             digest=base.digest if base else None,
@@ -186,7 +193,7 @@ class ModelManager:
         with self._translating(name):
             self.client.delete(name)
 
-    def ps(self) -> list[LoadedModel]:
+    def ps(self) -> builtins.list[LoadedModel]:
         """Models loaded in memory now."""
         with self._translating():
             models = self.client.ps().models
@@ -228,7 +235,7 @@ class ModelManager:
             raise _pull_error(name, err) from err
 
 
-def _progress(part: Any) -> PullProgress:
+def _progress(part: ollama.ProgressResponse) -> PullProgress:
     return PullProgress(
         status=part.status or "",
         digest=part.digest,

@@ -26,9 +26,10 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult, GenerationCh
 from langchain_ollama import ChatOllama, OllamaLLM
 from pydantic import PrivateAttr
 
-from chains.client import LIMITS, client_timeout, ollama_client
-from chains.errors import OllangError, translating
-from chains.settings import Settings, parse_ollama_host
+from ollang.chains.client import LIMITS, client_timeout, ollama_client
+from ollang.chains.errors import translating
+from ollang.errors import OllangError
+from ollang.settings import Settings, parse_ollama_host
 
 __all__ = [
     "OLLAMA_OPTIONS",
@@ -251,7 +252,7 @@ def _model_kwargs(
         kwargs["stop"] = [kwargs["stop"]]
     url = parse_ollama_host(base_url) if base_url else settings.ollama_url
     return {
-        "model": model or settings.model,
+        "model": model or settings.default_model,
         "base_url": url,
         "client_kwargs": {"timeout": client_timeout(settings), "limits": LIMITS},
         **kwargs,

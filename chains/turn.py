@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessageChunk
 
-from chains.context import ContextBudget
+from ollang.chains.context import ContextBudget
 
 __all__ = ["ChatEvent", "Timings", "TurnRecorder", "TurnResult", "Usage"]
 
@@ -61,8 +61,8 @@ class TurnResult:
     timings: Timings
     done_reason: str | None
     context: ContextBudget | None
+    message: AIMessage
     truncated: bool = False
-    message: AIMessage | None = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ the session holds ten messages or ten thousand.
 
 Typical use::
 
-    from memory import open_store
+    from ollang.memory import open_store
     with open_store() as store:              # ~/.local/share/ollang/sessions.db
         store.add_messages("s1", [HumanMessage("Hi")])
         history = store.get_messages("s1", limit=50)
@@ -18,17 +18,17 @@ conventions and the dict/JSON form), :mod:`memory.sqlite`, :mod:`memory.inmemory
 :mod:`memory.search` (query quoting).
 """
 
-from memory.base import ChatStore, MessageStatus, SearchHit, SessionInfo
-from memory.inmemory import InMemoryChatStore
-from memory.messages import (
+from ollang.memory.base import ChatStore, MessageStatus, SearchHit, SessionInfo
+from ollang.memory.inmemory import InMemoryChatStore
+from ollang.memory.messages import (
     message_created,
     message_from_dict,
     message_status,
     message_to_dict,
     set_message_status,
 )
-from memory.sqlite import SQLiteChatStore
-from memory.url import open_store
+from ollang.memory.sqlite import SQLiteChatStore
+from ollang.memory.url import open_store
 
 __all__ = [
     "ChatStore",

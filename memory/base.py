@@ -20,11 +20,14 @@ from typing import Literal
 
 from langchain_core.messages import BaseMessage
 
+from ollang.memory.errors import SessionExistsError, SessionNotFoundError
+
 __all__ = [
     "SNIPPET_ELLIPSIS",
     "SNIPPET_MARK",
     "TITLE_MAX_CHARS",
     "ChatStore",
+    "Exchange",
     "MessageStatus",
     "SearchHit",
     "SessionInfo",
@@ -92,6 +95,26 @@ class SearchHit:
     role: str
     snippet: str
     created: float
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """The last turn of a session: the user's message and the reply to it.
+
+    Attributes:
+        human: The last human message, if the session ends with one or with its reply.
+        reply: The message after it (usually the AI's answer), or ``None`` when the
+            session ends on the human message (the answer failed before any text, or
+            is still to come).
+    """
+
+    human: BaseMessage | None
+    reply: BaseMessage | None
+
+    @property
+    def messages(self) -> list[BaseMessage]:
+        """The exchange's messages, in order."""
+        return [m for m in (self.human, self.reply) if m is not None]
 
 
 class ChatStore(ABC):
@@ -226,6 +249,56 @@ class ChatStore(ABC):
         Returns:
             Matching messages, newest first; ``[]`` if ``text`` has no words.
         """
+
+    # -- chat-turn operations, built on the primitives above ---------------------
+    def last_exchange(self, session_id: str) -> Exchange:
+        """The session's last human message and what follows it (two reads at most).
+
+        A session ending ``human, ai`` gives both; one ending on a human message gives
+        ``(human, None)``; anything else (an AI message alone, an empty session) gives
+        ``(None, last message or None)``.
+        """
+        recent = self.get_messages(session_id, limit=2)
+        if recent and recent[-1].type == "human":
+            return Exchange(recent[-1], None)
+        if len(recent) == 2 and recent[0].type == "human":
+            return Exchange(recent[0], recent[1])
+        return Exchange(None, recent[-1] if recent else None)
+
+    def drop_last_exchange(self, session_id: str) -> Exchange:
+        """Delete the session's last exchange (for "undo" and "retry"); returns what went."""
+        exchange = self.last_exchange(session_id)
+        ids = [m.id for m in exchange.messages if m.id is not None]
+        if ids:
+            self.delete_messages(session_id, ids)
+        return exchange
+
+    def fork_session(self, source: str, target: str) -> int:
+        """Copy every message of ``source`` into a new session ``target`` (new ids, same
+        texts, statuses and creation times; the title and model too).
+
+        Returns:
+            How many messages were copied.
+
+        Raises:
+            SessionNotFoundError: there is no session ``source``.
+            SessionExistsError: a session ``target`` already exists.
+        """
+        from ollang.memory.messages import message_from_dict, message_to_dict  # imports us
+
+        info = self.get_session(source)
+        if info is None:
+            raise SessionNotFoundError(source)
+        if self.get_session(target) is not None:
+            raise SessionExistsError(target)
+        copies = []
+        for message in self.get_messages(source):
+            data = message_to_dict(message)
+            data.pop("id", None)
+            copies.append(message_from_dict(data))
+        self.add_messages(target, copies)  # one transaction
+        self.update_session(target, title=info.title, model=info.model)
+        return len(copies)
 
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources need nothing
         """Release the store's resources (connections, files). Idempotent."""

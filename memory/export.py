@@ -9,10 +9,11 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from chains.errors import InvalidInputError, SessionExistsError
-from memory.base import ChatStore, SessionInfo
-from memory.ids import is_valid_session_id
-from memory.messages import message_from_dict, message_status, message_to_dict
+from ollang.errors import InvalidInputError
+from ollang.memory.base import ChatStore, SessionInfo
+from ollang.memory.errors import SessionExistsError
+from ollang.memory.ids import is_valid_session_id
+from ollang.memory.messages import message_from_dict, message_status, message_to_dict
 
 __all__ = ["EXPORT_FORMAT", "export_json", "export_markdown", "import_json"]
 

@@ -15,16 +15,16 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from chains.errors import SessionExistsError, SessionNotFoundError
-from memory.base import ChatStore, SearchHit, SessionInfo
-from memory.messages import (
+from ollang.memory.base import ChatStore, SearchHit, SessionInfo
+from ollang.memory.errors import SessionExistsError, SessionNotFoundError
+from ollang.memory.messages import (
     content_text,
     message_from_dict,
     message_model,
     message_to_dict,
     title_from_text,
 )
-from memory.search import matches, query_tokens, snippet
+from ollang.memory.search import matches, query_tokens, snippet
 
 __all__ = ["InMemoryChatStore"]
 

@@ -47,7 +47,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from memory.base import TITLE_MAX_CHARS, MessageStatus
+from ollang.memory.base import TITLE_MAX_CHARS, MessageStatus
 
 __all__ = [
     "CREATED_KEY",

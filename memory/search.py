@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK
+from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK
 
 __all__ = ["fts_query", "matches", "query_tokens", "query_words", "snippet"]
 

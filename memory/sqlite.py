@@ -38,28 +38,28 @@ from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage
 
-from chains.errors import (
-    InvalidInputError,
+from ollang.errors import InvalidInputError
+from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
+from ollang.memory.errors import (
     NotAnOllangDatabaseError,
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
 )
-from memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
-from memory.messages import (
+from ollang.memory.messages import (
     content_text,
     message_from_dict,
     message_model,
     message_to_dict,
     title_from_text,
 )
-from memory.migrations import (
+from ollang.memory.migrations import (
     APPLICATION_ID,
     MigrationError,
     apply_migrations,
     pending_migrations,
 )
-from memory.search import fts_query
+from ollang.memory.search import fts_query
 
 __all__ = ["SQLiteChatStore"]
 
@@ -533,7 +533,10 @@ class SQLiteChatStore(ChatStore):
         """
 
         def owner_of(conn: sqlite3.Connection) -> tuple[str | None] | None:
-            return conn.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row: tuple[str | None] | None = conn.execute(
+                "SELECT owner FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            return row
 
         def write(conn: sqlite3.Connection) -> tuple[str | None]:
             row = owner_of(conn)

@@ -1,15 +1,15 @@
-"""Choosing a session store from a URL (``--db``, ``OLLANG_STORE`` and the like)."""
+"""Choosing a session store from a URL (``OLLANG_STORE_URL``, ``OLLANG_SERVER_STORE_URL``)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from chains.errors import UnknownStoreURLError
-from chains.settings import default_store_path
-from memory.base import ChatStore
-from memory.inmemory import InMemoryChatStore
-from memory.sqlite import SQLiteChatStore
+from ollang.memory.base import ChatStore
+from ollang.memory.errors import UnknownStoreURLError
+from ollang.memory.inmemory import InMemoryChatStore
+from ollang.memory.sqlite import SQLiteChatStore
+from ollang.settings import Settings
 
 __all__ = ["SCHEMES", "open_store"]
 
@@ -29,11 +29,12 @@ def _unknown(url: str, scheme: str | None = None) -> UnknownStoreURLError:
     return err
 
 
-def open_store(url: str | None = None) -> ChatStore:
+def open_store(url: str | None = None, *, settings: Settings | None = None) -> ChatStore:
     """Open the session store a URL names.
 
     Forms:
-        * ``None``: the default SQLite database (``<data dir>/sessions.db``).
+        * ``None``: ``$OLLANG_STORE_URL`` if set, else the default SQLite database
+          (``<data dir>/sessions.db``); ``settings`` stands in for the environment.
         * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (as in
           SQLAlchemy); ``~`` is expanded; ``?mode=ro`` opens read-only.
         * ``memory://``: an :class:`InMemoryChatStore`, gone when the process ends.
@@ -44,7 +45,10 @@ def open_store(url: str | None = None) -> ChatStore:
         NotAnOllangDatabaseError, StoreError: see :class:`SQLiteChatStore`.
     """
     if url is None:
-        return SQLiteChatStore(default_store_path())
+        settings = settings or Settings.from_env()
+        if settings.store_url is None:
+            return SQLiteChatStore(settings.store_path)
+        url = settings.store_url
     if url == "memory://":
         return InMemoryChatStore()
     if url.startswith("sqlite:///"):

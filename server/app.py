@@ -20,18 +20,19 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import routes_chat, routes_models, routes_sessions
-from server.auth import request_owner
-from server.body import BODY_MODELS, BodyLimit
-from server.context import ServerContext
-from server.errors import install_error_handler
-from server.settings import ServerSettings
+from ollang import __version__
+from ollang.server import routes_chat, routes_models, routes_sessions
+from ollang.server.auth import request_owner
+from ollang.server.body import BODY_MODELS, BodyLimit
+from ollang.server.context import ServerContext
+from ollang.server.errors import install_error_handler
+from ollang.server.settings import ServerSettings
 
 __all__ = ["create_app", "serve"]
 
 log = logging.getLogger("ollang.server")
 
-STATIC_DIR = Path(str(resources.files("server") / "static"))
+STATIC_DIR = Path(str(resources.files("ollang.server") / "static"))
 
 #: Only what the page itself needs: its own scripts, styles and API. Model output
 #: is escaped by the page; this stops any script that got through anyway.
@@ -120,8 +121,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         finally:
             ctx.close()
 
-    from server import __version__
-
     app = FastAPI(
         title="ollang",
         version=__version__,
@@ -152,18 +151,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=docs_deps)
     async def docs() -> HTMLResponse:
-        urls: dict[str, str] = {}
-        if assets is not None:
-            urls = {
-                "swagger_js_url": "/docs-assets/swagger-ui-bundle.js",
-                "swagger_css_url": "/docs-assets/swagger-ui.css",
-                "swagger_favicon_url": "/docs-assets/favicon-32x32.png",
-            }
+        parameters = {"persistAuthorization": True}
+        if assets is None:  # Swagger UI from its CDN (only without the bundled copy)
+            return get_swagger_ui_html(
+                openapi_url="/openapi.json", title="ollang API", swagger_ui_parameters=parameters
+            )
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="ollang API",
-            swagger_ui_parameters={"persistAuthorization": True},
-            **urls,
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            swagger_ui_parameters=parameters,
         )
 
     @app.get("/", include_in_schema=False)
@@ -210,6 +209,7 @@ def serve(
     cors_origins: list[str],
     backend: str | None = None,
     workers: int = 1,
+    ollama_url: str | None = None,
 ) -> None:
     """Run the server with uvicorn until interrupted (what ``ollang serve`` calls).
 
@@ -221,7 +221,7 @@ def serve(
     """
     import uvicorn
 
-    from server.logs import log_config
+    from ollang.server.logs import log_config
 
     overrides: dict[str, Any] = {"host": host, "port": port}
     if api_keys:
@@ -234,6 +234,8 @@ def serve(
         overrides["cors_origins"] = list(cors_origins)
     if backend:
         overrides["backend"] = backend
+    if ollama_url:
+        overrides["ollama_url"] = ollama_url
     settings = ServerSettings(**overrides)
     if not _is_loopback(settings.host) and not settings.api_keys:
         log.warning(
@@ -247,7 +249,7 @@ def serve(
             os.environ[f"OLLANG_SERVER_{name.upper()}"] = (
                 json.dumps(value) if isinstance(value, (list, bool)) else str(value)
             )
-        target: Any = "server.app:create_app"
+        target: Any = "ollang.server.app:create_app"
         auth += f", {workers} worker processes"
     else:
         target = create_app(settings)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from server.errors import UnauthorizedError
+from ollang.server.errors import UnauthorizedError
 
 __all__ = ["Authenticator", "bearer", "owner_of_key", "request_owner"]
 
@@ -40,11 +40,6 @@ class Authenticator:
 
     def __repr__(self) -> str:
         return f"Authenticator({len(self._digests)} keys)"
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any key is configured."""
-        return bool(self._digests)
 
     def owner(self, token: str | None) -> str | None:
         """The owner for a presented key; ``None`` when auth is off.
@@ -70,5 +65,5 @@ async def request_owner(
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
 ) -> str | None:
     """FastAPI dependency: the request's owner, or 401 (see :class:`Authenticator`)."""
-    auth: Authenticator = request.app.state.ctx.auth
+    auth: Authenticator = request.app.state.ctx.auth  # the context imports this module
     return auth.owner(credentials.credentials if credentials else None)

@@ -18,7 +18,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import (
+from ollang.server.errors import (
     BadRequestError,
     PayloadTooLargeError,
     ValidationFailedError,
@@ -121,7 +121,11 @@ async def read_object(request: Request) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as err:
-        detail = f" (line {err.lineno}, column {err.colno})" if hasattr(err, "lineno") else ""
+        detail = (
+            f" (line {err.lineno}, column {err.colno})"
+            if isinstance(err, json.JSONDecodeError)
+            else ""
+        )
         raise BadRequestError(
             f"the request body is not valid JSON{detail}",
             'send a JSON object such as {"message": "Hello"}',

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chains.errors import OllangError, SessionNotFoundError
+from ollang.errors import OllangError
+from ollang.memory.errors import SessionNotFoundError
 
 __all__ = [
     "BadRequestError",
@@ -149,7 +150,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(err), status_code=err.http_status, headers=headers)
 
 
-def install_error_handler(app: Any) -> None:
+def install_error_handler(app: FastAPI) -> None:
     """Route every kind of exception through :func:`handle_error`."""
     for kind in (OllangError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(kind, handle_error)

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 
-from chains.turn import ChatEvent, TurnRecorder, TurnResult
-from server.auth import request_owner
-from server.body import body_schema, check_length, parse_request
-from server.context import ServerContext
-from server.schemas import (
+from ollang.chains.chat import ChatChain
+from ollang.chains.iterators import aclosing_iter
+from ollang.chains.turn import ChatEvent, TurnRecorder, TurnResult
+from ollang.server.auth import request_owner
+from ollang.server.body import body_schema, check_length, parse_request
+from ollang.server.context import context_of
+from ollang.server.schemas import (
     ChatRequest,
     ChatResponse,
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
 )
-from server.streaming import (
+from ollang.server.streaming import (
     ClientDisconnected,
     LiveStream,
     StreamItem,
@@ -67,10 +70,6 @@ class GenerateQuery:
     system: str | None = Query(None, description="A system prompt (if not in the body).")
 
 
-def _ctx(request: Request) -> ServerContext:
-    return request.app.state.ctx
-
-
 def summary(result: TurnResult, *, session: bool = True) -> dict[str, Any]:
     """A turn's result as the JSON of ``StreamDone`` (without the answer's text)."""
     out: dict[str, Any] = {
@@ -88,20 +87,20 @@ def summary(result: TurnResult, *, session: bool = True) -> dict[str, Any]:
 
 @dataclass
 class _Turn:
-    chain: Any
+    chain: ChatChain
     input: dict[str, Any]
-    config: dict[str, Any]
+    config: RunnableConfig
 
 
 async def _chat_turn(request: Request, query: ChatQuery, owner: str | None) -> _Turn:
     """Parse, check limits, resolve the model, claim the session: all before any output."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     body = await parse_request(request, ChatRequest, vars(query))
     check_length(ctx.settings.max_message_chars, message=body.message, system=body.system)
-    model = await ctx.resolve_model(body.model)
-    chain = ctx.chain_for(model, body.options.as_kwargs() if body.options else {})
+    model = await ctx.gate.resolve(body.model)
+    chain = ctx.chains.get(model, body.options.as_kwargs() if body.options else {})
     session_id = body.session_id or uuid.uuid4().hex
-    await ctx.claim(session_id, owner)
+    await ctx.sessions.claim(session_id, owner)
     turn_input: dict[str, Any] = {"input": body.message}
     if body.system is not None:
         turn_input["system"] = body.system
@@ -109,7 +108,7 @@ async def _chat_turn(request: Request, query: ChatQuery, owner: str | None) -> _
 
 
 async def _chat_items(events: AsyncIterator[ChatEvent]) -> AsyncIterator[StreamItem]:
-    async with aclosing(events):  # type: ignore[type-var]
+    async with aclosing_iter(events):
         async for event in events:
             if event.type == "done":
                 assert event.result is not None
@@ -178,20 +177,22 @@ async def chat_stream(
 
 
 async def _generate_setup(request: Request, query: GenerateQuery) -> tuple[Any, list[BaseMessage]]:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     body = await parse_request(request, GenerateRequest, vars(query))
     check_length(ctx.settings.max_message_chars, prompt=body.prompt, system=body.system)
-    model = await ctx.resolve_model(body.model)
-    chat_model = ctx.chain_for(model, body.options.as_kwargs() if body.options else {}).model
+    model = await ctx.gate.resolve(body.model)
+    chat_model = ctx.chains.model(model, body.options.as_kwargs() if body.options else {})
     messages: list[BaseMessage] = [SystemMessage(body.system)] if body.system else []
     messages.append(HumanMessage(body.prompt))
     return chat_model, messages
 
 
-async def _generate_items(model: Any, messages: list[BaseMessage]) -> AsyncIterator[StreamItem]:
+async def _generate_items(
+    model: BaseChatModel, messages: list[BaseMessage]
+) -> AsyncIterator[StreamItem]:
     """One stateless completion, measured like a chat turn (TTFT, usage, speed)."""
     recorder = TurnRecorder(session_id="", model_name=getattr(model, "model", None))
-    async with aclosing(model.astream(messages)) as chunks:
+    async with aclosing_iter(model.astream(messages)) as chunks:
         async for chunk in chunks:
             text = recorder.observe(chunk)
             for thought in recorder.drain_reasoning():

@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from server.auth import request_owner
-from server.body import body_schema, parse_request
-from server.context import ServerContext
-from server.errors import ForbiddenError
-from server.schemas import ErrorResponse, Health, ModelList, PullProgressOut, PullRequest
-from server.streaming import NDJSON, LiveStream, StreamItem
+from ollang.server.auth import request_owner
+from ollang.server.body import body_schema, parse_request
+from ollang.server.context import ServerContext, context_of
+from ollang.server.errors import ForbiddenError
+from ollang.server.schemas import ErrorResponse, Health, ModelList, PullProgressOut, PullRequest
+from ollang.server.streaming import NDJSON, LiveStream, StreamItem
 
 __all__ = ["health_router", "router"]
 
@@ -25,10 +25,6 @@ health_router = APIRouter(tags=["health"])
 HEALTH_TIMEOUT = 3.0
 
 
-def _ctx(request: Request) -> ServerContext:
-    return request.app.state.ctx
-
-
 @router.get(
     "/models",
     response_model=ModelList,
@@ -37,7 +33,7 @@ def _ctx(request: Request) -> ServerContext:
 )
 async def list_models(request: Request) -> Any:
     """Installed models (filtered by `--allow-model` patterns): name, size, details."""
-    models = await _ctx(request).usable_models()
+    models = await context_of(request).gate.usable()
     return {"models": [model.to_dict() for model in models]}
 
 
@@ -52,7 +48,7 @@ async def _pull_items(ctx: ServerContext, name: str) -> AsyncIterator[StreamItem
             }
             yield StreamItem("progress", data={k: v for k, v in data.items() if v is not None})
     finally:
-        ctx.forget_installed()
+        ctx.gate.forget()
 
 
 @router.post(
@@ -74,18 +70,14 @@ async def pull_model(request: Request) -> Response:
     403 unless the server runs with `--allow-pull`, or when `--allow-model` patterns
     exclude the name. Only `[namespace/]model[:tag]` names: never another registry.
     """
-    ctx = _ctx(request)
+    ctx = context_of(request)
     if not ctx.settings.allow_pull:
         raise ForbiddenError(
             "pulling models is disabled on this server",
             "start the server with --allow-pull, or run `ollama pull` on its machine",
         )
     body = await parse_request(request, PullRequest)
-    if not ctx.allowed(body.model):
-        raise ForbiddenError(
-            f"model {body.model!r} is not allowed on this server",
-            "allowed: " + ", ".join(ctx.settings.allow_models),
-        )
+    ctx.gate.check_allowed(body.model)
     return LiveStream(_pull_items(ctx, body.model), NDJSON())
 
 
@@ -95,7 +87,7 @@ async def health(request: Request) -> Any:
 
     Needs no API key.
     """
-    ctx = _ctx(request)
+    ctx = context_of(request)
     status: dict[str, Any] = {"reachable": False, "url": ctx.ollama_url}
     try:
         version = await asyncio.wait_for(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from memory import SessionInfo, message_to_dict
-from server.auth import request_owner
-from server.context import ServerContext
-from server.errors import ValidationFailedError
-from server.schemas import (
+from ollang.memory import SessionInfo, message_to_dict
+from ollang.server.auth import request_owner
+from ollang.server.context import context_of
+from ollang.server.errors import ValidationFailedError
+from ollang.server.schemas import (
     SESSION_ID_PATTERN,
     ErrorResponse,
     SessionDetail,
@@ -27,10 +26,6 @@ router = APIRouter(tags=["sessions"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 422)
 }
-
-
-def _ctx(request: Request) -> ServerContext:
-    return request.app.state.ctx
 
 
 def valid_session_id(
@@ -79,9 +74,8 @@ async def list_sessions(
     limit: int = Query(200, ge=1, le=10_000, description="At most this many, newest first."),
 ) -> Any:
     """Sessions created with your key (all sessions when the server has no keys)."""
-    store = _ctx(request).store
-    infos = await asyncio.to_thread(store.list_sessions, owner=owner)
-    return {"sessions": [_summary(info) for info in infos[:limit]]}
+    infos = await context_of(request).sessions.listing(owner, limit)
+    return {"sessions": [_summary(info) for info in infos]}
 
 
 @router.get(
@@ -97,9 +91,7 @@ async def get_session(
     limit: int | None = Query(None, ge=1, le=100_000, description="Only the newest N messages."),
 ) -> Any:
     """The session's summary and messages, oldest first. 404 for another key's session."""
-    ctx = _ctx(request)
-    info = await ctx.visible_session(session_id, owner)
-    messages = await asyncio.to_thread(ctx.store.get_messages, session_id, limit)
+    info, messages = await context_of(request).sessions.read(session_id, owner, limit)
     return {
         "session": _summary(info),
         "messages": [_message(message_to_dict(m)) for m in messages],
@@ -119,7 +111,5 @@ async def delete_session(
     session_id: str = Depends(valid_session_id),
 ) -> Response:
     """Delete the session and its messages. 404 for another key's session."""
-    ctx = _ctx(request)
-    await ctx.visible_session(session_id, owner)
-    await asyncio.to_thread(ctx.store.delete_session, session_id)
+    await context_of(request).sessions.delete(session_id, owner)
     return Response(status_code=204)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from memory.ids import SESSION_ID_HINT, SESSION_ID_PATTERN, is_valid_session_id
+from ollang.memory.ids import SESSION_ID_HINT, SESSION_ID_PATTERN, is_valid_session_id
 
 __all__ = [
     "MODEL_NAME_PATTERN",

@@ -1,8 +1,14 @@
 """The server's configuration: one pydantic-settings object, read from ``OLLANG_SERVER_*``.
 
+What the server shares with the rest of ollang (Ollama's address, the backend, the
+default model, the store) is left ``None`` here unless ``OLLANG_SERVER_*`` (or
+``ollang serve``'s options) set it, and then comes from :class:`ollang.settings.Settings`
+(``OLLAMA_HOST``, ``OLLANG_BACKEND``, ``OLLANG_MODEL``, ``OLLANG_STORE_URL``), so each
+variable has one meaning and one parsing rule everywhere.
+
 Lists may be given in the environment as JSON (``["a", "b"]``) or comma-separated
-(``a,b``). API keys are held as secrets, so printing or logging the settings
-never shows them.
+(``a,b``). Booleans take the spellings of :func:`ollang.settings.parse_bool`. API keys
+are held as secrets, so printing or logging the settings never shows them.
 """
 
 from __future__ import annotations
@@ -10,12 +16,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ollang.settings import BACKENDS, parse_bool
 
 __all__ = ["ServerSettings"]
 
 _StrList = Annotated[list[str], NoDecode]
+#: A boolean read with the same rule as every other ollang boolean.
+_Bool = Annotated[bool, BeforeValidator(lambda value: parse_bool(value, "a boolean setting"))]
 
 
 def _split(value: Any) -> Any:
@@ -47,19 +57,21 @@ class ServerSettings(BaseSettings):
         default_factory=list,
         description="fnmatch patterns of models clients may use; none means every installed one.",
     )
-    allow_pull: bool = Field(False, description="Whether POST /models/pull is allowed.")
+    allow_pull: _Bool = Field(False, description="Whether POST /models/pull is allowed.")
     cors_origins: _StrList = Field(
         default_factory=list, description="Origins allowed by CORS; none means CORS off."
     )
     store_url: str | None = Field(
-        None, description="Session store URL (memory.open_store); default: the SQLite file."
+        None,
+        description="Session store URL (ollang.memory.open_store); default: $OLLANG_STORE_URL.",
     )
     ollama_url: str | None = Field(
         None, description="Ollama address in any OLLAMA_HOST form; default: $OLLAMA_HOST."
     )
-    backend: str = Field(
-        "auto",
-        description="Where models run: auto (Ollama if reachable, else embedded), ollama, embedded.",
+    backend: str | None = Field(
+        None,
+        description="Where models run: auto (Ollama if reachable, else embedded), ollama, "
+        "embedded; default: $OLLANG_BACKEND.",
     )
     default_model: str | None = Field(
         None, description="Model used when a request names none; default: $OLLANG_MODEL."
@@ -74,16 +86,26 @@ class ServerSettings(BaseSettings):
     chain_cache_size: int = Field(
         32, ge=1, description="Chat models (per model and options) kept with their HTTP clients."
     )
-    public_docs: bool = Field(
+    public_docs: _Bool = Field(
         True,
         description="Serve /docs and /openapi.json without a key (they describe, not hold, data).",
     )
-    access_log: bool = Field(True, description="uvicorn's per-request access log.")
+    access_log: _Bool = Field(True, description="uvicorn's per-request access log.")
 
     @field_validator("api_keys", "allow_models", "cors_origins", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower()
+        if name not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {value!r}")
+        return name
 
     @field_validator("api_keys")
     @classmethod

@@ -32,8 +32,8 @@ from sse_starlette import ServerSentEvent
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from chains.errors import OllangError
-from server.errors import error_body, to_ollang_error
+from ollang.errors import OllangError
+from ollang.server.errors import error_body, to_ollang_error
 
 __all__ = [
     "FORMATS",
@@ -160,7 +160,9 @@ FORMATS: dict[str, type[StreamFormat]] = {
 }
 
 
-def choose_format(accept: str | None, *, ndjson_key: Literal["message", "response"] = "message"):
+def choose_format(
+    accept: str | None, *, ndjson_key: Literal["message", "response"] = "message"
+) -> StreamFormat:
     """The format an ``Accept`` header asks for; plain text when it names none we know.
 
     The first listed type we support wins (q-values are ignored: clients that
@@ -221,8 +223,10 @@ class LiveStream(StreamingResponse):
         fmt: StreamFormat,
         headers: dict[str, str] | None = None,
     ) -> None:
+        # StreamingResponse sets the headers (and no Content-Length); the body is sent by
+        # __call__ below from `items`, never by StreamingResponse's own iterator.
         super().__init__(
-            items,
+            (),
             media_type=fmt.media_type,
             # X-Accel-Buffering: proxies must not buffer the stream.
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},

@@ -14,9 +14,10 @@ from types import TracebackType
 
 from fastapi import FastAPI
 
-from memory import ChatStore
-from server.app import KEEP_ALIVE_S, create_app
-from server.settings import ServerSettings
+from ollang.memory import ChatStore
+from ollang.server.app import KEEP_ALIVE_S, create_app
+from ollang.server.context import context_of
+from ollang.server.settings import ServerSettings
 
 __all__ = ["LiveServer"]
 
@@ -51,7 +52,7 @@ class LiveServer:
     @property
     def store(self) -> ChatStore:
         """The app's session store."""
-        return self.app.state.ctx.store
+        return context_of(self.app).store
 
     def start(self) -> LiveServer:
         """Start serving; returns once the socket accepts connections."""

@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "cli", "cli_popen"]
+__all__ = ["OLLANG", "ROOT", "cli", "cli_popen"]
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The command line that runs the installed CLI: ``python -m ollang`` (the same as ``ollang``).
+OLLANG = [sys.executable, "-m", "ollang"]
 
 
 def cli(
@@ -16,7 +18,7 @@ def cli(
 ) -> subprocess.CompletedProcess:
     """Run ``ollang ARGS`` to completion, stdin from ``input`` (empty by default)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
+        [*OLLANG, *args],
         input=input if input is not None else b"",
         capture_output=True,
         env=env,
@@ -28,7 +30,7 @@ def cli(
 def cli_popen(*args: str, env: dict) -> subprocess.Popen:
     """Start ``ollang ARGS`` with piped stdout/stderr and no stdin."""
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), *args],
+        [*OLLANG, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

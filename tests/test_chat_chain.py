@@ -9,15 +9,15 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
 
-from chains import (
+from ollang.chains import (
     ContextWindowError,
     FakeChatModel,
     FakeReply,
     InvalidInputError,
     build_chat_chain,
 )
-from chains.context import SAFETY_MARGIN, estimate_tokens, reply_reserve
-from memory import InMemoryChatStore, SQLiteChatStore, message_status
+from ollang.chains.context import SAFETY_MARGIN, estimate_tokens, reply_reserve
+from ollang.memory import InMemoryChatStore, SQLiteChatStore, message_status
 
 
 @pytest.fixture(params=["memory", "sqlite"])

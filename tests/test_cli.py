@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli_process import ROOT
+from tests.cli_process import OLLANG, ROOT
 from tests.cli_process import cli as ollang
 from tests.fake_ollama import Reply
+from tests.net import free_port
 
 
 @pytest.fixture
@@ -98,9 +97,7 @@ def test_exit_codes(env, fake_ollama):
     assert "error: model 'ghost' not found" in err and "ollang models pull ghost" in err
     assert "llama3:latest" in err and "Traceback" not in err
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     down = ollang("--ollama-host", dead, "ask", "hi", env=env)
     assert down.returncode == 3
     assert f"http://{dead}" in down.stderr.decode() and "ollama serve" in down.stderr.decode()
@@ -119,7 +116,7 @@ def test_sigint_during_ask_exits_130_and_keeps_the_partial_answer(env, fake_olla
     fake_ollama.token_delay = 0.1
     fake_ollama.queue(Reply(tokens=[f" w{i}" for i in range(100)]))
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "ask", "go", "--session", "sig"],
+        [*OLLANG, "ask", "go", "--session", "sig"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import threading
 import time
 
@@ -15,16 +14,17 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 pytest.importorskip("llama_cpp", reason="the embedded extra (llama-cpp-python) is not installed")
 
-from chains import InvalidInputError, ModelNotFoundError, build_chat_chain
-from chains.backend import choose_backend, make_backend_chat_model
-from chains.embedded import (
+from ollang.chains import InvalidInputError, ModelNotFoundError, build_chat_chain
+from ollang.chains.backend import choose_backend, make_backend_chat_model
+from ollang.chains.embedded import (
     EMBEDDED_DEFAULT_MODEL,
     _load,
     list_embedded_models,
     make_embedded_chat_model,
     resolve_embedded_model,
 )
-from memory import InMemoryChatStore, message_status
+from ollang.memory import InMemoryChatStore, message_status
+from tests.net import free_port
 
 
 def cfg(session_id: str) -> dict:
@@ -203,9 +203,7 @@ def test_gguf_path_and_ollama_model_store(tmp_path, monkeypatch):
 
 
 def _dead_host() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"  # nothing listens there now
 
 
 def test_auto_backend_falls_back_to_embedded_with_a_notice(monkeypatch):
@@ -261,7 +259,8 @@ def test_cli_ask_with_the_embedded_backend_streams_an_answer(tmp_path):
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(root / "cli.py"),
+            "-m",
+            "ollang",
             "ask",
             "Name a colour.",
             "-o",
@@ -285,7 +284,8 @@ def test_cli_ask_with_the_embedded_backend_streams_an_answer(tmp_path):
     explicit = subprocess.run(
         [
             sys.executable,
-            str(root / "cli.py"),
+            "-m",
+            "ollang",
             "ask",
             "Hi",
             "--backend",
@@ -303,7 +303,7 @@ def test_cli_ask_with_the_embedded_backend_streams_an_answer(tmp_path):
     assert data["model"] == "smollm2:135m" and data["response"].strip()
     assert data["usage"]["output_tokens"] > 0 and data["timings"]["tokens_per_s"] > 0
     listed = subprocess.run(
-        [sys.executable, str(root / "cli.py"), "models"],
+        [sys.executable, "-m", "ollang", "models"],
         capture_output=True,
         env=env,
         cwd=root,
@@ -315,8 +315,8 @@ def test_cli_ask_with_the_embedded_backend_streams_an_answer(tmp_path):
 def test_server_answers_through_the_embedded_backend(monkeypatch):
     import httpx
 
-    from server import ServerSettings
-    from server.testing import LiveServer
+    from ollang.server import ServerSettings
+    from ollang.server.testing import LiveServer
 
     monkeypatch.setenv("OLLAMA_HOST", _dead_host())
     settings = ServerSettings(backend="auto", store_url="memory://")

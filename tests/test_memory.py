@@ -26,14 +26,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from chains.errors import (
-    NotAnOllangDatabaseError,
-    SessionExistsError,
-    SessionNotFoundError,
-    StoreError,
-    UnknownStoreURLError,
-)
-from memory import (
+from ollang.memory import (
     ChatStore,
     InMemoryChatStore,
     SearchHit,
@@ -46,7 +39,14 @@ from memory import (
     open_store,
     set_message_status,
 )
-from memory.migrations import APPLICATION_ID, MIGRATIONS
+from ollang.memory.errors import (
+    NotAnOllangDatabaseError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreError,
+    UnknownStoreURLError,
+)
+from ollang.memory.migrations import APPLICATION_ID, MIGRATIONS
 
 
 @pytest.fixture(params=["memory", "sqlite"])

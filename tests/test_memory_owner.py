@@ -7,7 +7,7 @@ import threading
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from memory import ChatStore, InMemoryChatStore, SQLiteChatStore
+from ollang.memory import ChatStore, InMemoryChatStore, SQLiteChatStore
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from memory import (
+from ollang.memory import (
     ChatStore,
     InMemoryChatStore,
     SearchHit,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 
 import pytest
 
-from chains import (
+from ollang.chains import (
     ModelNotFoundError,
     OllamaResponseError,
     OllamaTimeoutError,
@@ -19,9 +18,10 @@ from chains import (
     make_chat_model,
     make_llm,
 )
-from chains.settings import Settings, parse_ollama_host
-from memory import InMemoryChatStore, message_status
+from ollang.memory import InMemoryChatStore, message_status
+from ollang.settings import Settings, parse_ollama_host
 from tests.fake_ollama import FakeOllama, ModelInfo, Reply
+from tests.net import free_port
 
 
 def cfg(session_id: str) -> dict:
@@ -129,10 +129,7 @@ def test_timeouts_are_set(fake_ollama, monkeypatch):
 
 
 def _dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"127.0.0.1:{port}"  # nothing listens there now
+    return f"127.0.0.1:{free_port()}"  # nothing listens there now
 
 
 @pytest.mark.parametrize("call", ["invoke", "stream", "astream", "batch"])

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from memory import SQLiteChatStore, message_status
-from server import ServerSettings
-from server.testing import LiveServer
+from ollang.memory import SQLiteChatStore, message_status
+from ollang.server import ServerSettings
+from ollang.server.testing import LiveServer
 from tests.fake_ollama import FakeOllama, ModelInfo, Reply
 
 CHROMIUM = "/usr/bin/chromium"

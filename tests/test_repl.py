@@ -37,7 +37,7 @@ def repl_env(fake_ollama, tmp_path):
 def spawn(env: dict, *args: str) -> pexpect.spawn:
     child = pexpect.spawn(
         sys.executable,
-        [str(ROOT / "cli.py"), "chat", *args],
+        ["-m", "ollang", "chat", *args],
         env=env,
         cwd=str(ROOT),
         timeout=15,
@@ -167,7 +167,7 @@ def test_missing_model_is_reported_and_pulled_only_when_asked(repl_env, fake_oll
     fake_ollama.pullable.add("phi3:latest")
     child = pexpect.spawn(
         sys.executable,
-        [str(ROOT / "cli.py"), "chat", "-m", "phi3"],
+        ["-m", "ollang", "chat", "-m", "phi3"],
         env=repl_env,
         cwd=str(ROOT),
         timeout=15,
@@ -190,7 +190,7 @@ def test_piped_stdin_without_a_terminal(repl_env):
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "chat"],
+        [sys.executable, "-m", "ollang", "chat"],
         input=b"first\nsecond\n/bye\n",
         capture_output=True,
         env=repl_env,

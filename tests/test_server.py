@@ -12,11 +12,12 @@ import time
 import httpx
 import pytest
 
-from memory import SQLiteChatStore, message_status
-from server import ServerSettings, streaming
-from server.auth import owner_of_key
-from server.testing import LiveServer
+from ollang.memory import SQLiteChatStore, message_status
+from ollang.server import ServerSettings, streaming
+from ollang.server.auth import owner_of_key
+from ollang.server.testing import LiveServer
 from tests.fake_ollama import FakeOllama, ModelInfo, Reply
+from tests.net import free_port
 
 MODELS = ["mistral:latest", "llama3:latest", "qwen3:0.6b"]
 WORDS = ["Hello", " there", ",", " how", " can", " I", " help", " you", " today", "?"]
@@ -354,12 +355,6 @@ def test_disconnect_before_the_first_token_cancels_upstream(slow_live, slow_fake
 
 
 # -- errors --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ollama_down_is_503_naming_the_url(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     with LiveServer(settings(tmp_path, url)) as server, httpx.Client(base_url=server.url) as c:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from chains import ChatChain, make_chat_model
-from memory import SQLiteChatStore
+from ollang.chains import ChatChain, make_chat_model
+from ollang.memory import SQLiteChatStore
 
 
 def main() -> None:

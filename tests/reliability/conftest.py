@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli_process import ROOT
+from tests.cli_process import OLLANG, ROOT
+from tests.net import free_port
 
 
 def read_at_least(stream, n: int, timeout: float = 30) -> bytes:
@@ -33,12 +33,6 @@ def read_at_least(stream, n: int, timeout: float = 30) -> bytes:
     return got
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_serve(
     tmp_path: Path, ollama_host: str, *args: str, stdout: int = subprocess.DEVNULL
 ) -> tuple[subprocess.Popen, int]:
@@ -51,7 +45,7 @@ def start_serve(
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
     env.update(OLLANG_HOME=str(tmp_path / "home"), OLLAMA_HOST=ollama_host)
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
+        [*OLLANG, "serve", "--port", str(port), *args],
         cwd=ROOT,
         env=env,
         stdout=stdout,

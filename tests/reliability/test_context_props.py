@@ -23,17 +23,17 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from chains.chat import ChatChain
-from chains.context import (
+from ollang.chains.chat import ChatChain
+from ollang.chains.context import (
     SAFETY_MARGIN,
     ContextBudget,
     estimate_tokens,
     fit_history,
     reply_reserve,
 )
-from chains.errors import ContextWindowError
-from chains.fake import FakeChatModel, FakeReply
-from memory import ChatStore, InMemoryChatStore, SQLiteChatStore
+from ollang.chains.errors import ContextWindowError
+from ollang.chains.fake import FakeChatModel, FakeReply
+from ollang.memory import ChatStore, InMemoryChatStore, SQLiteChatStore
 
 SETTINGS = settings(
     max_examples=200,

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from server import ServerSettings
-from server.testing import LiveServer
+from ollang.server import ServerSettings
+from ollang.server.testing import LiveServer
 from tests.cli_process import cli
 from tests.fake_ollama import FakeOllama
 from tests.reliability.conftest import db_path, integrity, stored

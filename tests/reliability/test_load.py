@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memory import SQLiteChatStore
+from ollang.memory import SQLiteChatStore
 from tests.cli_process import ROOT
 from tests.fake_ollama import FakeOllama
 from tests.reliability.conftest import OllamaProcess, integrity, start_serve

@@ -11,8 +11,8 @@ import subprocess
 import httpx
 import pytest
 
-from server import ServerSettings
-from server.testing import LiveServer
+from ollang.server import ServerSettings
+from ollang.server.testing import LiveServer
 from tests.fake_ollama import FakeOllama
 from tests.reliability.conftest import start_serve
 
@@ -87,7 +87,7 @@ def test_keys_are_compared_with_compare_digest_against_every_key(monkeypatch, ke
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("server.auth.hmac.compare_digest", spy)
+    monkeypatch.setattr("ollang.server.auth.hmac.compare_digest", spy)
     assert (
         httpx.get(f"{keyed.url}/sessions", headers={"Authorization": "Bearer nope"}).status_code
         == 401

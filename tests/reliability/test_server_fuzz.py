@@ -43,9 +43,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
 
-from server import ServerSettings
-from server.app import create_app
-from server.testing import LiveServer
+from ollang.server import ServerSettings
+from ollang.server.app import create_app
+from ollang.server.testing import LiveServer
 from tests.fake_ollama import FakeOllama, ModelInfo
 
 KEYS = ("fuzz-key-0123456789", "fuzz-other-key-9876")

@@ -6,11 +6,20 @@ import json
 import sys
 from contextlib import closing
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING
 
-from chains.errors import InvalidInputError
-from ollang_cli.common import build_model, new_session_id, parse_options, validate_session_id
-from ollang_cli.render import StreamPrinter
+from ollang.commands.common import (
+    build_model,
+    new_session_id,
+    open_default_store,
+    parse_options,
+    validate_session_id,
+)
+from ollang.commands.render import StreamPrinter
+from ollang.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ollang.memory import ChatStore
 
 __all__ = ["read_prompt", "run_ask"]
 
@@ -39,7 +48,7 @@ def read_prompt(prompt: str | None) -> str:
     return text
 
 
-def _session(session: str | None, cont: bool, store: Any) -> str | None:
+def _session(session: str | None, cont: bool, store: ChatStore) -> str | None:
     if session and cont:
         raise InvalidInputError("use either --session or --continue, not both")
     if session:
@@ -68,15 +77,17 @@ def run_ask(
     opts = parse_options(options)
     if think:
         opts["think"] = True
-    from chains import build_chat_chain
-    from memory import InMemoryChatStore, open_store
+    from langchain_core.runnables import RunnableConfig
+
+    from ollang.chains import build_chat_chain
+    from ollang.memory import InMemoryChatStore
 
     persistent = session is not None or cont
-    store = open_store() if persistent else InMemoryChatStore()
+    store = open_default_store() if persistent else InMemoryChatStore()
     session_id = _session(session, cont, store) if persistent else None
     chat_model = build_model(backend, model, opts)
     chain = build_chat_chain(chat_model, store=store, system=system)
-    config = {"configurable": {"session_id": session_id or "ask"}}
+    config: RunnableConfig = {"configurable": {"session_id": session_id or "ask"}}
     printer = StreamPrinter(markdown=False, show_reasoning=think and not as_json)
     show_live = stream and not as_json
     result = None

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import sys
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chains.errors import ModelNotFoundError, OllangError
-from ollang_cli.common import (
+from ollang.chains.errors import ModelNotFoundError
+from ollang.commands.common import (
     build_model,
+    cli_settings,
+    model_manager,
     new_session_id,
     open_default_store,
     parse_option,
     parse_options,
     validate_session_id,
 )
-from ollang_cli.render import StreamPrinter, format_stats
+from ollang.commands.render import StreamPrinter, format_stats
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+    from ollang.chains.chat import ChatChain
+    from ollang.chains.turn import TurnResult
+    from ollang.memory import ChatStore
+from ollang.errors import OllangError
+from ollang.memory.errors import SessionExistsError
 
 __all__ = ["Repl", "run_chat"]
 
@@ -57,9 +68,7 @@ class _Reader:
             from prompt_toolkit import PromptSession
             from prompt_toolkit.history import FileHistory
 
-            from chains.settings import data_dir
-
-            home = data_dir()
+            home = cli_settings().home
             home.mkdir(parents=True, exist_ok=True)
             self._session = PromptSession(history=FileHistory(str(home / "history")))
 
@@ -102,9 +111,9 @@ class Repl:
         think: bool,
         verbose: bool,
         backend: str | None,
-        store: Any,
+        store: ChatStore,
     ) -> None:
-        self.model_name = model
+        self.model_name: str = model or ""
         self.system = system
         self.session_id = session_id
         self.options = options
@@ -113,14 +122,14 @@ class Repl:
         self.backend = backend
         self.store = store
         self.reader = _Reader()
-        self.last: Any = None
-        self.chain: Any = None
+        self.last: TurnResult | None = None
+        self.chain: ChatChain
         self.build()
 
     # -- set-up ----------------------------------------------------------------
     def build(self) -> None:
         """(Re)build the model and the chain from the current settings."""
-        from chains import build_chat_chain
+        from ollang.chains import build_chat_chain
 
         options = dict(self.options)
         if self.think:
@@ -129,16 +138,14 @@ class Repl:
         self.backend = (
             "ollama" if hasattr(model, "base_url") else "embedded"
         )  # ask once per process
-        self.model_name = getattr(model, "model", self.model_name)
+        self.model_name = str(getattr(model, "model", None) or self.model_name)
         self.chain = build_chat_chain(model, store=self.store, system=self.system)
 
     def ensure_model(self) -> bool:
         """Check an Ollama model is installed; on a terminal, offer to pull it."""
         if self.backend != "ollama":
             return True
-        from chains.manage import ModelManager
-
-        manager = ModelManager()
+        manager = model_manager()
         if manager.exists(self.model_name):
             return True
         installed = [m.name for m in manager.list()]
@@ -149,7 +156,7 @@ class Repl:
         answer = self.reader.line(f"Pull {self.model_name} now? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
             return False
-        from ollang_cli.models import pull_model
+        from ollang.commands.models import pull_model
 
         pull_model(self.model_name)
         return True
@@ -194,7 +201,7 @@ class Repl:
     def send(self, text: str) -> None:
         """Send one message and stream the answer."""
         printer = StreamPrinter(show_reasoning=self.think)
-        config = {"configurable": {"session_id": self.session_id}}
+        config: RunnableConfig = {"configurable": {"session_id": self.session_id}}
         try:
             with closing(self.chain.stream_turn({"input": text}, config)) as events:
                 for event in events:
@@ -311,56 +318,38 @@ class Repl:
             raise
         self.say(f"model {self.model_name}")
 
-    def _last_exchange(self) -> tuple[Any, Any]:
-        recent = self.store.get_messages(self.session_id, limit=2)
-        if recent and recent[-1].type == "human":
-            return recent[-1], None
-        if len(recent) == 2 and recent[0].type == "human":
-            return recent[0], recent[1]
-        return None, recent[-1] if recent else None
-
     def cmd_retry(self, arg: str) -> None:
-        human, ai = self._last_exchange()
-        if human is None:
+        last = self.store.last_exchange(self.session_id)
+        if last.human is None:
             self.say("nothing to retry")
             return
-        ids = [m.id for m in (human, ai) if m is not None]
-        self.store.delete_messages(self.session_id, ids)
-        self.send(human.text)
+        self.store.drop_last_exchange(self.session_id)
+        self.send(last.human.text)
 
     def cmd_undo(self, arg: str) -> None:
-        human, ai = self._last_exchange()
-        drop = [m for m in (human, ai) if m is not None]
-        if not drop:
+        dropped = self.store.drop_last_exchange(self.session_id)
+        if not dropped.messages:
             self.say("nothing to undo")
             return
-        self.store.delete_messages(self.session_id, [m.id for m in drop])
-        self.say(f"dropped the last {'exchange' if len(drop) == 2 else 'message'}")
+        self.say(f"dropped the last {'exchange' if len(dropped.messages) == 2 else 'message'}")
 
     def cmd_fork(self, arg: str) -> None:
-        from memory import message_from_dict, message_to_dict
-
         if not arg:
             self.say("usage: /fork NAME")
             return
         target = validate_session_id(arg)
-        if self.store.get_session(target) is not None:
-            self.say(f"a session named {target} exists; choose another name")
-            return
-        copies = []
-        for message in self.store.get_messages(self.session_id):
-            data = message_to_dict(message)
-            data.pop("id", None)
-            copies.append(message_from_dict(data))
-        if copies:
-            self.store.add_messages(target, copies)
-        else:
+        if self.store.get_session(self.session_id) is None:  # nothing said yet
+            if self.store.get_session(target) is not None:
+                raise SessionExistsError(target)
             self.store.update_session(target)
+            copied = 0
+        else:
+            copied = self.store.fork_session(self.session_id, target)
         self.session_id = target
-        self.say(f"forked {len(copies)} messages into {target}; continuing there")
+        self.say(f"forked {copied} messages into {target}; continuing there")
 
     def cmd_history(self, arg: str) -> None:
-        from memory import message_status
+        from ollang.memory import message_status
 
         messages = self.store.get_messages(self.session_id)
         if not messages:
@@ -372,8 +361,8 @@ class Repl:
             self.say(f"{who}{mark}: {m.text}")
 
     def cmd_export(self, arg: str) -> None:
-        from memory.export import dumps, export_json, export_markdown
-        from ollang_cli.sessions import write_export
+        from ollang.commands.sessions import write_export
+        from ollang.memory.export import dumps, export_json, export_markdown
 
         if not arg:
             self.say("usage: /export FILE (.json or .md)")
@@ -396,7 +385,7 @@ class Repl:
             self.say("last answer: " + format_stats(self.last))
 
     def cmd_sessions(self, arg: str) -> None:
-        from ollang_cli.sessions import list_sessions
+        from ollang.commands.sessions import list_sessions
 
         list_sessions(False)
 
@@ -413,7 +402,7 @@ def run_chat(
     backend: str | None,
 ) -> int:
     """Start the REPL."""
-    from chains.errors import InvalidInputError
+    from ollang.errors import InvalidInputError
 
     if session and cont:
         raise InvalidInputError("use either --session or --continue, not both")

@@ -7,12 +7,18 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from chains.errors import InvalidInputError, SessionNotFoundError
-from ollang_cli.common import open_default_store, validate_session_id
-from ollang_cli.errors import EXIT_USAGE, fail
-from ollang_cli.render import terminal_safe
+from ollang.commands.common import open_default_store, validate_session_id
+from ollang.commands.errors import EXIT_USAGE, fail
+from ollang.commands.render import terminal_safe
+from ollang.errors import InvalidInputError
+from ollang.memory.errors import SessionNotFoundError
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+    from ollang.memory import ChatStore, SessionInfo
 
 __all__ = [
     "export_session",
@@ -59,7 +65,7 @@ def list_sessions(as_json: bool) -> int:
     return 0
 
 
-def _load(store: Any, session_id: str) -> tuple[Any, list[Any]]:
+def _load(store: ChatStore, session_id: str) -> tuple[SessionInfo, list[BaseMessage]]:
     info = store.get_session(validate_session_id(session_id))
     if info is None:
         raise SessionNotFoundError(session_id)
@@ -68,8 +74,8 @@ def _load(store: Any, session_id: str) -> tuple[Any, list[Any]]:
 
 def show_session(session_id: str, as_json: bool) -> int:
     """A session's messages."""
-    from memory.export import dumps, export_json
-    from memory.messages import message_status
+    from ollang.memory.export import dumps, export_json
+    from ollang.memory.messages import message_status
 
     with open_default_store() as store:
         info, messages = _load(store, session_id)
@@ -101,7 +107,7 @@ def write_export(text: str, output: str, force: bool) -> Path:
 
 def export_session(session_id: str, fmt: str, output: str | None, force: bool) -> int:
     """Export as Markdown or JSON to stdout or a file."""
-    from memory.export import dumps, export_json, export_markdown
+    from ollang.memory.export import dumps, export_json, export_markdown
 
     fmt = fmt.lower()
     if fmt not in ("md", "markdown", "json"):
@@ -119,7 +125,7 @@ def export_session(session_id: str, fmt: str, output: str | None, force: bool) -
 
 def import_session(path: str, session_id: str | None) -> int:
     """Import a JSON export."""
-    from memory.export import import_json
+    from ollang.memory.export import import_json
 
     try:
         data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))

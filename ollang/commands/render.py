@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ollang.chains.turn import TurnResult
 
 __all__ = ["StreamPrinter", "context_meter", "format_stats", "terminal_safe"]
 
@@ -102,7 +105,7 @@ class StreamPrinter:
         sys.stdout.flush()
 
 
-def context_meter(result: Any) -> str | None:
+def context_meter(result: TurnResult) -> str | None:
     """``context: USED/WINDOW tokens (P%)`` for a finished turn, if the window is known."""
     if result.context is None:
         return None
@@ -113,7 +116,7 @@ def context_meter(result: Any) -> str | None:
     return f"context: {used}/{window} tokens ({100 * used / window:.0f}%)"
 
 
-def format_stats(result: Any) -> str:
+def format_stats(result: TurnResult) -> str:
     """One line of stats for a turn, like ``ollama run --verbose`` plus a context meter."""
     parts = []
     t = result.timings

@@ -1,22 +1,68 @@
-"""What several commands share: option parsing, session ids, the store, the model."""
+"""What several commands share: settings, option parsing, session ids, the store, the model."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chains.errors import InvalidInputError
+from ollang.errors import InvalidInputError
+from ollang.settings import Settings, parse_ollama_host
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from ollang.chains.manage import ModelManager
+    from ollang.memory import ChatStore
 
 __all__ = [
     "build_model",
+    "cli_settings",
+    "model_manager",
     "new_session_id",
+    "ollama_url_override",
     "open_default_store",
     "parse_options",
+    "set_ollama_host",
     "validate_session_id",
 ]
+
+# Command-line options that stand for a setting (``--ollama-host`` for OLLAMA_HOST) win
+# over the environment; they are applied to the one Settings object every command uses.
+_overrides: dict[str, Any] = {}
+_settings: Settings | None = None
+
+
+def set_ollama_host(value: str) -> None:
+    """Use ``value`` (any ``OLLAMA_HOST`` form) instead of ``$OLLAMA_HOST``.
+
+    Raises:
+        InvalidInputError: the value cannot be read as a host.
+    """
+    global _settings
+    try:
+        _overrides["ollama_url"] = parse_ollama_host(value)
+    except ValueError as err:
+        raise InvalidInputError(str(err), "e.g. --ollama-host 127.0.0.1:11434") from err
+    _settings = None
+
+
+def ollama_url_override() -> str | None:
+    """The Ollama URL given with ``--ollama-host``, if any."""
+    url: str | None = _overrides.get("ollama_url")
+    return url
+
+
+def cli_settings() -> Settings:
+    """This invocation's settings: the environment, read once, plus command-line overrides."""
+    global _settings
+    if _settings is None:
+        _settings = dataclasses.replace(Settings.from_env(), **_overrides)
+    return _settings
+
 
 _OPTION_TYPES: dict[str, type] = {
     "temperature": float,
@@ -78,7 +124,7 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def validate_session_id(session_id: str) -> str:
     """A session id that is safe anywhere it is shown or used (no paths, no control chars)."""
-    from memory.ids import SESSION_ID_HINT, is_valid_session_id
+    from ollang.memory.ids import SESSION_ID_HINT, is_valid_session_id
 
     if not is_valid_session_id(session_id):
         raise InvalidInputError(
@@ -93,24 +139,28 @@ def new_session_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def open_default_store() -> Any:
-    """The session store (SQLite under ``$OLLANG_HOME``)."""
-    from memory import open_store
+def open_default_store() -> ChatStore:
+    """The session store: ``$OLLANG_STORE_URL``, else SQLite under ``$OLLANG_HOME``."""
+    from ollang.memory import open_store
 
-    return open_store()
+    settings = cli_settings()
+    return open_store(settings.store_url, settings=settings)
 
 
-def build_model(backend: str | None, model: str | None, options: dict[str, Any]) -> Any:
+def model_manager() -> ModelManager:
+    """Model management on the configured Ollama server."""
+    from ollang.chains.manage import ModelManager
+
+    return ModelManager(settings=cli_settings())
+
+
+def build_model(backend: str | None, model: str | None, options: dict[str, Any]) -> BaseChatModel:
     """A chat model on the chosen backend; a notice goes to stderr when ``auto`` falls back."""
-    from chains.backend import choose_backend, make_backend_chat_model
+    from ollang.chains.backend import choose_backend, make_backend_chat_model
 
-    choice = choose_backend(backend, model=model)
+    settings = cli_settings()
+    choice = choose_backend(backend, model=model, settings=settings)
     if choice.notice:
         sys.stderr.write(choice.notice + "\n")
         sys.stderr.flush()
-    return make_backend_chat_model(choice, model, **options)
-
-
-def model_label(model: Any) -> str:
-    """The name a chat model is shown under."""
-    return str(getattr(model, "model", None) or "model")
+    return make_backend_chat_model(choice, model, settings=settings, **options)

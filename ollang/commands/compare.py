@@ -6,9 +6,10 @@ import sys
 from contextlib import closing
 from typing import Any
 
-from chains.errors import ModelNotFoundError, OllamaUnavailableError, OllangError
-from ollang_cli.common import build_model, parse_options
-from ollang_cli.render import StreamPrinter
+from ollang.chains.errors import ModelNotFoundError, OllamaUnavailableError
+from ollang.commands.common import build_model, parse_options
+from ollang.commands.render import StreamPrinter
+from ollang.errors import OllangError
 
 __all__ = ["run_compare"]
 
@@ -21,8 +22,8 @@ def run_compare(
     A missing model gives an error row and the others still run; the exit code is
     4 if any model was missing, 1 if any other failed, else 0.
     """
-    from chains import build_chat_chain
-    from memory import InMemoryChatStore
+    from ollang.chains import build_chat_chain
+    from ollang.memory import InMemoryChatStore
 
     if not prompt.strip():
         raise OllangError("the prompt is empty", "")

@@ -11,7 +11,8 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+
+import typer
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "fail", "run"]
 
@@ -20,7 +21,13 @@ EXIT_INTERRUPTED = 130
 
 
 def _debug() -> bool:
-    return os.environ.get("OLLANG_DEBUG", "") not in ("", "0", "false")
+    from ollang.errors import SettingsError
+    from ollang.settings import Settings
+
+    try:
+        return Settings.from_env().debug
+    except SettingsError:  # the bad setting is the error being reported
+        return False
 
 
 def fail(message: str, hint: str = "", code: int = 1) -> int:
@@ -33,26 +40,27 @@ def fail(message: str, hint: str = "", code: int = 1) -> int:
     return code
 
 
-def run(app: Any, argv: Sequence[str] | None) -> int:
+def run(app: typer.Typer, argv: Sequence[str] | None) -> int:
     """Run the Typer ``app`` and map whatever it raises to an exit code."""
-    from typer._click.exceptions import ClickException, UsageError
-    from typer.exceptions import Abort, Exit
 
-    from chains.errors import OllangError
+    from ollang.errors import OllangError
 
     try:
         result = app(
             args=list(argv) if argv is not None else None, standalone_mode=False, prog_name="ollang"
         )
         return result if isinstance(result, int) else 0
-    except Exit as err:
+    except typer.Exit as err:
         return err.exit_code
-    except UsageError as err:
-        command = err.ctx.command_path if err.ctx is not None else "ollang"
-        return fail(err.format_message(), f"see `{command} --help`", EXIT_USAGE)
-    except ClickException as err:
+    except typer.TyperException as err:
+        # click's errors (typer vendors click; their public base is TyperException).
+        # Usage errors (exit code 2) carry the command whose --help to point at.
+        if err.exit_code == EXIT_USAGE:
+            ctx = getattr(err, "ctx", None)
+            command = ctx.command_path if ctx is not None else "ollang"
+            return fail(err.format_message(), f"see `{command} --help`", EXIT_USAGE)
         return fail(err.format_message(), code=err.exit_code)
-    except (KeyboardInterrupt, Abort):
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
     except OllangError as err:

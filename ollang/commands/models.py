@@ -6,15 +6,16 @@ import json
 import sys
 from typing import Any
 
-from chains.errors import OllamaUnavailableError
-from chains.manage import ModelManager, format_gb
-from ollang_cli.errors import EXIT_USAGE, fail
+from ollang.chains.errors import OllamaUnavailableError
+from ollang.chains.manage import format_gb
+from ollang.commands.common import cli_settings, model_manager
+from ollang.commands.errors import EXIT_USAGE, fail
 
 __all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
 
 
 def _embedded_rows() -> list[dict[str, Any]]:
-    from chains.gguf import embedded_available, list_embedded_models
+    from ollang.chains.gguf import embedded_available, list_embedded_models
 
     if not embedded_available():
         return []
@@ -27,13 +28,13 @@ def _embedded_rows() -> list[dict[str, Any]]:
             "backend": "embedded",
             "details": {"source": m.source, "path": str(m.path)},
         }
-        for m in list_embedded_models()
+        for m in list_embedded_models(cli_settings())
     ]
 
 
 def list_models(as_json: bool) -> int:
     """Installed models, one per line (``llama3:8b (4.7 GB)``) or a table on a terminal."""
-    manager = ModelManager()
+    manager = model_manager()
     try:
         ollama_rows = [m.to_dict() for m in manager.list()]
     except OllamaUnavailableError as err:
@@ -75,7 +76,7 @@ def list_models(as_json: bool) -> int:
 
 def pull_model(name: str) -> int:
     """Pull with per-layer progress bars (rich) on a terminal; status lines otherwise."""
-    manager = ModelManager()
+    manager = model_manager()
     progress_stream = manager.pull(name)
     if not sys.stderr.isatty():
         last = None
@@ -118,7 +119,7 @@ def pull_model(name: str) -> int:
 
 def show_model(name: str, as_json: bool) -> int:
     """Details of one model."""
-    d = ModelManager().show(name)
+    d = model_manager().show(name)
     info = {
         "name": d.name,
         "family": d.family,
@@ -154,14 +155,14 @@ def remove_model(name: str, yes: bool) -> int:
         if not typer.confirm(f"Remove model {name}?", default=False):
             sys.stdout.write("kept\n")
             return 0
-    ModelManager().delete(name)
+    model_manager().delete(name)
     sys.stdout.write(f"removed {name}\n")
     return 0
 
 
 def loaded_models(as_json: bool) -> int:
     """Models loaded in memory."""
-    rows = ModelManager().ps()
+    rows = model_manager().ps()
     if as_json:
         data = [
             {

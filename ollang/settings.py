@@ -1,0 +1,219 @@
+"""ollang's configuration from the environment, read in one place (standard library only).
+
+Every variable has one parsing rule, here, whoever reads it (the library, the CLI,
+the server):
+
+=========================  ==============================================================
+``OLLAMA_HOST``            Ollama's address in any form Ollama accepts (``host``,
+                           ``host:port``, ``:port``, ``http://host:port``, ``https://host``).
+``OLLANG_MODEL``           Default model (``llama3``; ``smollm2:135m`` on the embedded backend).
+``OLLANG_BACKEND``         ``auto`` (default), ``ollama`` or ``embedded``.
+``OLLANG_HOME``            Data directory (``sessions.db`` lives there); else
+                           ``$XDG_DATA_HOME/ollang``, else ``~/.local/share/ollang``.
+``OLLANG_STORE_URL``       Session store URL (``sqlite:///path.db``, ``memory://``);
+                           default: ``sessions.db`` in the data directory.
+``OLLAMA_MODELS``          Ollama's model store, read by the embedded backend.
+``OLLANG_CONNECT_TIMEOUT`` Seconds to connect to Ollama (5): a missing server fails fast.
+``OLLANG_READ_TIMEOUT``    Seconds to wait for the next piece of an answer (120): a model
+                           may load for a minute before its first token.
+``OLLANG_DEBUG``           Show tracebacks. Booleans here and in ``OLLANG_SERVER_*`` accept
+                           ``1/true/yes/on/y/t`` and ``0/false/no/off/n/f`` (any case).
+=========================  ==============================================================
+
+A bad value raises :class:`~ollang.errors.SettingsError` naming the variable. Standard
+library only, so that ``ollang --help`` stays fast and every layer may import it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ollang.errors import SettingsError
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "DEFAULT_OLLAMA_URL",
+    "Settings",
+    "data_dir",
+    "default_store_path",
+    "parse_bool",
+    "parse_ollama_host",
+]
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+DEFAULT_MODEL = "llama3"
+DEFAULT_PORT = 11434
+#: Where models may run: ``auto`` picks Ollama when it answers, else the embedded backend.
+BACKENDS = ("auto", "ollama", "embedded")
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+
+
+def parse_bool(value: str | bool, name: str = "value") -> bool:
+    """A boolean setting: ``1/true/yes/on/y/t`` or ``0/false/no/off/n/f``, in any case.
+
+    Raises:
+        SettingsError: anything else (an unreadable flag is an error, never silently off).
+    """
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingsError(
+        f"{name} must be a boolean, got {value!r}", "use 1/true/yes/on or 0/false/no/off"
+    )
+
+
+def parse_ollama_host(value: str | None) -> str:
+    """Normalise an ``OLLAMA_HOST`` value to a base URL such as ``http://host:port``.
+
+    Mirrors Ollama's own parsing (``ollama._client._parse_host``): the scheme
+    defaults to ``http`` and the port to 11434; an explicit ``http://`` or
+    ``https://`` without a port means 80 or 443; an empty host means
+    127.0.0.1; ``0.0.0.0`` (a bind address) is reached via 127.0.0.1.
+
+    Raises:
+        ValueError: if the value cannot be read as a host.
+    """
+    raw = (value or "").strip()
+    if not raw:
+        return DEFAULT_OLLAMA_URL
+    explicit_scheme = "://" in raw
+    if not explicit_scheme:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"OLLAMA_HOST has an unsupported scheme: {value!r}")
+    try:
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"OLLAMA_HOST has an invalid port: {value!r}") from err
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if port is None:
+        port = {"https": 443}.get(scheme, 80 if explicit_scheme else DEFAULT_PORT)
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def _seconds(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from err
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    home = env.get("OLLANG_HOME", "").strip()
+    if home:
+        return Path(home).expanduser()
+    xdg = env.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "ollang"
+
+
+def _ollama_models(env: Mapping[str, str]) -> Path:
+    configured = env.get("OLLAMA_MODELS", "").strip()
+    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ollang reads from the environment, resolved once.
+
+    Use :meth:`from_env`; tests and embedding applications may construct it directly
+    and pass it to the factories (``make_chat_model(..., settings=...)``).
+
+    Attributes:
+        ollama_url: Ollama's base URL (``OLLAMA_HOST``, normalised).
+        model: The default model named by ``OLLANG_MODEL``; ``None`` when unset (each
+            backend then has its own default: :attr:`default_model` for Ollama).
+        backend: ``auto``, ``ollama`` or ``embedded`` (``OLLANG_BACKEND``).
+        home: The data directory.
+        store_url: The session store URL, or ``None`` for ``sessions.db`` in :attr:`home`.
+        ollama_models: Ollama's model store (for the embedded backend).
+        connect_timeout: Seconds to connect to Ollama.
+        read_timeout: Seconds to wait for the next piece of an answer.
+        debug: Show tracebacks and llama.cpp's own log.
+    """
+
+    ollama_url: str = DEFAULT_OLLAMA_URL
+    model: str | None = None
+    backend: str = "auto"
+    home: Path = field(default_factory=lambda: _data_dir(os.environ))
+    store_url: str | None = None
+    ollama_models: Path = field(default_factory=lambda: _ollama_models(os.environ))
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            SettingsError: a variable has a value that cannot be read (named in the message).
+        """
+        env = os.environ if environ is None else environ
+
+        def text(name: str) -> str:
+            return env.get(name, "").strip()
+
+        try:
+            ollama_url = parse_ollama_host(env.get("OLLAMA_HOST"))
+        except ValueError as err:
+            raise SettingsError(str(err), "e.g. OLLAMA_HOST=127.0.0.1:11434") from err
+        backend = text("OLLANG_BACKEND").lower() or "auto"
+        if backend not in BACKENDS:
+            raise SettingsError(
+                f"OLLANG_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}"
+            )
+        connect, read = text("OLLANG_CONNECT_TIMEOUT"), text("OLLANG_READ_TIMEOUT")
+        debug = text("OLLANG_DEBUG")
+        return cls(
+            ollama_url=ollama_url,
+            model=text("OLLANG_MODEL") or None,
+            backend=backend,
+            home=_data_dir(env),
+            store_url=text("OLLANG_STORE_URL") or None,
+            ollama_models=_ollama_models(env),
+            connect_timeout=_seconds(connect, "OLLANG_CONNECT_TIMEOUT") if connect else 5.0,
+            read_timeout=_seconds(read, "OLLANG_READ_TIMEOUT") if read else 120.0,
+            debug=parse_bool(debug, "OLLANG_DEBUG") if debug else False,
+        )
+
+    @property
+    def default_model(self) -> str:
+        """The model used on Ollama when a caller names none: ``OLLANG_MODEL`` or ``llama3``."""
+        return self.model or DEFAULT_MODEL
+
+    @property
+    def store_path(self) -> Path:
+        """The default SQLite session database: ``sessions.db`` in :attr:`home`."""
+        return self.home / "sessions.db"
+
+
+def data_dir() -> Path:
+    """Where ollang keeps its data (see :attr:`Settings.home`)."""
+    return Settings.from_env().home
+
+
+def default_store_path() -> Path:
+    """The default SQLite session database: ``<data dir>/sessions.db``."""
+    return Settings.from_env().store_path
