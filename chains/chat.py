@@ -1,10 +1,11 @@
 """The chat chain: prompt, model and text output, with durable message history.
 
 :func:`build_chat_chain` returns a :class:`ChatChain`, a LangChain ``Runnable``
-that takes ``{"input": "..."}`` (or a plain string) and returns the reply text.
+that takes the user's message — a string, ``{"input": ..., "system": ...}``, messages
+or a prompt value (:mod:`ollang.chains.inputs`) — and returns the reply text.
 ``invoke``, ``stream``, ``astream``, ``batch`` and ``abatch`` work as for any
-runnable, so it embeds in larger LangChain apps. The session comes from
-``config={"configurable": {"session_id": "..."}}``.
+runnable, so it embeds in larger LangChain and LangGraph apps. The session comes from
+``config={"configurable": {"session_id": "..."}}``, else LangGraph's ``thread_id``.
 
 Why not ``RunnableWithMessageHistory``: it is deprecated (removal in
 langchain-core 2.0), re-reads the whole history every turn, and stores the
@@ -17,6 +18,11 @@ life cycle is explicit, because the data-loss rule needs it:
    Ctrl-C or a consumer closing the generator, what arrived is kept with status
    ``error`` or ``interrupted``.
 
+A turn that repeats the session's last question while that question has no complete
+answer yet (``chain.with_retry()``, ``with_fallbacks``, a user re-sending after an
+error) continues that turn: the question is not stored again, and the failed attempts
+stay stored, with their status, but are not sent as context.
+
 Only the window of history that can fit the model's context is read from the
 store, so a turn costs the same at 10 and at 10,000 stored messages.
 """
@@ -26,8 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import closing
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -40,6 +45,8 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
     patch_config,
 )
+from langchain_core.runnables.utils import ConfigurableFieldSpec
+from pydantic import BaseModel
 
 from ollang.chains.context import (
     DEFAULT_CONTEXT_WINDOW,
@@ -50,15 +57,25 @@ from ollang.chains.context import (
     fit_history,
     reply_reserve,
 )
+from ollang.chains.inputs import ChatTurnInput, TurnInput, parse_turn_input
 from ollang.chains.iterators import aclosing_iter, closing_iter
 from ollang.chains.turn import ChatEvent, Status, TurnRecorder, TurnResult
+from ollang.chains.wrapped import (
+    astream_with_retry,
+    chat_models_in,
+    is_sizable,
+    primary_model,
+    sized,
+    stream_with_retry,
+)
 from ollang.errors import InvalidInputError
-from ollang.memory import ChatStore, InMemoryChatStore
+from ollang.memory import ChatStore, InMemoryChatStore, message_status
 
 __all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
 
 log = logging.getLogger("ollang")
 
+#: The session of a turn whose config names neither ``session_id`` nor ``thread_id``.
 DEFAULT_SESSION_ID = "default"
 # History is read newest first, a page at a time, never the whole session. The
 # first page is sized for the window at ~64 tokens a message (16 to 256
@@ -67,26 +84,27 @@ DEFAULT_SESSION_ID = "default"
 # history adds to a turn, so reading about what fits matters.
 _TOKENS_PER_MESSAGE_GUESS = 64
 _FIRST_PAGE_MIN, _FIRST_PAGE_MAX = 16, 256
+# How far back a repeated question is looked for: it and its failed attempts.
+_RETRY_LOOKBACK = 6
 
-
-def _input_text(value: Any) -> tuple[str, str | None]:
-    """The user's text (and an optional per-call system prompt) from a chain input."""
-    system = None
-    if isinstance(value, dict):
-        system = value.get("system")
-        value = value.get("input", value.get("message"))
-    elif isinstance(value, HumanMessage):
-        value = value.text
-    if not isinstance(value, str):
-        raise InvalidInputError(
-            "chat input must be a string or {'input': str}",
-            f"got {type(value).__name__}",
-        )
-    if not value.strip():
-        raise InvalidInputError("the message is empty", "type something to send")
-    if system is not None and not isinstance(system, str):
-        raise InvalidInputError("'system' must be a string")
-    return value, system
+_CONFIG_SPECS = [
+    ConfigurableFieldSpec(
+        id="session_id",
+        annotation=str,
+        name="Session ID",
+        description="The stored conversation this turn belongs to.",
+        default="",
+        is_shared=True,
+    ),
+    ConfigurableFieldSpec(
+        id="thread_id",
+        annotation=str,
+        name="Thread ID",
+        description="LangGraph's thread id; the session when session_id is not given.",
+        default="",
+        is_shared=True,
+    ),
+]
 
 
 def _model_name(model: Any) -> str | None:
@@ -102,19 +120,20 @@ class ChatChain(Runnable[Any, str]):
 
     Build it with :func:`build_chat_chain`. Besides the usual runnable methods it
     offers :meth:`stream_turn` / :meth:`astream_turn`, which yield
-    :class:`~chains.turn.ChatEvent` items (tokens, reasoning, and a final event
+    :class:`~ollang.chains.turn.ChatEvent` items (tokens, reasoning, and a final event
     carrying usage and timings), and :meth:`invoke_turn` / :meth:`ainvoke_turn`.
     """
 
     def __init__(
         self,
-        model: BaseChatModel,
+        model: Runnable[Any, Any],
         *,
         store: ChatStore | None = None,
         system: str | None = None,
         context_window: int | None = None,
         flush_interval: float = 1.0,
     ) -> None:
+        self._models = chat_models_in(model)  # refuses anything that is not a chat model
         self.model = model
         self.store: ChatStore = store if store is not None else InMemoryChatStore()
         self.system = system
@@ -124,10 +143,18 @@ class ChatChain(Runnable[Any, str]):
             [
                 MessagesPlaceholder("system", optional=True),
                 MessagesPlaceholder("history"),
-                ("human", "{input}"),
+                MessagesPlaceholder("context", optional=True),
+                MessagesPlaceholder("input"),
             ]
         )
-        self._sized_models: dict[int, BaseChatModel] = {}
+        self._sized_models: dict[int, Runnable[Any, Any]] = {}
+        self._sizable = any(is_sizable(m) for m in self._models)
+        self._warned_default_session = False
+
+    @property
+    def chat_model(self) -> BaseChatModel:
+        """The chat model that answers when nothing fails (unwrapped)."""
+        return primary_model(self.model)
 
     # -- the pipeline ----------------------------------------------------------
     # prompt -> model -> text, run step by step rather than as `prompt | model |
@@ -137,73 +164,123 @@ class ChatChain(Runnable[Any, str]):
     # user pressed Stop. Here closing the stream closes the model's stream, and
     # the HTTP request with it. The "parser" is `chunk.text`, which is exactly
     # what StrOutputParser returns for a message chunk.
-    def model_for(self, num_ctx: int | None) -> BaseChatModel:
-        """The chat model, sized to ``num_ctx`` when ollang chooses the context size."""
+    def model_for(self, num_ctx: int | None) -> Runnable[Any, Any]:
+        """The model (wrappers included), its Ollama models sized to ``num_ctx`` when
+        ollang chooses the context size."""
         if num_ctx is None:
             return self.model
         if num_ctx not in self._sized_models:
-            self._sized_models[num_ctx] = self.model.model_copy(update={"num_ctx": num_ctx})
+            self._sized_models[num_ctx] = sized(self.model, num_ctx)
         return self._sized_models[num_ctx]
 
     def _sends_num_ctx(self) -> bool:
         # Ollama truncates to its *runtime* num_ctx (2048-4096 by default), not the
         # model's trained length; when the user set none, we send the window we
         # trimmed to, so what fits here also fits there (ollama/ollama#3839, #8099).
-        return (
-            hasattr(self.model, "get_context_length") and getattr(self.model, "num_ctx", 1) is None
-        )
+        return self._sizable
 
-    def _window_from(self, reported: int | None) -> int:
+    def _windows(self, reported: Sequence[int | None]) -> int:
         if self.context_window:
             return self.context_window
-        declared = declared_context_window(self.model)
-        if declared:
-            return declared
-        if reported:
-            return min(reported, MAX_AUTO_CONTEXT)
-        return DEFAULT_CONTEXT_WINDOW
+        windows = []
+        for model, length in zip(self._models, reported, strict=True):
+            declared = declared_context_window(model)
+            if declared:
+                windows.append(declared)
+            elif length:
+                windows.append(min(length, MAX_AUTO_CONTEXT))
+            else:
+                windows.append(DEFAULT_CONTEXT_WINDOW)
+        # With fallbacks, whichever model answers must be able to take the prompt.
+        return min(windows)
 
-    def _needs_lookup(self) -> bool:
+    def _needs_lookup(self, model: BaseChatModel) -> bool:
         return (
             not self.context_window
-            and declared_context_window(self.model) is None
-            and hasattr(self.model, "get_context_length")
+            and declared_context_window(model) is None
+            and hasattr(model, "get_context_length")
         )
 
     def context_window_for_model(self) -> int:
         """The context size used for trimming (may ask the server once, then cached)."""
-        reported = self.model.get_context_length() if self._needs_lookup() else None  # type: ignore[attr-defined]
-        return self._window_from(reported)
+        reported = [
+            m.get_context_length() if self._needs_lookup(m) else None  # type: ignore[attr-defined]
+            for m in self._models
+        ]
+        return self._windows(reported)
 
     async def acontext_window_for_model(self) -> int:
         """Async :meth:`context_window_for_model`."""
-        reported = await self.model.aget_context_length() if self._needs_lookup() else None  # type: ignore[attr-defined]
-        return self._window_from(reported)
+        reported = [
+            await m.aget_context_length() if self._needs_lookup(m) else None  # type: ignore[attr-defined]
+            for m in self._models
+        ]
+        return self._windows(reported)
 
     # -- turn set-up -----------------------------------------------------------
-    @staticmethod
-    def session_of(config: RunnableConfig) -> str:
-        """The session id from ``config["configurable"]["session_id"]`` (or the default)."""
-        session_id = config.get("configurable", {}).get("session_id") or DEFAULT_SESSION_ID
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """``session_id`` (and LangGraph's ``thread_id``) in ``config["configurable"]``."""
+        return list(_CONFIG_SPECS)
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        """``{"input": str, "system": str | None}`` (the dict form of the input)."""
+        return ChatTurnInput
+
+    def session_of(self, config: RunnableConfig) -> str:
+        """The session: ``configurable.session_id``, else ``thread_id``, else the default.
+
+        Without either, every turn goes to the one session ``"default"`` (a warning says
+        so once per chain): fine for a script, wrong for a server or a graph.
+        """
+        configurable = config.get("configurable") or {}
+        session_id = configurable.get("session_id") or configurable.get("thread_id")
+        if not session_id:
+            if not self._warned_default_session:
+                self._warned_default_session = True
+                log.warning(
+                    "no session_id (or thread_id) in the config: using the shared session "
+                    "%r; pass config={'configurable': {'session_id': ...}}",
+                    DEFAULT_SESSION_ID,
+                )
+            return DEFAULT_SESSION_ID
         if not isinstance(session_id, str):
             raise InvalidInputError("session_id must be a string")
         return session_id
 
+    def _question(self, session_id: str, turn: TurnInput) -> tuple[HumanMessage, bool]:
+        """The stored question this turn answers, and whether it is already stored.
+
+        A turn repeating the last question, which has no complete answer since, is a
+        retry of that turn: the stored question is reused.
+        """
+        recent = self.store.get_messages(session_id, limit=_RETRY_LOOKBACK)
+        for index in range(len(recent) - 1, -1, -1):
+            message = recent[index]
+            if message.type != "human":
+                if message.type == "ai" and _answered(message):
+                    break  # the last question has an answer: this is a new turn
+                continue
+            if isinstance(message, HumanMessage) and message.content == turn.human.content:
+                return message, True
+            break
+        return turn.human, False
+
     def _prepare(
-        self, text: str, system: str | None, session_id: str, human: HumanMessage, window: int
+        self, turn: TurnInput, session_id: str, human: HumanMessage, window: int
     ) -> tuple[dict[str, Any], ContextBudget]:
         """Read the history window (never the whole session) and size the prompt."""
-        system_text = system if system is not None else self.system
+        system_text = turn.system if turn.system is not None else self.system
         system_msgs: list[BaseMessage] = [SystemMessage(system_text)] if system_text else []
-        reserve = reply_reserve(self.model, window)
-        fixed = [*system_msgs, HumanMessage(text)]
+        reserve = reply_reserve(self.chat_model, window)
+        fixed = [*system_msgs, *turn.context, human]
         fixed_tokens = estimate_tokens(fixed)
         available = window - reserve
         room = available - fixed_tokens
         limit = min(max(room // _TOKENS_PER_MESSAGE_GUESS, _FIRST_PAGE_MIN), _FIRST_PAGE_MAX)
         while True:
             page = self.store.get_messages(session_id, limit=limit + 1)
-            history = [m for m in page if m.id != human.id and not _is_empty_reply(m)]
+            history = _history_before(page, human)
             history_tokens = estimate_tokens(history)
             if len(page) <= limit or history_tokens + fixed_tokens > available:
                 break
@@ -213,20 +290,18 @@ class ChatChain(Runnable[Any, str]):
             per_message = max(history_tokens, 1) / max(len(history), 1)
             limit = max(limit * 2, math.ceil(room / per_message * 1.25))
         kept, budget = fit_history(history, window=window, reserve=reserve, fixed=fixed)
-        return {"system": system_msgs, "history": kept, "input": text}, budget
-
-    def _begin(
-        self, input: Any, config: RunnableConfig
-    ) -> tuple[str, str | None, HumanMessage, str]:
-        text, system = _input_text(input)
-        session_id = self.session_of(config)
-        human = HumanMessage(text)
-        return text, system, human, session_id
+        prompt_input = {
+            "system": system_msgs,
+            "history": kept,
+            "context": turn.context,
+            "input": [human],
+        }
+        return prompt_input, budget
 
     def _recorder(self, session_id: str, budget: ContextBudget) -> TurnRecorder:
         return TurnRecorder(
             session_id=session_id,
-            model_name=_model_name(self.model),
+            model_name=_model_name(self.chat_model),
             context=budget,
             flush_interval=self.flush_interval,
         )
@@ -259,24 +334,27 @@ class ChatChain(Runnable[Any, str]):
             OllangError: translated model-server errors; what arrived is stored first.
         """
         config = ensure_config(config)
-        text, system, human, session_id = self._begin(input, config)
+        turn = parse_turn_input(input)
+        session_id = self.session_of(config)
         run_manager = get_callback_manager_for_config(config).on_chain_start(
             None,
-            {"input": text},
+            {"input": turn.text},
             name=config.get("run_name") or self.get_name(),
             run_id=config.pop("run_id", None),
         )
         recorder: TurnRecorder | None = None
         try:
-            self.store.add_messages(session_id, [human])  # stored before the model is called
+            human, stored = self._question(session_id, turn)
+            if not stored:
+                self.store.add_messages(session_id, [human])  # before the model is called
             window = self.context_window_for_model()
-            prompt_input, budget = self._prepare(text, system, session_id, human, window)
+            prompt_input, budget = self._prepare(turn, session_id, human, window)
             recorder = self._recorder(session_id, budget)
             model = self.model_for(window if self._sends_num_ctx() else None)
             child = patch_config(config, callbacks=run_manager.get_child())
-            messages = self.prompt.invoke(prompt_input, child)
+            messages = self.prompt.invoke(prompt_input, child).to_messages()
             # Closing the model's stream closes the HTTP request when the consumer stops.
-            with closing_iter(model.stream(messages, child)) as chunks:
+            with closing_iter(stream_with_retry(model, messages, child)) as chunks:
                 for chunk in chunks:
                     yield from self._pieces(recorder, chunk)
                     if recorder.flush_due():
@@ -298,25 +376,28 @@ class ChatChain(Runnable[Any, str]):
     ) -> AsyncIterator[ChatEvent]:
         """Async :meth:`stream_turn`; store I/O runs in a worker thread, off the event loop."""
         config = ensure_config(config)
-        text, system, human, session_id = self._begin(input, config)
+        turn = parse_turn_input(input)
+        session_id = self.session_of(config)
         run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
             None,
-            {"input": text},
+            {"input": turn.text},
             name=config.get("run_name") or self.get_name(),
             run_id=config.pop("run_id", None),
         )
         recorder: TurnRecorder | None = None
         try:
-            await asyncio.to_thread(self.store.add_messages, session_id, [human])
+            human, stored = await asyncio.to_thread(self._question, session_id, turn)
+            if not stored:
+                await asyncio.to_thread(self.store.add_messages, session_id, [human])
             window = await self.acontext_window_for_model()
             prompt_input, budget = await asyncio.to_thread(
-                self._prepare, text, system, session_id, human, window
+                self._prepare, turn, session_id, human, window
             )
             recorder = self._recorder(session_id, budget)
             model = self.model_for(window if self._sends_num_ctx() else None)
             child = patch_config(config, callbacks=run_manager.get_child())
-            messages = await self.prompt.ainvoke(prompt_input, child)
-            async with aclosing_iter(model.astream(messages, child)) as chunks:
+            messages = (await self.prompt.ainvoke(prompt_input, child)).to_messages()
+            async with aclosing_iter(astream_with_retry(model, messages, child)) as chunks:
                 async for chunk in chunks:
                     for event in self._pieces(recorder, chunk):
                         yield event
@@ -368,7 +449,7 @@ class ChatChain(Runnable[Any, str]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[str]:
         """Yield the reply text in pieces as the model produces them."""
-        with closing(self.stream_turn(input, config)) as events:
+        with closing_iter(self.stream_turn(input, config)) as events:
             for event in events:
                 if event.type == "token":
                     yield event.text
@@ -384,8 +465,8 @@ class ChatChain(Runnable[Any, str]):
 
     @property
     def InputType(self) -> Any:
-        """Input: a string or ``{"input": str, "system"?: str}``."""
-        return str | dict
+        """Input: a string, ``{"input", "system"?}``, messages or a prompt value."""
+        return str | dict | list
 
     @property
     def OutputType(self) -> type[str]:
@@ -393,12 +474,35 @@ class ChatChain(Runnable[Any, str]):
         return str
 
 
+def _answered(message: BaseMessage) -> bool:
+    """Whether an AI message answers its question (it completed, or the user stopped it)."""
+    try:
+        return message_status(message) != "error"
+    except ValueError:
+        return True
+
+
+def _history_before(page: list[BaseMessage], human: HumanMessage) -> list[BaseMessage]:
+    """The history to send: what precedes the turn's question, without empty replies and
+    without failed attempts that a later reply to the same question superseded."""
+    cut = next((i for i, m in enumerate(page) if m.id == human.id), len(page))
+    kept: list[BaseMessage] = []
+    for message in page[:cut]:
+        if _is_empty_reply(message):
+            continue
+        if kept and kept[-1].type == "ai" and message.type == "ai" and not _answered(kept[-1]):
+            kept[-1] = message  # a failed attempt, then the answer: send the answer
+            continue
+        kept.append(message)
+    return kept
+
+
 def _is_empty_reply(message: BaseMessage) -> bool:
     return message.type == "ai" and not message.content and not getattr(message, "tool_calls", None)
 
 
 def build_chat_chain(
-    model: BaseChatModel,
+    model: Runnable[Any, Any],
     *,
     store: ChatStore | None = None,
     system: str | None = None,
@@ -407,13 +511,19 @@ def build_chat_chain(
     """A conversational runnable over ``model`` with history from ``store``.
 
     Args:
-        model: Any LangChain chat model: :func:`~chains.make_chat_model`'s
-            ``ChatOllama``, langchain-core's fake chat models, a llama.cpp model.
+        model: Any LangChain chat model: :func:`~ollang.chains.make_chat_model`'s
+            ``ChatOllama``, langchain-core's fake chat models, a llama.cpp model —
+            also inside ``with_retry()`` (applied to failures before the first token),
+            ``with_fallbacks()``, ``bind()``, ``configurable_fields()``.
         store: Where the conversation lives (default: a fresh in-memory store;
-            :func:`memory.open_store` gives the SQLite default).
+            :func:`ollang.memory.open_store` gives the SQLite default).
         system: System prompt, always kept at the head of what is sent.
         context_window: Context size in tokens; default: the model's ``num_ctx``,
-            else what Ollama's ``/api/show`` reports (at most 8192), else 4096.
+            else what Ollama's ``/api/show`` reports (at most 8192), else 4096
+            (with fallbacks: the smallest of the models').
+
+    Raises:
+        InvalidInputError: ``model`` is not a (wrapped) chat model.
 
     Example:
         >>> chain = build_chat_chain(make_chat_model("llama3"), system="Be brief.")

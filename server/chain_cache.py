@@ -48,4 +48,4 @@ class ChainCache:
 
     def model(self, model: str, options: Mapping[str, Any]) -> BaseChatModel:
         """The chat model alone (for stateless generation)."""
-        return self.get(model, options).model
+        return self.get(model, options).chat_model
