@@ -69,11 +69,29 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+HostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ollama-host",
+        help="An Ollama host (any OLLAMA_HOST form, ?priority=N&weight=W&max=M, or 'embedded'); "
+        "repeat for several. Overrides $OLLANG_OLLAMA_HOSTS and $OLLAMA_HOST.",
+    ),
+]
+
+
+def _use_hosts(values: list[str] | None) -> None:
+    if values:
+        from ollang.commands.common import set_ollama_hosts
+
+        try:
+            set_ollama_hosts(values)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--ollama-host") from err
+
+
 @app.callback()
 def root(
-    ollama_host: Annotated[
-        str | None, typer.Option("--ollama-host", help="Ollama's address (overrides $OLLAMA_HOST).")
-    ] = None,
+    ollama_host: HostOpt = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -82,13 +100,7 @@ def root(
     ] = False,
 ) -> None:
     """Chat with local models through Ollama (or in-process), with durable sessions."""
-    if ollama_host:
-        from ollang.commands.common import set_ollama_host
-
-        try:
-            set_ollama_host(ollama_host)
-        except ValueError as err:
-            raise typer.BadParameter(str(err), param_hint="--ollama-host") from err
+    _use_hosts(ollama_host)
 
 
 @app.command()
@@ -192,13 +204,15 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes (one per core is plenty).")
     ] = 1,
+    ollama_host: HostOpt = None,
 ) -> int:
     """Run the HTTP API and the browser chat page."""
     from ollang import server
-    from ollang.commands.common import ollama_url_override
+    from ollang.commands.common import ollama_hosts_override
 
+    _use_hosts(ollama_host)
     server.serve(
-        ollama_url=ollama_url_override(),
+        ollama_hosts=[h.text for h in ollama_hosts_override()],
         host=host,
         port=port,
         api_keys=api_key or [],
@@ -359,6 +373,24 @@ def sessions_search(
     from ollang.commands.sessions import search_sessions
 
     return search_sessions(text, limit, as_json)
+
+
+@sessions_app.command("migrate")
+def sessions_migrate(
+    to_url: Annotated[
+        str, typer.Option("--to", help="Store to copy into, e.g. postgresql://USER:PW@HOST/DB.")
+    ],
+    from_url: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Store to copy from (default: $OLLANG_STORE_URL or sessions.db)."
+        ),
+    ] = None,
+) -> int:
+    """Copy every session and message to another store (ids, statuses, owners); safe to rerun."""
+    from ollang.commands.sessions import migrate_sessions
+
+    return migrate_sessions(from_url, to_url)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -219,7 +219,7 @@ def measure(
         server_cmd = [
             sys.executable,
             "-c",
-            f"import server; server.serve('127.0.0.1', {server_port}, [], [], False, [], "
+            f"from ollang import server; server.serve('127.0.0.1', {server_port}, [], [], False, [], "
             f"workers={workers})",
         ]
         with (

@@ -1,15 +1,20 @@
-"""Choosing where models run: an Ollama server, or in-process (embedded llama.cpp).
+"""Choosing where models run: Ollama hosts, or in-process (embedded llama.cpp).
 
-``auto`` (the default, or ``OLLANG_BACKEND``) uses Ollama when it answers, else
-the embedded backend when it is installed — and says so once, through the
-returned :class:`BackendChoice` notice — else fails with the Ollama-unavailable
-error.
+:func:`routed_chat_model` is what the CLI (and any synchronous caller) uses: it checks
+the configured hosts once (:class:`~ollang.chains.router.Router`), finds the ones that
+have the model, and returns a chat model on the best of them that falls back, before
+its first token, to the next ones. ``auto`` (the default, or ``OLLANG_BACKEND``) puts
+the embedded backend last; with no Ollama host up and no model named, it answers with
+the embedded default model and says so once.
+
+:func:`choose_backend` / :func:`make_backend_chat_model` are the one-host form kept for
+callers that pick a backend themselves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ollang.chains.errors import OllamaUnavailableError
 from ollang.errors import InvalidInputError, OllangError
@@ -17,13 +22,16 @@ from ollang.settings import BACKENDS, Settings, parse_ollama_host
 
 if TYPE_CHECKING:  # LangChain is imported only when a model is made
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
 
 __all__ = [
     "BACKENDS",
     "BackendChoice",
+    "RoutedModel",
     "choose_backend",
     "make_backend_chat_model",
     "ollama_reachable",
+    "routed_chat_model",
 ]
 
 BackendName = Literal["ollama", "embedded"]
@@ -111,3 +119,83 @@ def make_backend_chat_model(
 
     settings = settings or Settings.from_env()
     return make_embedded_chat_model(model or settings.model, settings=settings, **options)
+
+
+@dataclass(frozen=True)
+class RoutedModel:
+    """A chat model over the hosts that have it, and the notice to show (if any)."""
+
+    model: Runnable[Any, Any]
+    name: str
+    hosts: list[str]
+    notice: str | None = None
+
+
+def routed_chat_model(
+    model: str | None = None,
+    *,
+    backend: str | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> RoutedModel:
+    """A chat model for ``model`` on the best host that has it, falling back to the others.
+
+    Args:
+        model: The model; default ``OLLANG_MODEL``, else ``llama3`` — or the embedded
+            ``smollm2:135m`` when no Ollama host is up (with a notice).
+        backend: ``auto``, ``ollama`` or ``embedded`` (default ``OLLANG_BACKEND``).
+        settings: Hosts and timeouts (default: from the environment).
+        **options: Model options, as for :func:`~ollang.chains.make_chat_model`.
+
+    Raises:
+        InvalidInputError: an unknown backend name.
+        NoHostError: no host that could run the model is up (names them, and what is
+            available instead).
+        ModelNotFoundError: the hosts that are up lack the model (names what they have).
+    """
+    from ollang.chains.errors import ModelNotFoundError
+    from ollang.chains.gguf import EMBEDDED_DEFAULT_MODEL
+    from ollang.chains.router import Router
+    from ollang.settings import DEFAULT_MODEL
+
+    settings = settings or Settings.from_env()
+    name = (backend or settings.backend).strip().lower()
+    if name not in BACKENDS:
+        raise InvalidInputError(
+            f"unknown backend {name!r}", "choose one of: " + ", ".join(BACKENDS)
+        )
+    router = Router.from_settings(settings, name)
+    router.check_all_sync()
+    chosen = model or settings.model
+    notice = None
+    if chosen is None:
+        chosen = DEFAULT_MODEL
+        embedded_up = any(h.is_embedded and h.state.up for h in router.hosts)
+        ollama_up = any(h.state.up for h in router.hosts if not h.is_embedded)
+        if name == "embedded" or (embedded_up and not ollama_up):
+            chosen = EMBEDDED_DEFAULT_MODEL
+            if name == "auto":
+                notice = (
+                    f"Ollama not reachable at {settings.ollama_url}; "
+                    f"using embedded model {EMBEDDED_DEFAULT_MODEL}"
+                )
+    router.check_model(chosen)
+    hosts = router.order(chosen)
+    models = [_host_model(host, chosen, settings, options) for host in hosts]
+    primary: Runnable[Any, Any] = models[0]
+    if len(models) > 1:
+        primary = models[0].with_fallbacks(
+            models[1:], exceptions_to_handle=(OllamaUnavailableError, ModelNotFoundError)
+        )
+    return RoutedModel(primary, chosen, [h.name for h in hosts], notice)
+
+
+def _host_model(host: Any, model: str, settings: Settings, options: dict[str, Any]) -> Any:
+    if host.is_embedded:
+        from ollang.chains.embedded import make_embedded_chat_model
+
+        return make_embedded_chat_model(model, settings=settings, **options)
+    from ollang.chains.models import make_chat_model
+
+    # The name as the user wrote it: Ollama reads it the same way, and it is what is shown.
+    return make_chat_model(model, base_url=host.name, settings=settings, **options)

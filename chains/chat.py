@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, BaseMessageChunk, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessageChunk, HumanMessage, SystemMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import (
@@ -53,10 +52,9 @@ from ollang.chains.context import (
     MAX_AUTO_CONTEXT,
     ContextBudget,
     declared_context_window,
-    estimate_tokens,
-    fit_history,
     reply_reserve,
 )
+from ollang.chains.history import RETRY_LOOKBACK, prepare_turn, retried_question
 from ollang.chains.inputs import ChatTurnInput, TurnInput, parse_turn_input
 from ollang.chains.iterators import aclosing_iter, closing_iter
 from ollang.chains.turn import ChatEvent, Status, TurnRecorder, TurnResult
@@ -69,7 +67,7 @@ from ollang.chains.wrapped import (
     stream_with_retry,
 )
 from ollang.errors import InvalidInputError
-from ollang.memory import ChatStore, InMemoryChatStore, message_status
+from ollang.memory import ChatStore, InMemoryChatStore
 
 __all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
 
@@ -77,15 +75,6 @@ log = logging.getLogger("ollang")
 
 #: The session of a turn whose config names neither ``session_id`` nor ``thread_id``.
 DEFAULT_SESSION_ID = "default"
-# History is read newest first, a page at a time, never the whole session. The
-# first page is sized for the window at ~64 tokens a message (16 to 256
-# messages); while everything read still fits, the next page is sized from the
-# tokens per message actually seen. Decoding messages is most of what a long
-# history adds to a turn, so reading about what fits matters.
-_TOKENS_PER_MESSAGE_GUESS = 64
-_FIRST_PAGE_MIN, _FIRST_PAGE_MAX = 16, 256
-# How far back a repeated question is looked for: it and its failed attempts.
-_RETRY_LOOKBACK = 6
 
 _CONFIG_SPECS = [
     ConfigurableFieldSpec(
@@ -249,54 +238,32 @@ class ChatChain(Runnable[Any, str]):
         return session_id
 
     def _question(self, session_id: str, turn: TurnInput) -> tuple[HumanMessage, bool]:
-        """The stored question this turn answers, and whether it is already stored.
-
-        A turn repeating the last question, which has no complete answer since, is a
-        retry of that turn: the stored question is reused.
-        """
-        recent = self.store.get_messages(session_id, limit=_RETRY_LOOKBACK)
-        for index in range(len(recent) - 1, -1, -1):
-            message = recent[index]
-            if message.type != "human":
-                if message.type == "ai" and _answered(message):
-                    break  # the last question has an answer: this is a new turn
-                continue
-            if isinstance(message, HumanMessage) and message.content == turn.human.content:
-                return message, True
-            break
-        return turn.human, False
+        """The stored question this turn answers, and whether it is already stored."""
+        recent = self.store.get_messages(session_id, limit=RETRY_LOOKBACK)
+        stored = retried_question(recent, turn.human)
+        return (stored, True) if stored is not None else (turn.human, False)
 
     def _prepare(
         self, turn: TurnInput, session_id: str, human: HumanMessage, window: int
     ) -> tuple[dict[str, Any], ContextBudget]:
         """Read the history window (never the whole session) and size the prompt."""
-        system_text = turn.system if turn.system is not None else self.system
-        system_msgs: list[BaseMessage] = [SystemMessage(system_text)] if system_text else []
-        reserve = reply_reserve(self.chat_model, window)
-        fixed = [*system_msgs, *turn.context, human]
-        fixed_tokens = estimate_tokens(fixed)
-        available = window - reserve
-        room = available - fixed_tokens
-        limit = min(max(room // _TOKENS_PER_MESSAGE_GUESS, _FIRST_PAGE_MIN), _FIRST_PAGE_MAX)
-        while True:
-            page = self.store.get_messages(session_id, limit=limit + 1)
-            history = _history_before(page, human)
-            history_tokens = estimate_tokens(history)
-            if len(page) <= limit or history_tokens + fixed_tokens > available:
-                break
-            # All of it fits: read what the window holds at this page's tokens per
-            # message, with a margin (and at least twice as much, so tiny messages
-            # still take few rounds).
-            per_message = max(history_tokens, 1) / max(len(history), 1)
-            limit = max(limit * 2, math.ceil(room / per_message * 1.25))
-        kept, budget = fit_history(history, window=window, reserve=reserve, fixed=fixed)
+        system = turn.system if turn.system is not None else self.system
+        prepared = prepare_turn(
+            self.store,
+            session_id,
+            human,
+            system=system,
+            context=turn.context,
+            window=window,
+            reserve=reply_reserve(self.chat_model, window),
+        )
         prompt_input = {
-            "system": system_msgs,
-            "history": kept,
+            "system": [SystemMessage(system)] if system else [],
+            "history": prepared.history,
             "context": turn.context,
             "input": [human],
         }
-        return prompt_input, budget
+        return prompt_input, prepared.budget
 
     def _recorder(self, session_id: str, budget: ContextBudget) -> TurnRecorder:
         return TurnRecorder(
@@ -472,33 +439,6 @@ class ChatChain(Runnable[Any, str]):
     def OutputType(self) -> type[str]:
         """Output: the reply text."""
         return str
-
-
-def _answered(message: BaseMessage) -> bool:
-    """Whether an AI message answers its question (it completed, or the user stopped it)."""
-    try:
-        return message_status(message) != "error"
-    except ValueError:
-        return True
-
-
-def _history_before(page: list[BaseMessage], human: HumanMessage) -> list[BaseMessage]:
-    """The history to send: what precedes the turn's question, without empty replies and
-    without failed attempts that a later reply to the same question superseded."""
-    cut = next((i for i, m in enumerate(page) if m.id == human.id), len(page))
-    kept: list[BaseMessage] = []
-    for message in page[:cut]:
-        if _is_empty_reply(message):
-            continue
-        if kept and kept[-1].type == "ai" and message.type == "ai" and not _answered(kept[-1]):
-            kept[-1] = message  # a failed attempt, then the answer: send the answer
-            continue
-        kept.append(message)
-    return kept
-
-
-def _is_empty_reply(message: BaseMessage) -> bool:
-    return message.type == "ai" and not message.content and not getattr(message, "tool_calls", None)
 
 
 def build_chat_chain(

@@ -27,6 +27,7 @@ __all__ = [
     "estimate_tokens",
     "fit_history",
     "reply_reserve",
+    "reserve_for",
 ]
 
 #: Used when neither the caller, the model options nor the server tell us.
@@ -60,7 +61,14 @@ def reply_reserve(model: BaseChatModel | Any, window: int) -> int:
     for attr in ("num_predict", "max_tokens"):
         value = getattr(model, attr, None)
         if isinstance(value, int) and value > 0:
-            return min(value, window // 2)
+            return reserve_for(value, window)
+    return reserve_for(None, window)
+
+
+def reserve_for(num_predict: int | None, window: int) -> int:
+    """Tokens kept free for a reply of at most ``num_predict`` tokens (``None``: not set)."""
+    if isinstance(num_predict, int) and num_predict > 0:
+        return min(num_predict, window // 2)
     return min(window // 4, 1024)
 
 

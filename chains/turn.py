@@ -23,6 +23,32 @@ __all__ = ["ChatEvent", "Timings", "TurnRecorder", "TurnResult", "Usage"]
 Status = Literal["complete", "interrupted", "error"]
 
 
+#: Fields of Ollama's final stream line kept in a reply's metadata (as ChatOllama does).
+_DONE_FIELDS = (
+    "model",
+    "created_at",
+    "done_reason",
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+
+
+def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    """An Ollama tool call (``{"function": {"name", "arguments"}}``) as LangChain's."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments")
+    return {
+        "name": str(function.get("name", "")),
+        "args": arguments if isinstance(arguments, dict) else {},
+        "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+        "type": "tool_call",
+    }
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one turn as the model server reported them (``None`` if not)."""
@@ -92,6 +118,7 @@ class TurnRecorder:
     _pending_reasoning: list[str] = field(default_factory=list)
     _metadata: dict[str, Any] = field(default_factory=dict)
     _usage: dict[str, Any] | None = None
+    _tool_calls: list[dict[str, Any]] = field(default_factory=list)
     _chunks: int = 0
 
     # -- fed by the pipeline -------------------------------------------------
@@ -118,6 +145,53 @@ class TurnRecorder:
             self._usage = dict(usage)
         return text
 
+    def observe_lines(self, lines: list[dict[str, Any]]) -> tuple[str, str]:
+        """Record a batch of Ollama ``/api/chat`` stream lines (the server's lean path).
+
+        The stored message ends up as the one ``ChatOllama`` would have produced: the
+        final line's statistics in ``response_metadata``, token counts as usage, tool
+        calls as LangChain tool calls.
+
+        Returns:
+            The batch's answer text and reasoning text, each joined.
+        """
+        texts: list[str] = []
+        thoughts: list[str] = []
+        for line in lines:
+            self._chunks += 1
+            message = line.get("message")
+            if message:
+                content = message.get("content")
+                if content:
+                    texts.append(content)
+                thinking = message.get("thinking")
+                if thinking:
+                    thoughts.append(thinking)
+                calls = message.get("tool_calls")
+                if calls:
+                    self._tool_calls.extend(_tool_call(call) for call in calls)
+            if line.get("done"):
+                self._metadata.update({k: line[k] for k in _DONE_FIELDS if k in line})
+                inputs, outputs = line.get("prompt_eval_count"), line.get("eval_count")
+                if inputs is not None or outputs is not None:
+                    self._usage = {
+                        "input_tokens": inputs or 0,
+                        "output_tokens": outputs or 0,
+                        "total_tokens": (inputs or 0) + (outputs or 0),
+                    }
+        text, reasoning = "".join(texts), "".join(thoughts)
+        if (text or reasoning or self._tool_calls) and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if text:
+            self._text.append(text)
+        if reasoning:
+            self._reasoning.append(reasoning)
+        return text, reasoning
+
+    def set_metadata(self, **values: Any) -> None:
+        """Add ``response_metadata`` entries to the stored reply (e.g. the host it came from)."""
+        self._metadata.update(values)
+
     def drain_reasoning(self) -> Iterator[str]:
         """Reasoning pieces received since the last call."""
         if self._pending_reasoning:
@@ -128,7 +202,15 @@ class TurnRecorder:
     @property
     def received_anything(self) -> bool:
         """Whether any answer or reasoning text arrived."""
-        return bool(self._text or self._reasoning)
+        return bool(self._text or self._reasoning or self._tool_calls)
+
+    @property
+    def output_tokens(self) -> int | None:
+        """Tokens generated, as the model server reported them (``None`` before the end)."""
+        value = self._metadata.get("eval_count")
+        if value is None and self._usage:
+            value = self._usage.get("output_tokens")
+        return value if isinstance(value, int) else None
 
     def flush_due(self) -> bool:
         """True at most once per ``flush_interval`` while text is arriving."""
@@ -158,6 +240,7 @@ class TurnRecorder:
             id=self.message_id,
             additional_kwargs=additional,
             response_metadata=metadata,
+            tool_calls=list(self._tool_calls),
         )
         if self._usage:
             msg.usage_metadata = self._usage  # type: ignore[assignment]

@@ -12,8 +12,10 @@ and :class:`memory.inmemory.InMemoryChatStore` (tests, throwaway sessions).
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -299,6 +301,18 @@ class ChatStore(ABC):
         self.add_messages(target, copies)  # one transaction
         self.update_session(target, title=info.title, model=info.model)
         return len(copies)
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Run this thread's calls inside it as one transaction, each call isolated.
+
+        A call that fails inside the block changes nothing (its own part is rolled back)
+        and raises as usual; the others commit together when the block ends. If that
+        commit fails, none of them is stored and the block raises. Stores without
+        transactions run each call on its own (the default).
+
+        The server's store writer uses it to write many turns' messages at once.
+        """
+        return contextlib.nullcontext()
 
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources need nothing
         """Release the store's resources (connections, files). Idempotent."""

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -370,6 +370,8 @@ class SQLiteChatStore(ChatStore):
                 "open it without read_only to change it",
             )
         conn = self._conn()
+        if getattr(self._local, "batch", False):
+            return self._write_in_batch(conn, fn)
         try:
             with self._write_lock:
                 conn.execute("BEGIN IMMEDIATE")
@@ -383,6 +385,51 @@ class SQLiteChatStore(ChatStore):
         except sqlite3.Error as err:
             raise self._error("write to", err) from err
         return result
+
+    def _write_in_batch(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` inside this thread's batch transaction, in a savepoint of its own."""
+        try:
+            conn.execute("SAVEPOINT ollang_call")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK TO ollang_call")
+                conn.execute("RELEASE ollang_call")
+                raise
+            conn.execute("RELEASE ollang_call")
+        except sqlite3.Error as err:
+            raise self._error("write to", err) from err
+        return result
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """See :meth:`ChatStore.batch`: one ``BEGIN IMMEDIATE`` transaction for this
+        thread's calls, a savepoint for each."""
+        if getattr(self._local, "batch", False):  # nested: the outer batch commits
+            yield
+            return
+        if self.read_only or self._forced_read_only:
+            yield  # every write inside raises its own clear error
+            return
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise self._error("write to", err) from err
+            self._local.batch = True
+            try:
+                yield
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as err:
+                    raise self._error("write to", err) from err
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.batch = False
 
     @staticmethod
     def _now(conn: sqlite3.Connection) -> float:

@@ -6,6 +6,9 @@ the server):
 =========================  ==============================================================
 ``OLLAMA_HOST``            Ollama's address in any form Ollama accepts (``host``,
                            ``host:port``, ``:port``, ``http://host:port``, ``https://host``).
+``OLLANG_OLLAMA_HOSTS``    Several Ollama hosts, comma-separated, each in any ``OLLAMA_HOST``
+                           form with optional ``?priority=N&weight=W&max=M`` (see
+                           :class:`HostSpec`); set, it replaces ``OLLAMA_HOST``.
 ``OLLANG_MODEL``           Default model (``llama3``; ``smollm2:135m`` on the embedded backend).
 ``OLLANG_BACKEND``         ``auto`` (default), ``ollama`` or ``embedded``.
 ``OLLANG_HOME``            Data directory (``sessions.db`` lives there); else
@@ -26,6 +29,7 @@ library only, so that ``ollang --help`` stays fast and every layer may import it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,10 +42,13 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_MODEL",
     "DEFAULT_OLLAMA_URL",
+    "EMBEDDED_HOST",
+    "HostSpec",
     "Settings",
     "data_dir",
     "default_store_path",
     "parse_bool",
+    "parse_hosts",
     "parse_ollama_host",
 ]
 
@@ -50,6 +57,9 @@ DEFAULT_MODEL = "llama3"
 DEFAULT_PORT = 11434
 #: Where models may run: ``auto`` picks Ollama when it answers, else the embedded backend.
 BACKENDS = ("auto", "ollama", "embedded")
+
+#: The name of the embedded backend when it is listed among the hosts.
+EMBEDDED_HOST = "embedded"
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -109,6 +119,89 @@ def parse_ollama_host(value: str | None) -> str:
     return f"{scheme}://{host}:{port}{path}"
 
 
+@dataclass(frozen=True)
+class HostSpec:
+    """One model host as configured: an Ollama server, or the embedded backend.
+
+    Written ``URL[?priority=N&weight=W&max=M]`` (``URL`` in any ``OLLAMA_HOST`` form,
+    or ``embedded``), e.g. ``gpu1:11434?max=4,cpu-box:11434?priority=1``.
+
+    Attributes:
+        url: The base URL (``http://host:port``), or ``embedded``.
+        priority: Tier; lower is preferred. A host of a later tier is used only when no
+            host of an earlier tier can take the request (down, lacking the model, full).
+            The embedded backend, added last by ``auto``, has the lowest tier.
+        weight: Within a tier, requests spread by in-flight requests per unit of weight.
+        max_concurrent: Most requests in flight at once on this host (``None``: no limit);
+            more wait for a free slot.
+    """
+
+    url: str
+    priority: int = 0
+    weight: float = 1.0
+    max_concurrent: int | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether this is the in-process backend."""
+        return self.url == EMBEDDED_HOST
+
+    @property
+    def text(self) -> str:
+        """The spec written back as ``URL[?priority=N&weight=W&max=M]`` (what :meth:`parse` reads)."""
+        options = []
+        if self.priority:
+            options.append(f"priority={self.priority}")
+        if self.weight != 1.0:
+            options.append(f"weight={self.weight:g}")
+        if self.max_concurrent is not None:
+            options.append(f"max={self.max_concurrent}")
+        return self.url + ("?" + "&".join(options) if options else "")
+
+    @classmethod
+    def parse(cls, text: str, name: str = "OLLANG_OLLAMA_HOSTS") -> HostSpec:
+        """Read one ``URL[?priority=N&weight=W&max=M]`` entry.
+
+        Raises:
+            SettingsError: an unreadable address or option (named).
+        """
+        address, _, query = text.strip().partition("?")
+        if address.strip().lower() == EMBEDDED_HOST:
+            url = EMBEDDED_HOST
+        else:
+            try:
+                url = parse_ollama_host(address)
+            except ValueError as err:
+                raise SettingsError(f"{name}: {err}", "e.g. gpu1:11434?max=4") from err
+        options: dict[str, str] = {}
+        for part in filter(None, query.split("&")):
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("priority", "weight", "max"):
+                raise SettingsError(
+                    f"{name}: unknown host option {part!r} in {text.strip()!r}",
+                    "host options are priority=N, weight=W and max=M",
+                )
+            options[key] = value
+        try:
+            priority = int(options.get("priority", "0"))
+            weight = float(options.get("weight", "1"))
+            most = int(options["max"]) if "max" in options else None
+        except ValueError as err:
+            raise SettingsError(f"{name}: a host option is not a number in {text!r}") from err
+        if not weight > 0 or (most is not None and most < 1):
+            raise SettingsError(f"{name}: weight must be > 0 and max >= 1 in {text!r}")
+        return cls(url, priority, weight, most)
+
+
+def parse_hosts(value: str, name: str = "OLLANG_OLLAMA_HOSTS") -> tuple[HostSpec, ...]:
+    """A comma-separated list of :class:`HostSpec` entries (duplicates refused)."""
+    hosts = tuple(HostSpec.parse(part, name) for part in value.split(",") if part.strip())
+    urls = [h.url for h in hosts]
+    if len(set(urls)) != len(urls):
+        raise SettingsError(f"{name} names a host twice: {value!r}")
+    return hosts
+
+
 def _seconds(raw: str, name: str) -> float:
     try:
         value = float(raw)
@@ -141,7 +234,9 @@ class Settings:
     and pass it to the factories (``make_chat_model(..., settings=...)``).
 
     Attributes:
-        ollama_url: Ollama's base URL (``OLLAMA_HOST``, normalised).
+        ollama_url: Ollama's base URL (``OLLAMA_HOST``, normalised): the first host.
+        hosts: Every configured host (``OLLANG_OLLAMA_HOSTS``; else the one
+            ``OLLAMA_HOST``); the embedded backend is added by ``auto``, not listed here.
         model: The default model named by ``OLLANG_MODEL``; ``None`` when unset (each
             backend then has its own default: :attr:`default_model` for Ollama).
         backend: ``auto``, ``ollama`` or ``embedded`` (``OLLANG_BACKEND``).
@@ -154,6 +249,7 @@ class Settings:
     """
 
     ollama_url: str = DEFAULT_OLLAMA_URL
+    hosts: tuple[HostSpec, ...] = ()
     model: str | None = None
     backend: str = "auto"
     home: Path = field(default_factory=lambda: _data_dir(os.environ))
@@ -162,6 +258,10 @@ class Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 120.0
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.hosts:  # built by hand: the one Ollama at ollama_url
+            object.__setattr__(self, "hosts", (HostSpec(self.ollama_url),))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -184,10 +284,15 @@ class Settings:
             raise SettingsError(
                 f"OLLANG_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}"
             )
+        hosts = parse_hosts(text("OLLANG_OLLAMA_HOSTS")) if text("OLLANG_OLLAMA_HOSTS") else ()
+        ollama_hosts = [h for h in hosts if not h.is_embedded]
+        if ollama_hosts:
+            ollama_url = ollama_hosts[0].url
         connect, read = text("OLLANG_CONNECT_TIMEOUT"), text("OLLANG_READ_TIMEOUT")
         debug = text("OLLANG_DEBUG")
         return cls(
             ollama_url=ollama_url,
+            hosts=hosts or (HostSpec(ollama_url),),
             model=text("OLLANG_MODEL") or None,
             backend=backend,
             home=_data_dir(env),
@@ -197,6 +302,17 @@ class Settings:
             read_timeout=_seconds(read, "OLLANG_READ_TIMEOUT") if read else 120.0,
             debug=parse_bool(debug, "OLLANG_DEBUG") if debug else False,
         )
+
+    def with_hosts(self, hosts: tuple[HostSpec, ...]) -> Settings:
+        """These settings with other hosts (``--ollama-host``); the first Ollama host is
+        :attr:`ollama_url`."""
+        first = next((h.url for h in hosts if not h.is_embedded), self.ollama_url)
+        return dataclasses.replace(self, hosts=hosts, ollama_url=first)
+
+    @property
+    def ollama_hosts(self) -> tuple[HostSpec, ...]:
+        """The configured Ollama servers (without an ``embedded`` entry)."""
+        return tuple(h for h in self.hosts if not h.is_embedded)
 
     @property
     def default_model(self) -> str:

@@ -116,9 +116,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ctx.start()
         try:
             yield
         finally:
+            await ctx.stop()
             ctx.close()
 
     app = FastAPI(
@@ -209,7 +211,7 @@ def serve(
     cors_origins: list[str],
     backend: str | None = None,
     workers: int = 1,
-    ollama_url: str | None = None,
+    ollama_hosts: list[str] | None = None,
 ) -> None:
     """Run the server with uvicorn until interrupted (what ``ollang serve`` calls).
 
@@ -234,8 +236,8 @@ def serve(
         overrides["cors_origins"] = list(cors_origins)
     if backend:
         overrides["backend"] = backend
-    if ollama_url:
-        overrides["ollama_url"] = ollama_url
+    if ollama_hosts:
+        overrides["ollama_hosts"] = list(ollama_hosts)
     settings = ServerSettings(**overrides)
     if not _is_loopback(settings.host) and not settings.api_keys:
         log.warning(

@@ -1,15 +1,17 @@
-"""The model gate: which models a request may use (the allow-list and the installed models)."""
+"""The model gate: which models a request may use (the allow-list), and what they are called
+on the hosts that have them."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from ollang.chains.errors import ModelNotFoundError
+from ollang.chains.gguf import EMBEDDED_DEFAULT_MODEL
 from ollang.chains.manage import ModelDetails, normalise_model
+from ollang.chains.router import Router
 from ollang.server.errors import ForbiddenError
+from ollang.settings import DEFAULT_MODEL
 
 __all__ = ["ModelGate"]
 
@@ -19,27 +21,29 @@ class ModelGate:
 
     Args:
         patterns: ``--allow-model`` fnmatch patterns; none admits every installed model.
-        lister: Lists the installed models (blocking; run in a worker thread).
-        default_model: The model used when a request names none.
-        cache_seconds: How long a model list is reused (concurrent callers share one
-            request; failures are not cached).
+        router: The hosts, which know what is installed where.
+        default_model: The model for requests that name none (``OLLANG_MODEL``); ``None``
+            picks ``llama3``, or the embedded ``smollm2:135m`` when no host has llama3 and
+            the embedded backend is up.
     """
 
     def __init__(
-        self,
-        patterns: Sequence[str],
-        lister: Callable[[], list[ModelDetails]],
-        *,
-        default_model: str,
-        cache_seconds: float = 5.0,
+        self, patterns: Sequence[str], router: Router, *, default_model: str | None = None
     ) -> None:
         self.patterns = list(patterns)
-        self.default_model = default_model
-        self._lister = lister
-        self._ttl = cache_seconds
-        self._installed: list[ModelDetails] | None = None
-        self._installed_at = 0.0
-        self._lock = asyncio.Lock()
+        self.router = router
+        self.configured_default = default_model
+
+    @property
+    def default_model(self) -> str:
+        """The model used when a request names none (see the class docstring)."""
+        if self.configured_default:
+            return self.configured_default
+        if not self.router.has_model(DEFAULT_MODEL) and any(
+            h.is_embedded and h.state.up for h in self.router.hosts
+        ):
+            return EMBEDDED_DEFAULT_MODEL
+        return DEFAULT_MODEL
 
     def allowed(self, name: str) -> bool:
         """Whether the allow patterns (if any) admit ``name``."""
@@ -59,42 +63,23 @@ class ModelGate:
                 "allowed: " + ", ".join(self.patterns),
             )
 
-    def _fresh(self) -> bool:
-        return self._installed is not None and time.monotonic() - self._installed_at < self._ttl
+    def usable(self) -> list[tuple[ModelDetails, list[str]]]:
+        """Models on the hosts that are up and that the allow patterns admit, with the
+        hosts that have each."""
+        return [(d, hosts) for d, hosts in self.router.models() if self.allowed(d.name)]
 
-    async def installed(self) -> list[ModelDetails]:
-        """Installed models, listed at most every ``cache_seconds``."""
-        if self._fresh():
-            assert self._installed is not None
-            return self._installed
-        async with self._lock:
-            if not self._fresh():
-                self._installed = await asyncio.to_thread(self._lister)
-                self._installed_at = time.monotonic()
-            assert self._installed is not None
-            return self._installed
-
-    def forget(self) -> None:
-        """Drop the cached list (after a pull)."""
-        self._installed = None
-
-    async def usable(self) -> list[ModelDetails]:
-        """Installed models that the allow patterns admit."""
-        return [m for m in await self.installed() if self.allowed(m.name)]
-
-    async def resolve(self, requested: str | None) -> str:
+    def resolve(self, requested: str | None) -> str:
         """The installed model a request may use, as it is installed (never pulls one).
 
         Raises:
             ForbiddenError: the allow patterns exclude it (403).
-            ModelNotFoundError: it is not installed (404, with the pull hint).
-            OllamaUnavailableError: Ollama does not answer (503).
+            ModelNotFoundError: no host has it (404, naming the allowed models there are).
+            NoHostError: no host that could have it is up (503).
         """
         name = requested or self.default_model
         self.check_allowed(name)
-        wanted = normalise_model(name)
-        installed = await self.installed()
-        for model in installed:
-            if normalise_model(model.name) == wanted:
-                return model.name
-        raise ModelNotFoundError(name, [m.name for m in installed if self.allowed(m.name)])
+        try:
+            self.router.check_model(name)
+        except ModelNotFoundError as err:
+            raise ModelNotFoundError(name, [d.name for d, _ in self.usable()]) from err
+        return self.router.installed_name(name)

@@ -1,22 +1,20 @@
-"""``/chat``, ``/chat/stream``, ``/generate``, ``/generate/stream``: thin over ``chains``."""
+"""``/chat``, ``/chat/stream``, ``/generate``, ``/generate/stream``: thin over the turn engine."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import HumanMessage
+from pydantic import BaseModel
 
-from ollang.chains.chat import ChatChain
 from ollang.chains.iterators import aclosing_iter
-from ollang.chains.turn import ChatEvent, TurnRecorder, TurnResult
-from ollang.server.auth import request_owner
+from ollang.chains.turn import TurnResult
+from ollang.server.auth import BEARER_DOC, owner_now
 from ollang.server.body import body_schema, check_length, parse_request
 from ollang.server.context import context_of
 from ollang.server.schemas import (
@@ -33,6 +31,7 @@ from ollang.server.streaming import (
     cancel_on_disconnect,
     choose_format,
 )
+from ollang.server.turns import TurnChunk, TurnDone, TurnRequest, split_options
 
 __all__ = ["router"]
 
@@ -51,23 +50,41 @@ _STREAM_DOC = {
 }
 
 
-@dataclass
-class ChatQuery:
-    """The query-parameter form of a chat request (``POST /chat?message=Hello``)."""
+# The query-parameter form of a request (``POST /chat?message=Hello``) fills in what the
+# body lacks. Read straight from the request, as the key is (auth.owner_now): FastAPI's
+# dependency machinery (a sync dataclass dependency runs in a thread pool) cost about a
+# millisecond per request under load, more than the rest of the turn's set-up.
+_CHAT_QUERY = {
+    "message": "The message (if not in the body).",
+    "model": "The model (if not in the body).",
+    "session_id": "The session (if not in the body).",
+    "system": "A system prompt (if not in the body).",
+}
+_GENERATE_QUERY = {
+    "prompt": "The prompt (if not in the body).",
+    "model": "The model (if not in the body).",
+    "system": "A system prompt (if not in the body).",
+}
 
-    message: str | None = Query(None, description="The message (if not in the body).")
-    model: str | None = Query(None, description="The model (if not in the body).")
-    session_id: str | None = Query(None, description="The session (if not in the body).")
-    system: str | None = Query(None, description="A system prompt (if not in the body).")
+
+def _query(request: Request, names: dict[str, str]) -> dict[str, str]:
+    params = request.query_params
+    return {name: params[name] for name in names if name in params}
 
 
-@dataclass
-class GenerateQuery:
-    """The query-parameter form of a generate request."""
-
-    prompt: str | None = Query(None, description="The prompt (if not in the body).")
-    model: str | None = Query(None, description="The model (if not in the body).")
-    system: str | None = Query(None, description="A system prompt (if not in the body).")
+def _doc(body: type[BaseModel], names: dict[str, str]) -> dict[str, Any]:
+    """``openapi_extra``: the body, the query parameters and the bearer key."""
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        }
+        for name, text in names.items()
+    ]
+    return {**body_schema(body, required=False), **BEARER_DOC, "parameters": parameters}
 
 
 def summary(result: TurnResult, *, session: bool = True) -> dict[str, Any]:
@@ -85,60 +102,86 @@ def summary(result: TurnResult, *, session: bool = True) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class _Turn:
-    chain: ChatChain
-    input: dict[str, Any]
-    config: RunnableConfig
+def _pieces(chunk: TurnChunk) -> list[StreamItem]:
+    """One item per upstream piece (so events match what Ollama sent), written together."""
+    items: list[StreamItem] = []
+    for line in chunk.lines:
+        message = line.get("message")
+        if not message:
+            continue
+        thinking = message.get("thinking")
+        if thinking:
+            items.append(StreamItem("reasoning", thinking))
+        content = message.get("content")
+        if content:
+            items.append(StreamItem("token", content))
+    return items
 
 
-async def _chat_turn(request: Request, query: ChatQuery, owner: str | None) -> _Turn:
-    """Parse, check limits, resolve the model, claim the session: all before any output."""
-    ctx = context_of(request)
-    body = await parse_request(request, ChatRequest, vars(query))
-    check_length(ctx.settings.max_message_chars, message=body.message, system=body.system)
-    model = await ctx.gate.resolve(body.model)
-    chain = ctx.chains.get(model, body.options.as_kwargs() if body.options else {})
-    session_id = body.session_id or uuid.uuid4().hex
-    await ctx.sessions.claim(session_id, owner)
-    turn_input: dict[str, Any] = {"input": body.message}
-    if body.system is not None:
-        turn_input["system"] = body.system
-    return _Turn(chain, turn_input, {"configurable": {"session_id": session_id}})
-
-
-async def _chat_items(events: AsyncIterator[ChatEvent]) -> AsyncIterator[StreamItem]:
-    async with aclosing_iter(events):
-        async for event in events:
-            if event.type == "done":
-                assert event.result is not None
-                yield StreamItem("done", data=summary(event.result))
+async def _items(
+    turns: AsyncIterator[TurnChunk | TurnDone], *, session: bool
+) -> AsyncIterator[list[StreamItem]]:
+    """A turn's chunks as batches of stream items, the summary last."""
+    async with aclosing_iter(turns):
+        async for part in turns:
+            if isinstance(part, TurnDone):
+                data = summary(part.result, session=session)
+                if not session:
+                    data["response"] = part.result.text
+                yield [StreamItem("done", data=data)]
             else:
-                yield StreamItem(event.type, event.text)
+                items = _pieces(part)
+                if items:
+                    yield items
+
+
+async def _collect(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
+    async with aclosing_iter(turns):
+        async for part in turns:
+            if isinstance(part, TurnDone):
+                return part.result
+    raise AssertionError("a turn always ends with TurnDone or raises")
+
+
+async def _chat_turn(request: Request) -> TurnRequest:
+    """Check the key, parse, check limits and resolve the model: all before any output."""
+    owner = owner_now(request)
+    ctx = context_of(request)
+    body = await parse_request(request, ChatRequest, _query(request, _CHAT_QUERY))
+    check_length(ctx.settings.max_message_chars, message=body.message, system=body.system)
+    model = ctx.gate.resolve(body.model)
+    options, extra = split_options(body.options.as_kwargs() if body.options else {})
+    return TurnRequest(
+        model=model,
+        human=HumanMessage(body.message),
+        system=body.system,
+        session_id=body.session_id or uuid.uuid4().hex,
+        owner=owner,
+        options=options,
+        extra=extra,
+        route="/chat",
+    )
 
 
 @router.post(
     "/chat",
     response_model=ChatResponse,
     responses=_ERRORS,
-    openapi_extra=body_schema(ChatRequest, required=False),
+    openapi_extra=_doc(ChatRequest, _CHAT_QUERY),
     summary="One chat turn, answered when complete",
 )
 async def chat(
     request: Request,
-    owner: str | None = Depends(request_owner),
-    query: ChatQuery = Depends(),  # noqa: B008
 ) -> Any:
     """Send a message in a session (a new one unless `session_id` is given) and get the answer.
 
     The body is read as JSON whatever the `Content-Type` (so `curl -d '{...}'` works);
     query parameters fill in fields the body lacks.
     """
-    turn = await _chat_turn(request, query, owner)
+    turn = await _chat_turn(request)
+    engine = context_of(request).engine
     try:
-        result: TurnResult = await cancel_on_disconnect(
-            request.receive, turn.chain.ainvoke_turn(turn.input, turn.config)
-        )
+        result = await cancel_on_disconnect(request.receive, _collect(engine.stream(turn)))
     except ClientDisconnected:
         return Response(status_code=499)  # nobody to read it; the partial answer is stored
     return {**summary(result), "response": result.text, "reasoning": result.reasoning or None}
@@ -148,13 +191,11 @@ async def chat(
     "/chat/stream",
     responses={200: _STREAM_DOC, **_ERRORS},
     response_class=Response,
-    openapi_extra=body_schema(ChatRequest, required=False),
+    openapi_extra=_doc(ChatRequest, _CHAT_QUERY),
     summary="One chat turn, streamed",
 )
 async def chat_stream(
     request: Request,
-    owner: str | None = Depends(request_owner),
-    query: ChatQuery = Depends(),  # noqa: B008
 ) -> Response:
     """Like `POST /chat`, streamed as generated, in the format `Accept` asks for.
 
@@ -170,39 +211,26 @@ async def chat_stream(
     `interrupted`.
     """
     fmt = choose_format(request.headers.get("accept"))
-    turn = await _chat_turn(request, query, owner)
-    events = turn.chain.astream_turn(turn.input, turn.config)
-    session_id = turn.config["configurable"]["session_id"]
-    return LiveStream(_chat_items(events), fmt, headers={"X-Session-Id": session_id})
+    turn = await _chat_turn(request)
+    turns = context_of(request).engine.stream(turn)
+    assert turn.session_id is not None
+    return LiveStream(_items(turns, session=True), fmt, headers={"X-Session-Id": turn.session_id})
 
 
-async def _generate_setup(request: Request, query: GenerateQuery) -> tuple[Any, list[BaseMessage]]:
+async def _generate_turn(request: Request) -> TurnRequest:
+    owner_now(request)
     ctx = context_of(request)
-    body = await parse_request(request, GenerateRequest, vars(query))
+    body = await parse_request(request, GenerateRequest, _query(request, _GENERATE_QUERY))
     check_length(ctx.settings.max_message_chars, prompt=body.prompt, system=body.system)
-    model = await ctx.gate.resolve(body.model)
-    chat_model = ctx.chains.model(model, body.options.as_kwargs() if body.options else {})
-    messages: list[BaseMessage] = [SystemMessage(body.system)] if body.system else []
-    messages.append(HumanMessage(body.prompt))
-    return chat_model, messages
-
-
-async def _generate_items(
-    model: BaseChatModel, messages: list[BaseMessage]
-) -> AsyncIterator[StreamItem]:
-    """One stateless completion, measured like a chat turn (TTFT, usage, speed)."""
-    recorder = TurnRecorder(session_id="", model_name=getattr(model, "model", None))
-    async with aclosing_iter(model.astream(messages)) as chunks:
-        async for chunk in chunks:
-            text = recorder.observe(chunk)
-            for thought in recorder.drain_reasoning():
-                yield StreamItem("reasoning", thought)
-            if text:
-                yield StreamItem("token", text)
-    result = recorder.finish("complete")
-    yield StreamItem(
-        "done",
-        data={**summary(result, session=False), "response": result.text},
+    model = ctx.gate.resolve(body.model)
+    options, extra = split_options(body.options.as_kwargs() if body.options else {})
+    return TurnRequest(
+        model=model,
+        human=HumanMessage(body.prompt),
+        system=body.system,
+        options=options,
+        extra=extra,
+        route="/generate",
     )
 
 
@@ -210,47 +238,38 @@ async def _generate_items(
     "/generate",
     response_model=GenerateResponse,
     responses=_ERRORS,
-    openapi_extra=body_schema(GenerateRequest, required=False),
+    openapi_extra=_doc(GenerateRequest, _GENERATE_QUERY),
     summary="One-shot generation, no memory",
 )
 async def generate(
     request: Request,
-    owner: str | None = Depends(request_owner),
-    query: GenerateQuery = Depends(),  # noqa: B008
 ) -> Any:
     """Answer a prompt without any session or history."""
-    model, messages = await _generate_setup(request, query)
-
-    async def run() -> dict[str, Any]:
-        done: dict[str, Any] = {}
-        reasoning: list[str] = []
-        async for item in _generate_items(model, messages):
-            if item.kind == "reasoning":
-                reasoning.append(item.text)
-            elif item.kind == "done":
-                done = item.data or {}
-        return {**done, "reasoning": "".join(reasoning) or None}
-
+    turn = await _generate_turn(request)
+    engine = context_of(request).engine
     try:
-        return await cancel_on_disconnect(request.receive, run())
+        result = await cancel_on_disconnect(request.receive, _collect(engine.stream(turn)))
     except ClientDisconnected:
         return Response(status_code=499)
+    return {
+        **summary(result, session=False),
+        "response": result.text,
+        "reasoning": result.reasoning or None,
+    }
 
 
 @router.post(
     "/generate/stream",
     responses={200: _STREAM_DOC, **_ERRORS},
     response_class=Response,
-    openapi_extra=body_schema(GenerateRequest, required=False),
+    openapi_extra=_doc(GenerateRequest, _GENERATE_QUERY),
     summary="One-shot generation, streamed",
 )
 async def generate_stream(
     request: Request,
-    owner: str | None = Depends(request_owner),
-    query: GenerateQuery = Depends(),  # noqa: B008
 ) -> Response:
     """Like `POST /generate`, streamed in the format `Accept` asks for (as `/chat/stream`;
     NDJSON lines carry `response` instead of `message`, as Ollama's `/api/generate`)."""
     fmt = choose_format(request.headers.get("accept"), ndjson_key="response")
-    model, messages = await _generate_setup(request, query)
-    return LiveStream(_generate_items(model, messages), fmt)
+    turn = await _generate_turn(request)
+    return LiveStream(_items(context_of(request).engine.stream(turn), session=False), fmt)

@@ -19,6 +19,7 @@ __all__ = [
     "GenerateRequest",
     "GenerateResponse",
     "Health",
+    "HostStatus",
     "ModelDetailsOut",
     "ModelInfo",
     "ModelList",
@@ -193,7 +194,9 @@ class ModelInfo(BaseModel):
     size_gb: float = Field(..., description="GiB, one decimal.")
     modified_at: str | None = None
     digest: str | None = None
+    backend: str = Field("ollama", description="ollama, or embedded (in-process).")
     details: ModelDetailsOut
+    hosts: list[str] = Field(default_factory=list, description="The hosts that have it.")
 
 
 class ModelList(BaseModel):
@@ -206,6 +209,9 @@ class PullRequest(_Model):
     """``POST /models/pull``."""
 
     model: str = Field(..., pattern=PULL_NAME_PATTERN, examples=["llama3"])
+    host: str | None = Field(
+        None, max_length=300, description="One of the server's Ollama hosts; default: all."
+    )
 
 
 class PullProgressOut(BaseModel):
@@ -226,11 +232,28 @@ class OllamaStatus(BaseModel):
     error: str | None = None
 
 
+class HostStatus(BaseModel):
+    """One model host (an Ollama server, or ``embedded``) as last checked."""
+
+    url: str
+    up: bool
+    checked: bool = Field(..., description="Whether it has been checked yet.")
+    version: str | None = None
+    error: str | None = Field(None, description="Why it is down.")
+    models: list[str] = Field(default_factory=list)
+    loaded: list[str] = Field(default_factory=list, description="Models in memory now.")
+    in_flight: int
+    priority: int
+    weight: float
+    max_concurrent: int | None = None
+
+
 class Health(BaseModel):
     """``GET /health``: always 200 while the server runs."""
 
     status: Literal["ok"] = "ok"
-    ollama: OllamaStatus
+    ollama: OllamaStatus = Field(..., description="The first Ollama host (as before hosts).")
+    hosts: list[HostStatus] = Field(default_factory=list, description="Every host.")
 
 
 class SessionSummary(BaseModel):

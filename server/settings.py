@@ -68,6 +68,11 @@ class ServerSettings(BaseSettings):
     ollama_url: str | None = Field(
         None, description="Ollama address in any OLLAMA_HOST form; default: $OLLAMA_HOST."
     )
+    ollama_hosts: _StrList = Field(
+        default_factory=list,
+        description="Ollama hosts (URL[?priority=N&weight=W&max=M], or 'embedded'); "
+        "default: $OLLANG_OLLAMA_HOSTS, else ollama_url / $OLLAMA_HOST.",
+    )
     backend: str | None = Field(
         None,
         description="Where models run: auto (Ollama if reachable, else embedded), ollama, "
@@ -92,7 +97,7 @@ class ServerSettings(BaseSettings):
     )
     access_log: _Bool = Field(True, description="uvicorn's per-request access log.")
 
-    @field_validator("api_keys", "allow_models", "cors_origins", mode="before")
+    @field_validator("api_keys", "allow_models", "cors_origins", "ollama_hosts", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)

@@ -1,8 +1,9 @@
 """Streaming answers as plain text, SSE or NDJSON, with disconnects that cancel upstream.
 
-Routes turn what they stream into :class:`StreamItem` values (a token, some
-reasoning, pull progress, the final summary); a :class:`StreamFormat` encodes
-them; :class:`LiveStream` sends them.
+Routes turn what they stream into batches of :class:`StreamItem` values (tokens,
+reasoning, pull progress, the final summary); a :class:`StreamFormat` encodes them;
+:class:`LiveStream` sends each batch as one write (tokens that queued up upstream leave
+together, one event each).
 
 :class:`LiveStream` differs from Starlette's ``StreamingResponse`` in two ways
 that matter here:
@@ -24,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,6 +78,12 @@ class StreamFormat:
         """Bytes for one item (may be empty: nothing to send)."""
         raise NotImplementedError
 
+    def encode_all(self, items: Sequence[StreamItem]) -> bytes:
+        """Bytes for a batch of items, in order."""
+        if len(items) == 1:
+            return self.encode(items[0])
+        return b"".join(self.encode(item) for item in items)
+
     def error(self, err: OllangError) -> bytes:
         """Bytes for an error that happens after the headers were sent."""
         raise NotImplementedError
@@ -107,7 +114,13 @@ class ServerSentEvents(StreamFormat):
 
     def encode(self, item: StreamItem) -> bytes:
         if item.kind in ("token", "reasoning"):
-            return ServerSentEvent(data=item.text, event=item.kind).encode()
+            text = item.text
+            # One event per token: the common single-line piece is formatted directly
+            # (what sse_starlette produces, without its per-event buffer and regex);
+            # anything with a line break goes through sse_starlette.
+            if "\n" not in text and "\r" not in text:
+                return f"event: {item.kind}\r\ndata: {text}\r\n\r\n".encode()
+            return ServerSentEvent(data=text, event=item.kind).encode()
         return ServerSentEvent(data=_json(item.data), event=item.kind).encode()
 
     def error(self, err: OllangError) -> bytes:
@@ -213,13 +226,13 @@ class LiveStream(StreamingResponse):
     tasks); a timer task sends the headers if the first item is slow.
 
     Args:
-        items: The producer (an async generator); it is cancelled on disconnect.
+        items: The producer (an async generator of batches); cancelled on disconnect.
         fmt: How to encode items.
     """
 
     def __init__(
         self,
-        items: AsyncIterator[StreamItem],
+        items: AsyncIterator[Sequence[StreamItem]],
         fmt: StreamFormat,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -254,11 +267,11 @@ class LiveStream(StreamingResponse):
         fmt = self.fmt
         timer = asyncio.ensure_future(self._late_start(send))
         try:
-            async for item in self.items:
+            async for batch in self.items:
                 if not self.started:
                     await self._start(send)
                     timer.cancel()
-                chunk = fmt.encode(item)
+                chunk = fmt.encode_all(batch)
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except Exception as exc:

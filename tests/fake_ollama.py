@@ -9,6 +9,15 @@ connection, hang, garbage, HTTP 500) are part of a scripted :class:`Reply`.
 Standard library only, so it also runs as a stub for benchmarks::
 
     python tests/fake_ollama.py --port 11434 --rate 50 --tokens 50
+
+Tools and ``format`` (a test double's rules, not a model's judgement): a scripted
+:class:`Reply` may carry ``tool_calls``. Unscripted, a chat request whose last
+message is the user's and that offers ``tools`` gets a call of the tool the user
+names (else the first), with arguments from the user's text; a request with
+``format`` ("json" or a JSON schema) gets a JSON answer; everything else an echo of
+the last user message (of the tool result, after one). The tool and JSON rules are
+ollang's ``FakeChatModel`` ones (``ollang.chains.fake``), imported only when a
+request needs them, so the benchmark stub stays standard-library only.
 """
 
 from __future__ import annotations
@@ -100,6 +109,8 @@ class Reply:
     done_reason: str = "stop"
     prompt_eval_count: int | None = None
     first_token_delay: float = 0.0
+    #: Tool calls sent after the tokens (chat only): ``{"name", "arguments"}`` dicts.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -122,6 +133,20 @@ class _Server(ThreadingHTTPServer):
 
     request_queue_size = 1024
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.open_connections.discard(request)
 
 
 class _ClientGone(Exception):
@@ -150,6 +175,9 @@ class FakeOllama:
         self.requests: list[RecordedRequest] = []
         self.cancelled: list[float] = []
         self.loaded: dict[str, float] = {}
+        #: Chat/generate answers in progress now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.hang_release = threading.Event()
         self.default_reply: Callable[[str, dict[str, Any]], Reply] = self._echo
         self._queue: list[Reply] = []
@@ -185,6 +213,15 @@ class FakeOllama:
         self._server.shutdown()
         self._server.server_close()
 
+    def kill(self) -> None:
+        """Stop as a dying server does: the listener closed, every open connection cut."""
+        self.stop()
+        with self._server.connections_lock:
+            connections = list(self._server.open_connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     def __enter__(self) -> FakeOllama:
         return self.start()
 
@@ -218,12 +255,46 @@ class FakeOllama:
 
     @staticmethod
     def _echo(kind: str, body: dict[str, Any]) -> Reply:
+        messages = body.get("messages") or []
         if kind == "chat":
-            users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+            users = [m for m in messages if m.get("role") == "user"]
             text = users[-1].get("content", "") if users else ""
         else:
             text = body.get("prompt", "")
+        last = messages[-1] if kind == "chat" and messages else {}
+        if body.get("tools") and last.get("role") == "user":
+            from ollang.chains.fake import choose_tool, tool_arguments
+
+            tool = choose_tool(body["tools"], text)
+            if tool is not None:
+                call = {"name": tool["function"]["name"], "arguments": tool_arguments(tool, text)}
+                return Reply([], tool_calls=[call])
+        if body.get("format"):
+            from ollang.chains.fake import example_json
+
+            schema = body["format"] if isinstance(body["format"], dict) else None
+            return Reply(split_tokens(json.dumps(example_json(schema, text), ensure_ascii=False)))
+        if last.get("role") == "tool":
+            text = last.get("content", "")
         return Reply(split_tokens(f"echo: {text}"))
+
+    @staticmethod
+    def _wire_tool_calls(reply: Reply) -> list[dict[str, Any]]:
+        """A reply's tool calls as Ollama sends them."""
+        calls = []
+        for index, call in enumerate(reply.tool_calls):
+            function = call.get("function") or call
+            calls.append(
+                {
+                    "id": call.get("id") or f"call_{index}",
+                    "function": {
+                        "index": index,
+                        "name": function["name"],
+                        "arguments": function.get("arguments") or {},
+                    },
+                }
+            )
+        return calls
 
     # -- HTTP ------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -273,8 +344,8 @@ class FakeOllama:
                 ("GET", "/api/version"): lambda h, b: self._json(h, 200, {"version": self.version}),
                 ("GET", "/api/tags"): self._tags,
                 ("POST", "/api/show"): self._show,
-                ("POST", "/api/chat"): lambda h, b: self._generate(h, b, "chat"),
-                ("POST", "/api/generate"): lambda h, b: self._generate(h, b, "generate"),
+                ("POST", "/api/chat"): lambda h, b: self._counted(h, b, "chat"),
+                ("POST", "/api/generate"): lambda h, b: self._counted(h, b, "generate"),
                 ("POST", "/api/pull"): self._pull,
                 ("DELETE", "/api/delete"): self._delete,
                 ("GET", "/api/ps"): self._ps,
@@ -393,6 +464,17 @@ class FakeOllama:
     def _line(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
+    def _counted(self, h: BaseHTTPRequestHandler, body: dict[str, Any], kind: str) -> None:
+        """:meth:`_generate`, counting the answers in progress (``in_flight``, ``max_in_flight``)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._generate(h, body, kind)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
     def _generate(self, h: BaseHTTPRequestHandler, body: dict[str, Any], kind: str) -> None:
         name = body.get("model")
         if not name:
@@ -439,6 +521,12 @@ class FakeOllama:
         pieces = [piece(t, "thinking") for t in thinking] + [
             piece(t, "content") for t in reply.tokens
         ]
+        tool_calls = self._wire_tool_calls(reply) if kind == "chat" else []
+        if tool_calls:
+            # Ollama sends a model's tool calls whole, in one chunk after the text.
+            calls = piece("", "content")
+            calls["message"]["tool_calls"] = tool_calls
+            pieces.append(calls)
         fault_at = len(thinking) + reply.fault_after if reply.fault else None
         final = {
             "model": model_name,
@@ -468,6 +556,8 @@ class FakeOllama:
                 final["message"] = {"role": "assistant", "content": content}
                 if thinking:
                     final["message"]["thinking"] = "".join(thinking)
+                if tool_calls:
+                    final["message"]["tool_calls"] = tool_calls
             else:
                 final["response"] = content
                 if thinking:

@@ -240,8 +240,8 @@ def test_ollang_serve_honours_ollang_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("OLLANG_BACKEND", "ollama")
     ctx = ServerContext(ServerSettings(store_url="memory://"))
     try:
-        # `auto` with Ollama down would have fallen back to the embedded backend.
-        assert ctx.backend.name == "ollama"
+        # `auto` would have added the embedded backend as a host.
+        assert [h.name for h in ctx.router.hosts] == [f"http://{dead}"]
         assert ctx.ollama_url == f"http://{dead}"
     finally:
         ctx.close()

@@ -24,6 +24,9 @@ WORDS = ["Hello", " there", ",", " how", " can", " I", " help", " you", " today"
 
 
 def settings(tmp_path, fake_url: str, **extra) -> ServerSettings:
+    # The Ollama path only: with `auto`, the embedded backend is a host too (its models
+    # are listed and routable beside Ollama's; tests/test_routing.py covers that).
+    extra.setdefault("backend", "ollama")
     return ServerSettings(
         store_url=f"sqlite:///{tmp_path / 'sessions.db'}",
         ollama_url=fake_url,

@@ -16,7 +16,7 @@ from ollang.commands.common import (
     validate_session_id,
 )
 from ollang.commands.render import StreamPrinter
-from ollang.errors import InvalidInputError
+from ollang.errors import InvalidInputError, OllangError
 
 if TYPE_CHECKING:
     from ollang.memory import ChatStore
@@ -85,7 +85,14 @@ def run_ask(
     persistent = session is not None or cont
     store = open_default_store() if persistent else InMemoryChatStore()
     session_id = _session(session, cont, store) if persistent else None
-    chat_model = build_model(backend, model, opts)
+    try:
+        chat_model = build_model(backend, model, opts).model
+    except OllangError:
+        if session_id is not None:  # no host can answer now; what was typed is kept
+            from langchain_core.messages import HumanMessage
+
+            store.add_messages(session_id, [HumanMessage(text)])
+        raise
     chain = build_chat_chain(chat_model, store=store, system=system)
     config: RunnableConfig = {"configurable": {"session_id": session_id or "ask"}}
     printer = StreamPrinter(markdown=False, show_reasoning=think and not as_json)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ollang.errors import InvalidInputError
-from ollang.settings import Settings, parse_ollama_host
+from ollang.errors import InvalidInputError, SettingsError
+from ollang.settings import HostSpec, Settings, parse_hosts
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
+    from ollang.chains.backend import RoutedModel
     from ollang.chains.manage import ModelManager
     from ollang.memory import ChatStore
 
@@ -23,10 +21,10 @@ __all__ = [
     "cli_settings",
     "model_manager",
     "new_session_id",
-    "ollama_url_override",
+    "ollama_hosts_override",
     "open_default_store",
     "parse_options",
-    "set_ollama_host",
+    "set_ollama_hosts",
     "validate_session_id",
 ]
 
@@ -36,31 +34,35 @@ _overrides: dict[str, Any] = {}
 _settings: Settings | None = None
 
 
-def set_ollama_host(value: str) -> None:
-    """Use ``value`` (any ``OLLAMA_HOST`` form) instead of ``$OLLAMA_HOST``.
+def set_ollama_hosts(values: Sequence[str]) -> None:
+    """Use these hosts (each ``URL[?priority=N&weight=W&max=M]`` in any ``OLLAMA_HOST``
+    form, or ``embedded``) instead of ``$OLLANG_OLLAMA_HOSTS`` / ``$OLLAMA_HOST``.
 
     Raises:
-        InvalidInputError: the value cannot be read as a host.
+        InvalidInputError: a value cannot be read as a host.
     """
     global _settings
     try:
-        _overrides["ollama_url"] = parse_ollama_host(value)
-    except ValueError as err:
-        raise InvalidInputError(str(err), "e.g. --ollama-host 127.0.0.1:11434") from err
+        hosts = parse_hosts(",".join(values), "--ollama-host")
+    except SettingsError as err:
+        raise InvalidInputError(err.message, "e.g. --ollama-host 127.0.0.1:11434") from err
+    _overrides["hosts"] = hosts
     _settings = None
 
 
-def ollama_url_override() -> str | None:
-    """The Ollama URL given with ``--ollama-host``, if any."""
-    url: str | None = _overrides.get("ollama_url")
-    return url
+def ollama_hosts_override() -> tuple[HostSpec, ...]:
+    """The hosts given with ``--ollama-host``, if any."""
+    hosts: tuple[HostSpec, ...] = _overrides.get("hosts", ())
+    return hosts
 
 
 def cli_settings() -> Settings:
     """This invocation's settings: the environment, read once, plus command-line overrides."""
     global _settings
     if _settings is None:
-        _settings = dataclasses.replace(Settings.from_env(), **_overrides)
+        settings = Settings.from_env()
+        hosts = _overrides.get("hosts")
+        _settings = settings.with_hosts(hosts) if hosts else settings
     return _settings
 
 
@@ -154,13 +156,17 @@ def model_manager() -> ModelManager:
     return ModelManager(settings=cli_settings())
 
 
-def build_model(backend: str | None, model: str | None, options: dict[str, Any]) -> BaseChatModel:
-    """A chat model on the chosen backend; a notice goes to stderr when ``auto`` falls back."""
-    from ollang.chains.backend import choose_backend, make_backend_chat_model
+def build_model(backend: str | None, model: str | None, options: dict[str, Any]) -> RoutedModel:
+    """A chat model for ``model`` over the configured hosts (with its name and hosts); a
+    notice goes to stderr when ``auto`` answers with the embedded default model.
 
-    settings = cli_settings()
-    choice = choose_backend(backend, model=model, settings=settings)
-    if choice.notice:
-        sys.stderr.write(choice.notice + "\n")
+    Raises:
+        NoHostError, ModelNotFoundError: as :func:`~ollang.chains.backend.routed_chat_model`.
+    """
+    from ollang.chains.backend import routed_chat_model
+
+    routed = routed_chat_model(model, backend=backend, settings=cli_settings(), **options)
+    if routed.notice:
+        sys.stderr.write(routed.notice + "\n")
         sys.stderr.flush()
-    return make_backend_chat_model(choice, model, settings=settings, **options)
+    return routed

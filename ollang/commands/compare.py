@@ -35,7 +35,7 @@ def run_compare(
         printer = StreamPrinter(markdown=False)
         try:
             chain = build_chat_chain(
-                build_model(backend, name, opts), store=InMemoryChatStore(), system=system
+                build_model(backend, name, opts).model, store=InMemoryChatStore(), system=system
             )
             result = None
             with closing(

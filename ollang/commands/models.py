@@ -4,64 +4,59 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ollang.chains.errors import OllamaUnavailableError
 from ollang.chains.manage import format_gb
 from ollang.commands.common import cli_settings, model_manager
 from ollang.commands.errors import EXIT_USAGE, fail
 
+if TYPE_CHECKING:
+    from ollang.chains.router import Router
+
 __all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
 
 
-def _embedded_rows() -> list[dict[str, Any]]:
-    from ollang.chains.gguf import embedded_available, list_embedded_models
+def _router() -> Router:
+    from ollang.chains.router import Router
 
-    if not embedded_available():
-        return []
-    return [
-        {
-            "name": m.name,
-            "size": m.size,
-            "size_gb": round(m.size / 1024**3, 1),
-            "modified_at": m.modified_at.isoformat() if m.modified_at else None,
-            "backend": "embedded",
-            "details": {"source": m.source, "path": str(m.path)},
-        }
-        for m in list_embedded_models(cli_settings())
-    ]
+    router = Router.from_settings(cli_settings())
+    router.check_all_sync()
+    return router
 
 
 def list_models(as_json: bool) -> int:
-    """Installed models, one per line (``llama3:8b (4.7 GB)``) or a table on a terminal."""
-    manager = model_manager()
-    try:
-        ollama_rows = [m.to_dict() for m in manager.list()]
-    except OllamaUnavailableError as err:
-        embedded = _embedded_rows()
-        if not embedded:
-            raise
-        sys.stderr.write(f"note: {err.message}; showing embedded models only\n")
-        ollama_rows = []
-    rows = ollama_rows + _embedded_rows()
+    """Models on every host that is up (one per line: ``llama3:8b (4.7 GB)``), or a table
+    on a terminal; with several hosts, which hosts have each."""
+    from ollang.chains.router import NoHostError
+
+    router = _router()
+    down = [h for h in router.hosts if not h.state.up and not h.is_embedded]
+    if not any(h.state.up for h in router.hosts):
+        raise NoHostError(None, down)
+    for host in down:
+        sys.stderr.write(f"note: {host.name} is not reachable ({host.state.error}); not listed\n")
+    rows = [{**details.to_dict(), "hosts": hosts} for details, hosts in router.models()]
+    several = len([h for h in router.hosts if h.state.up]) > 1
     if as_json:
         sys.stdout.write(json.dumps({"models": rows}, indent=2) + "\n")
         return 0
     if not rows:
-        sys.stdout.write("no models installed; pull one with `ollang models pull llama3`\n")
+        sys.stdout.write("no models installed; pull one with `ollang pull llama3`\n")
         return 0
     if not sys.stdout.isatty():
         for r in rows:
             mark = " [embedded]" if r["backend"] == "embedded" else ""
-            sys.stdout.write(f"{r['name']} ({format_gb(r['size'])}){mark}\n")
+            where = f"  {', '.join(r['hosts'])}" if several and r["backend"] != "embedded" else ""
+            sys.stdout.write(f"{r['name']} ({format_gb(r['size'])}){mark}{where}\n")
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "size", "family", "parameters", "quantization", "modified", "backend")
+    columns = ["name", "size", "family", "parameters", "quantization", "modified", "backend"]
+    table = Table(*columns, *(["hosts"] if several else []))
     for r in rows:
         d = r["details"]
-        table.add_row(
+        cells = [
             r["name"],
             format_gb(r["size"]),
             d.get("family") or "",
@@ -69,7 +64,8 @@ def list_models(as_json: bool) -> int:
             d.get("quantization_level") or "",
             (r["modified_at"] or "")[:10],
             r["backend"],
-        )
+        ]
+        table.add_row(*cells, *([", ".join(r["hosts"])] if several else []))
     Console().print(table)
     return 0
 

@@ -16,7 +16,6 @@ from ollang.chains.errors import ModelNotFoundError
 from ollang.commands.common import (
     build_model,
     cli_settings,
-    model_manager,
     new_session_id,
     open_default_store,
     parse_option,
@@ -123,8 +122,8 @@ class Repl:
         self.store = store
         self.reader = _Reader()
         self.last: TurnResult | None = None
-        self.chain: ChatChain
-        self.build()
+        self.hosts: list[str] = []
+        self.chain: ChatChain | None = None
 
     # -- set-up ----------------------------------------------------------------
     def build(self) -> None:
@@ -134,31 +133,28 @@ class Repl:
         options = dict(self.options)
         if self.think:
             options["think"] = True
-        model = build_model(self.backend, self.model_name, options)
-        self.backend = (
-            "ollama" if hasattr(model, "base_url") else "embedded"
-        )  # ask once per process
-        self.model_name = str(getattr(model, "model", None) or self.model_name)
-        self.chain = build_chat_chain(model, store=self.store, system=self.system)
+        routed = build_model(self.backend, self.model_name or None, options)
+        self.model_name = routed.name
+        self.hosts = routed.hosts
+        self.chain = build_chat_chain(routed.model, store=self.store, system=self.system)
 
     def ensure_model(self) -> bool:
-        """Check an Ollama model is installed; on a terminal, offer to pull it."""
-        if self.backend != "ollama":
+        """Build the chain; when no host has the model, offer (on a terminal) to pull it."""
+        try:
+            self.build()
             return True
-        manager = model_manager()
-        if manager.exists(self.model_name):
-            return True
-        installed = [m.name for m in manager.list()]
-        err = ModelNotFoundError(self.model_name, installed)
-        if not self.reader.tty:
-            raise err
-        self.say_error(err)
-        answer = self.reader.line(f"Pull {self.model_name} now? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            return False
-        from ollang.commands.models import pull_model
+        except ModelNotFoundError as err:
+            if not self.reader.tty:
+                raise
+            self.say_error(err)
+            answer = self.reader.line(f"Pull {err.model} now? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                return False
+            from ollang.commands.models import pull_model
 
-        pull_model(self.model_name)
+            pull_model(err.model)
+            self.model_name = err.model
+        self.build()
         return True
 
     # -- output ------------------------------------------------------------------
@@ -200,6 +196,7 @@ class Repl:
 
     def send(self, text: str) -> None:
         """Send one message and stream the answer."""
+        assert self.chain is not None  # built by run()
         printer = StreamPrinter(show_reasoning=self.think)
         config: RunnableConfig = {"configurable": {"session_id": self.session_id}}
         try:
@@ -309,7 +306,6 @@ class Repl:
         previous = self.model_name
         self.model_name = arg
         try:
-            self.build()
             if not self.ensure_model():
                 raise ModelNotFoundError(arg)
         except OllangError:
