@@ -39,6 +39,7 @@ MODULES: tuple[tuple[str, str], ...] = (
     ("server_bench", "HTTP server under 200 concurrent streams"),
     ("cli_startup", "CLI start-up time"),
     ("embedded_bench", "embedded llama.cpp backend"),
+    ("pg_bench", "PostgreSQL: per-turn cost, disk, replicas behind nginx, many writers"),
 )
 TIMEOUT_S = {True: 300.0, False: 1800.0}
 VERSIONS_OF = (
@@ -49,6 +50,9 @@ VERSIONS_OF = (
     "langgraph-checkpoint-sqlite",
     "langchain-community",
     "httpx",
+    "psycopg",  # pg_bench
+    "langchain-postgres",
+    "langgraph-checkpoint-postgres",
 )
 PLOTS = BENCH_DIR / "plots"
 

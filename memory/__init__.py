@@ -15,8 +15,11 @@ Typical use::
 Modules: :mod:`memory.base` (the interface), :mod:`memory.messages` (message
 conventions and the dict/JSON form), :mod:`memory.sqlite`, :mod:`memory.inmemory`,
 :mod:`memory.url` (``open_store``), :mod:`memory.migrations` (the SQLite schema),
-:mod:`memory.search` (query quoting).
+:mod:`memory.search` (query quoting), :mod:`memory.postgres` and
+:mod:`memory.pg_migrations` (the PostgreSQL store, with the ``postgres`` extra).
 """
+
+from typing import TYPE_CHECKING
 
 from ollang.memory.base import ChatStore, MessageStatus, SearchHit, SessionInfo
 from ollang.memory.inmemory import InMemoryChatStore
@@ -28,12 +31,13 @@ from ollang.memory.messages import (
     set_message_status,
 )
 from ollang.memory.sqlite import SQLiteChatStore
-from ollang.memory.url import open_store
+from ollang.memory.url import open_store, redact_url
 
 __all__ = [
     "ChatStore",
     "InMemoryChatStore",
     "MessageStatus",
+    "PostgresChatStore",
     "SQLiteChatStore",
     "SearchHit",
     "SessionInfo",
@@ -42,5 +46,20 @@ __all__ = [
     "message_status",
     "message_to_dict",
     "open_store",
+    "redact_url",
     "set_message_status",
 ]
+
+
+# -- PostgreSQL (issue 15): imported on first use, since psycopg is an optional extra
+# and importing it costs start-up time of commands that never use it.
+if TYPE_CHECKING:
+    from ollang.memory.postgres import PostgresChatStore
+
+
+def __getattr__(name: str) -> object:
+    if name == "PostgresChatStore":
+        from ollang.memory.postgres import PostgresChatStore
+
+        return PostgresChatStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

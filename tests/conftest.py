@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fake_ollama import FakeOllama
+
+if TYPE_CHECKING:
+    from ollang.memory import ChatStore
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +129,42 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         f"| {total_sent} | **{total_lost}** | |"
     )
     Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# -- store backends (PostgreSQL) --------------------------------------------------------
+# The store test modules (test_memory, test_memory_owner, test_memory_props) run every
+# test against each backend by this one parametrization. PostgreSQL comes from
+# tests/pg.py (CI's server or a throwaway cluster); without one, its cases are skipped,
+# all with the same one reason.
+STORE_BACKENDS = ["memory", "sqlite", "postgresql"]
+
+
+@contextlib.contextmanager
+def open_test_store(kind: str, directory: Path) -> Iterator[ChatStore]:
+    """A fresh, empty store of ``kind``: SQLite in ``directory``, PostgreSQL in a new schema."""
+    from ollang.memory import InMemoryChatStore, SQLiteChatStore
+
+    if kind == "memory":
+        with InMemoryChatStore() as store:
+            yield store
+    elif kind == "sqlite":
+        with SQLiteChatStore(directory / "s.db") as store:
+            yield store
+    else:
+        from tests import pg
+
+        try:
+            pg.server()
+        except RuntimeError as err:
+            pytest.skip(str(err))
+        from ollang.memory.postgres import PostgresChatStore
+
+        with pg.fresh_schema_url() as url, PostgresChatStore(url) as store:
+            yield store
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request, tmp_path) -> Iterator[ChatStore]:
+    """An empty store, once per backend."""
+    with open_test_store(request.param, tmp_path) as s:
+        yield s

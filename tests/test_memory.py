@@ -27,7 +27,6 @@ from langchain_core.messages import (
 )
 
 from ollang.memory import (
-    ChatStore,
     InMemoryChatStore,
     SearchHit,
     SessionInfo,
@@ -48,14 +47,7 @@ from ollang.memory.errors import (
 )
 from ollang.memory.migrations import APPLICATION_ID, MIGRATIONS
 
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request, tmp_path):
-    s: ChatStore = (
-        InMemoryChatStore() if request.param == "memory" else SQLiteChatStore(tmp_path / "s.db")
-    )
-    yield s
-    s.close()
+# `store` (tests/conftest.py): an empty store, once per backend (memory, SQLite, PostgreSQL).
 
 
 @pytest.fixture
@@ -773,8 +765,7 @@ def test_open_store_url_forms(tmp_path, monkeypatch):
     ("url", "not_yet"),
     [
         ("redis://localhost:6379/0", True),
-        ("postgresql://u@h/db", True),
-        ("postgresql+psycopg://u@h/db", True),
+        ("postgresql+psycopg://u@h/db", False),  # postgresql:// itself: test_store_postgres
         ("ftp://example.com/x", False),
         ("sqlite://relative.db", False),
         ("sqlite:///:memory:", False),

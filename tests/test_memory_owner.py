@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from ollang.memory import ChatStore, InMemoryChatStore, SQLiteChatStore
+from ollang.memory import InMemoryChatStore, SQLiteChatStore
 
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request, tmp_path):
-    s: ChatStore = (
-        InMemoryChatStore() if request.param == "memory" else SQLiteChatStore(tmp_path / "s.db")
-    )
-    yield s
-    s.close()
+# `store` (tests/conftest.py): an empty store, once per backend (memory, SQLite, PostgreSQL).
 
 
 def test_claim_creates_the_session_owned_by_the_claimant(store):

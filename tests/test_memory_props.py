@@ -12,26 +12,20 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from ollang.memory import (
     ChatStore,
-    InMemoryChatStore,
     SearchHit,
-    SQLiteChatStore,
     message_from_dict,
     message_status,
     message_to_dict,
 )
+from tests.conftest import STORE_BACKENDS, open_test_store
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite"])
+@pytest.fixture(scope="module", params=STORE_BACKENDS)
 def store(request, tmp_path_factory) -> Iterator[ChatStore]:
     # One store per module; every example writes to its own fresh session, so
     # examples cannot see each other (and no function-scoped fixture is reused).
-    s: ChatStore = (
-        InMemoryChatStore()
-        if request.param == "memory"
-        else SQLiteChatStore(tmp_path_factory.mktemp("props") / "props.db")
-    )
-    yield s
-    s.close()
+    with open_test_store(request.param, tmp_path_factory.mktemp("props")) as s:
+        yield s
 
 
 def fresh_session() -> str:

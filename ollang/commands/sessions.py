@@ -1,4 +1,4 @@
-"""``ollang sessions``: list, show, export, import, rm, rename, search."""
+"""``ollang sessions``: list, show, export, import, rm, rename, search, migrate."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ __all__ = [
     "export_session",
     "import_session",
     "list_sessions",
+    "migrate_sessions",
     "remove_session",
     "rename_session",
     "search_sessions",
@@ -189,5 +190,59 @@ def search_sessions(text: str, limit: int, as_json: bool) -> int:
     for h in hits:
         sys.stdout.write(
             f"{h.session_id}  {_when(h.created)}  {h.role}: {terminal_safe(h.snippet)}\n"
+        )
+    return 0
+
+
+# -- migrate (issue 15) ------------------------------------------------------------------
+def migrate_sessions(source_url: str | None, target_url: str) -> int:
+    """Copy every session and message from one store to another (idempotent).
+
+    A rich progress bar on a terminal; one summary line on stdout either way. URLs
+    are shown without their passwords.
+    """
+    from ollang.memory import open_store, redact_url
+    from ollang.memory.transfer import copy_sessions
+
+    if source_url is not None and source_url == target_url:
+        return fail("--from and --to are the same store", "give two different URLs", EXIT_USAGE)
+    with open_default_store() if source_url is None else open_store(source_url) as source:
+        shown_from = redact_url(source_url) if source_url else str(getattr(source, "path", source))
+        with open_store(target_url) as target:
+            total = sum(s.message_count for s in source.list_sessions())
+            if sys.stderr.isatty():
+                from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                )
+
+                with Progress(
+                    TextColumn("copying messages"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                ) as progress:
+                    task = progress.add_task("copy", total=total)
+                    report = copy_sessions(
+                        source, target, on_progress=lambda n: progress.advance(task, n)
+                    )
+            else:
+                report = copy_sessions(source, target)
+    sys.stdout.write(
+        f"copied {report.sessions} sessions, {report.messages} messages "
+        f"({report.new_messages} new) from {terminal_safe(shown_from)} "
+        f"to {terminal_safe(redact_url(target_url))}\n"
+    )
+    if report.skipped:
+        sys.stderr.write(
+            f"skipped {len(report.skipped)} sessions the target has under another owner: "
+            + ", ".join(terminal_safe(s) for s in report.skipped[:10])
+            + (" ..." if len(report.skipped) > 10 else "")
+            + "\n"
         )
     return 0

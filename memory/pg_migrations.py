@@ -1,0 +1,236 @@
+"""The PostgreSQL schema of the session store, as an append-only list of migrations.
+
+The same scheme as :mod:`memory.migrations` for SQLite: each migration is a named
+function, applied once in its own transaction and recorded in the ``migrations``
+table of the store's schema. To change the schema, *append* a function decorated
+with :func:`migration`; never edit or reorder released ones. A database that has
+migrations this ollang does not know was written by a newer ollang and is refused.
+
+Everything lives in one PostgreSQL schema (``ollang`` unless the store URL says
+``?schema=NAME``), so ollang can share a database with other applications (Open
+WebUI, LiteLLM) without touching their tables, and tests can use a fresh schema each.
+
+Schema notes (the reasons mirror SQLite's, see :mod:`memory.migrations`):
+
+* ``sessions.key`` is a ``bigint`` surrogate key: messages refer to it, not to the
+  text id, which keeps each message row and index entry small and makes a rename a
+  one-row update.
+* ``messages.seq`` (an identity column, never reused) is the global append order.
+  The primary key is ``(session_key, seq)``: it makes "the last N messages of a
+  session" a backward index range scan whose cost does not grow with the session,
+  and there is deliberately no index on ``seq`` alone, which the planner would
+  otherwise walk backwards filtering for the session (seen with few sessions: a
+  scan of the whole table for an old session).
+* ``UNIQUE (session_key, id)`` is the upsert key (``INSERT ... ON CONFLICT``). Ids
+  are ``bytea``: uuid4 hex ids (all of ollang's) as their 16 bytes, others as UTF-8
+  (see :func:`memory.pg_sql.encode_id`), half the bytes of the text in the row and
+  in the index.
+* ``content`` is the message's plain text, what search indexes; ``content_json``
+  holds the exact content as JSON when that is not a NUL-free string (a list of
+  blocks, or text with NUL, which PostgreSQL's ``text`` cannot hold). ``extra`` is
+  compact JSON for everything else, stored as ``text``: ``jsonb`` would refuse
+  ``\\u0000`` and costs more disk, and the store never queries inside it.
+* Search is an expression GIN index on ``to_tsvector(<schema>.english, content)``:
+  the tsvector is not stored in the row (text is not stored twice). The text search
+  configuration ``<schema>.english`` is PostgreSQL's ``english`` (Snowball stemming:
+  "penguin" finds "penguins") without its stop-word list, so that every word a user
+  types is searchable ("a", "or", "not" included), as in the SQLite store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+__all__ = [
+    "MIGRATIONS",
+    "MigrationError",
+    "apply_migrations",
+    "migration",
+    "pending_migrations",
+]
+
+Migration = Callable[[psycopg.Connection, str], None]
+
+#: Every migration in order, as ``(name, function)``. Append only.
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+# One number for pg_advisory_xact_lock: serialises ollang processes migrating the
+# same database at once (CREATE SCHEMA IF NOT EXISTS alone races).
+_LOCK_KEY = 0x4F4C4C47  # "OLLG", as SQLite's application_id
+
+
+class MigrationError(Exception):
+    """The database's recorded migrations do not fit this version of ollang."""
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, named after the function."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def _run(db: psycopg.Connection, schema: str, *statements: str) -> None:
+    # Statements are templates with {s} for the (validated, quoted) schema name.
+    for statement in statements:
+        db.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+
+
+@migration
+def m001_sessions_and_messages(db: psycopg.Connection, schema: str) -> None:
+    """Sessions, messages and the indexes the hot path needs."""
+    _run(
+        db,
+        schema,
+        """
+        CREATE TABLE {s}.sessions (
+            key bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            title text,
+            model text,
+            created double precision NOT NULL,
+            updated double precision NOT NULL,
+            message_count integer NOT NULL DEFAULT 0,
+            owner text
+        )
+        """,
+        "CREATE INDEX sessions_by_updated ON {s}.sessions (updated)",
+        "CREATE INDEX sessions_by_owner ON {s}.sessions (owner, updated) WHERE owner IS NOT NULL",
+        """
+        CREATE TABLE {s}.messages (
+            session_key bigint NOT NULL REFERENCES {s}.sessions (key) ON DELETE CASCADE,
+            seq bigint GENERATED ALWAYS AS IDENTITY,
+            id bytea NOT NULL,
+            role text NOT NULL,
+            content text NOT NULL,
+            content_json text,
+            reasoning text,
+            status text,
+            created double precision NOT NULL,
+            extra text,
+            PRIMARY KEY (session_key, seq),
+            UNIQUE (session_key, id)
+        )
+        """,
+    )
+
+
+@migration
+def m002_message_search(db: psycopg.Connection, schema: str) -> None:
+    """Full-text search: an English configuration without stop words, and a GIN index."""
+    _run(
+        db,
+        schema,
+        "CREATE TEXT SEARCH DICTIONARY {s}.english_stem (TEMPLATE = snowball, LANGUAGE = english)",
+        "CREATE TEXT SEARCH CONFIGURATION {s}.english (COPY = pg_catalog.english)",
+        """
+        ALTER TEXT SEARCH CONFIGURATION {s}.english
+            ALTER MAPPING FOR asciiword, asciihword, hword_asciipart, word, hword, hword_part
+            WITH {s}.english_stem
+        """,
+    )
+    # The index expression must be the very one the search query uses. A small pending
+    # list (256 kB, default 4 MB): GIN queues new entries there uncompressed and never
+    # gives its pages back, which made the index larger than the text itself (5.0 MiB
+    # at 10,000 messages); merged every 256 kB it was 1.3 MiB, filled as fast.
+    db.execute(
+        sql.SQL(
+            "CREATE INDEX messages_search ON {s}.messages USING gin ({tsv}) "
+            "WITH (gin_pending_list_limit = 256)"
+        ).format(s=sql.Identifier(schema), tsv=sql.SQL(search_vector(schema)))
+    )
+
+
+def search_vector(schema: str) -> str:
+    """The SQL of the indexed search vector (``schema`` must be a validated identifier)."""
+    return f"to_tsvector('\"{schema}\".english'::regconfig, content)"
+
+
+def _applied(db: psycopg.Connection, schema: str) -> list[str]:
+    exists = db.execute(
+        "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'migrations'",
+        (schema,),
+    ).fetchone()
+    if not exists:
+        return []
+    query = sql.SQL("SELECT name FROM {s}.migrations ORDER BY applied_at, name").format(
+        s=sql.Identifier(schema)
+    )
+    return [row[0] for row in db.execute(query)]
+
+
+def foreign_tables(db: psycopg.Connection, schema: str) -> list[str]:
+    """Tables in ``schema`` when it is not an ollang schema (no ``migrations`` table)."""
+    names = [
+        row[0]
+        for row in db.execute(
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = %s ORDER BY 1",
+            (schema,),
+        )
+    ]
+    return [] if "migrations" in names else names
+
+
+def pending_migrations(db: psycopg.Connection, schema: str) -> list[str]:
+    """Names of migrations not yet applied (reads only).
+
+    Raises:
+        MigrationError: the database has migrations this ollang does not know (it
+            was written by a newer version).
+    """
+    applied = _applied(db, schema)
+    known = [name for name, _ in MIGRATIONS]
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise MigrationError(
+            f"written by a newer ollang (unknown migrations: {', '.join(unknown)})"
+        )
+    return [name for name in known if name not in applied]
+
+
+def apply_migrations(db: psycopg.Connection, schema: str, *, upto: int | None = None) -> list[str]:
+    """Apply every pending migration, each in its own transaction.
+
+    Safe when several processes (server replicas) open a new database at once: a
+    transaction-level advisory lock is taken first and the applied list re-read
+    under it, so every migration runs exactly once.
+
+    Args:
+        db: A connection in autocommit mode.
+        schema: The store's schema (created if missing).
+        upto: Apply only the first ``upto`` migrations (tests of upgrades).
+
+    Returns:
+        Names of the migrations applied by this call.
+
+    Raises:
+        MigrationError: see :func:`pending_migrations`.
+    """
+    done: list[str] = []
+    if not pending_migrations(db, schema):
+        return done
+    for name, fn in MIGRATIONS[:upto]:
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            pending = pending_migrations(db, schema)
+            if name not in pending:
+                continue
+            _run(
+                db,
+                schema,
+                "CREATE SCHEMA IF NOT EXISTS {s}",
+                "CREATE TABLE IF NOT EXISTS {s}.migrations ("
+                "name text PRIMARY KEY, applied_at double precision NOT NULL)",
+            )
+            fn(db, schema)
+            db.execute(
+                sql.SQL("INSERT INTO {s}.migrations (name, applied_at) VALUES (%s, %s)").format(
+                    s=sql.Identifier(schema)
+                ),
+                (name, time.time()),
+            )
+            done.append(name)
+    return done

@@ -1,0 +1,339 @@
+"""The shared session store: PostgreSQL, through psycopg 3 and a psycopg_pool pool.
+
+For a team: any number of ``ollang serve`` replicas (on any number of machines)
+keep their sessions, their owners and their search in one PostgreSQL database.
+
+Why it is shaped this way:
+
+* **Per-turn cost stays flat.** As in the SQLite store, a turn reads the last N
+  messages (a backward range scan of the primary key ``(session_key, seq)``) and
+  upserts one or two rows; nothing reads or rewrites the whole session.
+* **A write is one short transaction of two statements**: the session row's upsert,
+  then one statement that upserts every message of the call and adds the new ones
+  to the session's count (``INSERT ... ON CONFLICT ... RETURNING xmax = 0``). A
+  streaming reply flushed once a second is an update in place that skips unchanged
+  rows. (psycopg's pipeline mode, which would send both in one round trip, measured
+  slower on loopback: its Python-side bookkeeping costs more than the round trips
+  it saves.) Reads are single statements on autocommit connections: no
+  ``BEGIN``/``COMMIT`` round trips. :meth:`batch` (the server's store writer) runs
+  many calls in one transaction, a savepoint each, with one commit for all.
+* **Replicas are stateless.** Everything lives in the database: message order is
+  a database sequence, timestamps come from the database clock, claims are one
+  ``INSERT ... ON CONFLICT DO NOTHING`` (two replicas racing for an id: one wins),
+  and writers of one session queue on its row lock. Nothing per process breaks a
+  session that moves between replicas mid-conversation.
+* **The database may go away** (:mod:`memory.pg_pool`). A down or restarting server is
+  :class:`~memory.errors.StoreUnavailableError` (HTTP 503), naming host and port and
+  never the password. The pool drops broken connections and makes new ones by
+  itself; an operation whose connection died before it could have committed is
+  retried once on a fresh connection, so the first request after a restart works.
+* **Other people's schemas are left alone.** Tables live in one schema (``ollang``,
+  or ``?schema=NAME`` in the URL); a schema holding anything else is refused, and
+  so is one written by a newer ollang (:mod:`memory.pg_migrations`).
+* **Everything a user can type is stored exactly.** PostgreSQL's ``text`` cannot
+  hold NUL; text with NUL is kept as JSON beside a searchable copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from langchain_core.messages import BaseMessage
+
+from ollang.errors import InvalidInputError
+from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
+from ollang.memory.errors import (
+    NotAnOllangDatabaseError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreError,
+)
+from ollang.memory.messages import (
+    content_text,
+    message_model,
+    message_to_dict,
+    title_from_text,
+)
+from ollang.memory.pg_migrations import MigrationError, apply_migrations, foreign_tables
+from ollang.memory.pg_pool import Database
+from ollang.memory.pg_sql import (
+    HEADLINE_START,
+    HEADLINE_STOP,
+    Statements,
+    columns_by_name,
+    decode_id,
+    encode_id,
+    message_from_row,
+    no_nul,
+    row_values,
+)
+from ollang.memory.search import query_tokens, query_words, snippet
+
+__all__ = ["PostgresChatStore"]
+
+# Most words a search uses (each is one tsquery term).
+_MAX_QUERY_WORDS = 32
+
+
+class PostgresChatStore(ChatStore):
+    """Chat sessions in a PostgreSQL database, shared by any number of processes.
+
+    Example::
+
+        url = "postgresql://ollang:secret@db.internal:5432/ollang"
+        with PostgresChatStore(url) as store:          # or open_store(url)
+            store.add_messages("s1", [HumanMessage("Hi")])
+            store.get_messages("s1", limit=20)
+
+    Args:
+        url: A libpq URL (``postgresql://`` or ``postgres://``). Besides libpq's own
+            query parameters (``sslmode``, ``connect_timeout``, ...) it may carry
+            ``schema`` (default ``ollang``), ``pool_size`` and ``pool_timeout``,
+            which override the arguments below.
+        schema: The PostgreSQL schema holding ollang's tables (created if missing).
+        pool_size: Most connections this process keeps open.
+        pool_timeout: Seconds an operation waits for a connection (while the server
+            is down or restarting) before it fails with ``StoreUnavailableError``.
+
+    Raises:
+        StoreUnavailableError: the server does not answer.
+        NotAnOllangDatabaseError: the schema holds another application's tables.
+        StoreError: anything else (bad credentials, no such database, a database
+            written by a newer ollang, missing privileges).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "ollang",
+        pool_size: int = 10,
+        pool_timeout: float = 5.0,
+    ) -> None:
+        self._db = Database(url, schema=schema, pool_size=pool_size, pool_timeout=pool_timeout)
+        self.url, self.schema, self.where = self._db.url, self._db.schema, self._db.where
+        self._sql = Statements(self.schema)
+        self._migrate()
+        self._db.open()
+
+    def __repr__(self) -> str:
+        return f"PostgresChatStore({self.url!r}, schema={self.schema!r})"
+
+    # -- opening ------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Check the schema and apply pending migrations on a connection of its own."""
+        conn = self._db.connect()
+        try:
+            with conn:
+                foreign = foreign_tables(conn, self.schema)
+                if foreign:
+                    shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                    raise NotAnOllangDatabaseError(
+                        f"{self.url} (schema {self.schema})", f"it holds the tables {shown}"
+                    )
+                apply_migrations(conn, self.schema)
+        except MigrationError as err:
+            raise StoreError(f"cannot open {self.url}: {err}", "upgrade ollang") from err
+        except psycopg.Error as err:
+            raise self._db.error("open", err) from err
+
+    def close(self) -> None:
+        """Close the pool's connections. Later calls raise :class:`StoreError`."""
+        self._db.close()
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """See :meth:`ChatStore.batch`: one transaction, a savepoint per call."""
+        return self._db.batch()
+
+    # -- messages -----------------------------------------------------------------
+    def get_messages(self, session_id: str, limit: int | None = None) -> list[BaseMessage]:
+        """See :meth:`ChatStore.get_messages`."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []
+        rows = self._db.run(
+            "read",
+            lambda conn: conn.execute(self._sql.last_messages, (session_id, limit)).fetchall(),
+        )
+        rows.reverse()
+        return [message_from_row(row) for row in rows]
+
+    def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
+        """See :meth:`ChatStore.add_messages` (one transaction of two statements)."""
+        if not messages:
+            return
+        _check_text(session_id)
+        # Everything that can fail on the input fails here, before the transaction.
+        order: dict[bytes, int] = {}
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        title: str | None = None
+        model: str | None = None
+        for message in messages:
+            if message.id is None:
+                message.id = uuid.uuid4().hex  # on the caller's object: it may upsert later
+            data = message_to_dict(message)
+            if title is None and data["role"] == "human":
+                title = no_nul(title_from_text(content_text(data["content"])))
+            model = no_nul(message_model(message)) or model
+            values = row_values(data)
+            at = order.get(values[0])
+            if at is None:  # the same id twice in one call: one row, the later text
+                order[values[0]] = len(columns[0])
+                for column, value in zip(columns, values, strict=True):
+                    column.append(value)
+            else:
+                for column, value in zip(columns[1:6], values[1:6], strict=True):
+                    column[at] = value
+                columns[7][at] = values[7]
+
+        def write(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(self._sql.touch_session, (session_id, title, model))
+            conn.execute(self._sql.upsert_messages, {"sid": session_id, **columns_by_name(columns)})
+
+        self._db.run("write to", write, atomic=True)  # idempotent: the ids are fixed by now
+
+    def delete_messages(self, session_id: str, message_ids: Sequence[str]) -> int:
+        """See :meth:`ChatStore.delete_messages`."""
+        ids = [encode_id(m) for m in dict.fromkeys(message_ids)]
+        if not ids:
+            return 0
+        row = self._db.run(
+            "write to",
+            lambda conn: conn.execute(
+                self._sql.delete_messages, {"sid": session_id, "ids": ids}
+            ).fetchone(),
+            retry=False,  # a repeat would count 0
+        )
+        return int(row[0]) if row else 0
+
+    # -- sessions -----------------------------------------------------------------
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        """See :meth:`ChatStore.get_session`."""
+        row = self._db.run(
+            "read",
+            lambda conn: conn.execute(self._sql.get_session, (session_id,)).fetchone(),
+        )
+        return SessionInfo(*row) if row else None
+
+    def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
+        """See :meth:`ChatStore.list_sessions`."""
+        if owner is None:
+            rows = self._db.run("read", lambda conn: conn.execute(self._sql.list_all).fetchall())
+        else:
+            rows = self._db.run(
+                "read", lambda conn: conn.execute(self._sql.list_owned, (owner,)).fetchall()
+            )
+        return [SessionInfo(*row) for row in rows]
+
+    def claim_session(self, session_id: str, owner: str | None) -> bool:
+        """See :meth:`ChatStore.claim_session`.
+
+        An existing session is checked with a plain read (owners never change);
+        creating one is ``INSERT ... ON CONFLICT DO NOTHING``, which waits for a
+        concurrent claimant's transaction, so exactly one of them inserts the row.
+        """
+        _check_text(session_id)
+
+        def claim(conn: psycopg.Connection[Any]) -> tuple[bool, str | None]:
+            for _ in range(3):  # a claimed session deleted in between: claim again
+                row = conn.execute(self._sql.owner_of, (session_id,)).fetchone()
+                if row is None:
+                    row = conn.execute(self._sql.claim, (session_id, owner)).fetchone()
+                if row is not None:
+                    return True, row[0]
+            return False, None
+
+        found, stored = self._db.run("write to", claim)
+        return owner is None or (found and stored == owner)
+
+    def update_session(
+        self, session_id: str, *, title: str | None = None, model: str | None = None
+    ) -> None:
+        """See :meth:`ChatStore.update_session`."""
+        _check_text(session_id)
+        self._db.run(
+            "write to",
+            lambda conn: conn.execute(
+                self._sql.update_session, (session_id, no_nul(title), no_nul(model))
+            ),
+        )
+
+    def delete_session(self, session_id: str) -> bool:
+        """See :meth:`ChatStore.delete_session` (messages go by ``ON DELETE CASCADE``)."""
+        row = self._db.run(
+            "write to",
+            lambda conn: conn.execute(self._sql.delete_session, (session_id,)).fetchone(),
+            retry=False,
+        )
+        return row is not None
+
+    def rename_session(self, old: str, new: str) -> None:
+        """See :meth:`ChatStore.rename_session`."""
+        _check_text(new)
+        if old == new:
+            if self.get_session(old) is None:
+                raise SessionNotFoundError(old)
+            return
+
+        def rename(conn: psycopg.Connection[Any]) -> bool:
+            try:
+                return conn.execute(self._sql.rename, (new, old)).fetchone() is not None
+            except psycopg.errors.UniqueViolation as err:
+                raise SessionExistsError(new) from err
+
+        if not self._db.run("write to", rename, retry=False):
+            raise SessionNotFoundError(old)
+
+    # -- search -------------------------------------------------------------------
+    def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
+        """See :meth:`ChatStore.search`.
+
+        PostgreSQL full-text search with English stemming ("penguin" finds
+        "penguins"); every word must match; a word ending in ``*`` is a prefix
+        ("fizz*" finds "fizzbuzz"). Words go in as parameters of
+        ``plainto_tsquery`` (or, for prefixes, as bare letter-and-digit runs), so
+        nothing typed is syntax. Newest first.
+        """
+        clean = "".join(ch for ch in text if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF)
+        words = query_words(clean)[:_MAX_QUERY_WORDS]
+        if not words or limit <= 0:
+            return []
+        terms: list[str] = []
+        params: list[Any] = []
+        for word in words:
+            tokens = query_tokens(word)
+            if word.endswith("*"):
+                terms.append("to_tsquery(cfg, %s)")
+                params.append(" & ".join([*tokens[:-1], tokens[-1] + ":*"]))
+            else:
+                terms.append("plainto_tsquery(cfg, %s)")
+                params.append(word)
+        query = self._sql.search.replace("{query}", " && ".join(terms))
+        rows = self._db.run("search", lambda conn: conn.execute(query, (*params, limit)).fetchall())
+        return [
+            SearchHit(
+                session, decode_id(message), role, _snippet(headline, content, words), created
+            )
+            for session, message, role, content, headline, created in rows
+        ]
+
+
+def _check_text(session_id: str) -> None:
+    if "\x00" in session_id:
+        raise InvalidInputError("a session id cannot contain NUL")
+
+
+def _snippet(headline: str, content: str, words: list[str]) -> str:
+    """``ts_headline``'s extract with ollang's marks, and ``…`` where it cuts the text."""
+    if HEADLINE_START in content or HEADLINE_STOP in content:  # the marks would be ambiguous
+        return snippet(query_tokens(" ".join(words)), content)
+    plain = headline.replace(HEADLINE_START, "").replace(HEADLINE_STOP, "")
+    head = "" if content.startswith(plain) else SNIPPET_ELLIPSIS
+    tail = "" if content.endswith(plain) else SNIPPET_ELLIPSIS
+    marked = headline.replace(HEADLINE_START, SNIPPET_MARK).replace(HEADLINE_STOP, SNIPPET_MARK)
+    return head + marked + tail
