@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
@@ -68,6 +68,9 @@ class SessionInfo:
             server with API keys) created it: an opaque string such as a hash of
             the key, never a secret. ``None`` for sessions of the single local
             user (the CLI, or the server without keys).
+        system: The session's system prompt, as it was started (or last set); every
+            way of resuming it uses it unless the caller gives another.
+        options: The session's model options (``temperature``, ``num_ctx``, ...).
     """
 
     id: str
@@ -77,6 +80,8 @@ class SessionInfo:
     updated: float
     message_count: int
     owner: str | None = None
+    system: str | None = None
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,12 +217,19 @@ class ChatStore(ABC):
 
     @abstractmethod
     def update_session(
-        self, session_id: str, *, title: str | None = None, model: str | None = None
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
-        """Set a session's title and/or model (``None`` leaves a field as it is).
+        """Set a session's title, model, system prompt and/or options.
 
-        Creates the session if it does not exist. An explicit title is never
-        replaced by a derived one.
+        ``None`` leaves a field as it is; ``system=""`` removes the system prompt and
+        ``options={}`` the options. Creates the session if it does not exist. An
+        explicit title is never replaced by a derived one.
         """
 
     @abstractmethod
@@ -299,7 +311,9 @@ class ChatStore(ABC):
             data.pop("id", None)
             copies.append(message_from_dict(data))
         self.add_messages(target, copies)  # one transaction
-        self.update_session(target, title=info.title, model=info.model)
+        self.update_session(
+            target, title=info.title, model=info.model, system=info.system, options=info.options
+        )
         return len(copies)
 
     def batch(self) -> AbstractContextManager[None]:

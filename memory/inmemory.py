@@ -6,10 +6,11 @@ search by words) so that code and tests can swap one for the other.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from ollang.memory.messages import (
     message_to_dict,
     title_from_text,
 )
-from ollang.memory.search import matches, query_tokens, snippet
+from ollang.memory.search import matches, query_terms, snippet
 
 __all__ = ["InMemoryChatStore"]
 
@@ -37,6 +38,8 @@ class _Session:
     title: str | None = None
     model: str | None = None
     owner: str | None = None
+    system: str | None = None
+    options: dict[str, Any] | None = None
     # Message dicts (never objects callers hold), in order.
     messages: list[dict[str, Any]] = field(default_factory=list)
     # Message id -> position in `messages`, for O(1) upserts.
@@ -53,6 +56,8 @@ class _Session:
             self.updated,
             len(self.messages),
             self.owner,
+            system=self.system,
+            options=dict(self.options) if self.options else None,
         )
 
 
@@ -173,7 +178,13 @@ class InMemoryChatStore(ChatStore):
             return owner is None or session.owner == owner
 
     def update_session(
-        self, session_id: str, *, title: str | None = None, model: str | None = None
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """See :meth:`ChatStore.update_session`."""
         with self._lock:
@@ -183,6 +194,10 @@ class InMemoryChatStore(ChatStore):
                 session.title = title
             if model is not None:
                 session.model = model
+            if system is not None:
+                session.system = system or None
+            if options is not None:
+                session.options = copy.deepcopy(dict(options)) or None
             session.updated = now
 
     def delete_session(self, session_id: str) -> bool:
@@ -207,8 +222,8 @@ class InMemoryChatStore(ChatStore):
 
     # -- search -------------------------------------------------------------------
     def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
-        """See :meth:`ChatStore.search` (case-insensitive substrings, newest first)."""
-        words = query_tokens(text)
+        """See :meth:`ChatStore.search` (word stems and prefixes, newest first)."""
+        words = query_terms(text)
         if not words or limit <= 0:
             return []
         with self._lock:

@@ -189,6 +189,78 @@ def m003_search_index_without_positions(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_session_settings(db: sqlite3.Connection) -> None:
+    """A session keeps how it was started: its system prompt and model options (JSON)."""
+    _run(
+        db,
+        "ALTER TABLE sessions ADD COLUMN system TEXT",
+        "ALTER TABLE sessions ADD COLUMN options TEXT",
+    )
+
+
+@migration
+def m005_images(db: sqlite3.Connection) -> None:
+    """Images once per content (SHA-256), referenced by the messages that carry them."""
+    _run(
+        db,
+        """
+        CREATE TABLE images (
+            hash BLOB PRIMARY KEY,
+            mime TEXT NOT NULL,
+            data BLOB NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE message_images (
+            message_rowid INTEGER NOT NULL REFERENCES messages(rowid) ON DELETE CASCADE,
+            hash BLOB NOT NULL,
+            PRIMARY KEY (message_rowid, hash)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX message_images_by_hash ON message_images(hash)",
+    )
+
+
+@migration
+def m006_search_by_word_stems(db: sqlite3.Connection) -> None:
+    """Search by word stems ("penguin" finds "penguins"): the index rebuilt with the
+    porter tokenizer over unicode61 (still without positions, as since m003)."""
+    _run(
+        db,
+        "DROP TRIGGER messages_fts_insert",
+        "DROP TRIGGER messages_fts_delete",
+        "DROP TRIGGER messages_fts_update",
+        "DROP TABLE messages_fts",
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='rowid', columnsize=0, detail=none,
+            tokenize='porter unicode61'
+        )
+        """,
+        """
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
+        WHEN old.content IS NOT new.content BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+    )
+
+
 def _applied(db: sqlite3.Connection) -> list[str]:
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_ollang_migrations'"

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ from ollang.memory.errors import (
     SessionNotFoundError,
     StoreError,
 )
+from ollang.memory.images import IMAGE_REF, StoredImage, restore_images, split_images
 from ollang.memory.messages import (
     content_text,
     message_from_dict,
@@ -66,7 +67,7 @@ __all__ = ["SQLiteChatStore"]
 T = TypeVar("T")
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_SESSION_COLUMNS = "id, title, model, created, updated, message_count, owner"
+_SESSION_COLUMNS = "id, title, model, created, updated, message_count, owner, system, options"
 _MESSAGE_COLUMNS = "id, role, content, content_blocks, reasoning, status, created, extra"
 # Keys of a message dict that have their own column; the rest goes to `extra`.
 _COLUMN_KEYS = ("id", "role", "content", "reasoning", "status", "created")
@@ -456,9 +457,43 @@ class SQLiteChatStore(ChatStore):
         if limit == 0:
             return []
         sql, params = self._messages_query(session_id, limit)
-        rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
-        rows.reverse()
-        return [_message_from_row(row) for row in rows]
+
+        def read(conn: sqlite3.Connection) -> list[BaseMessage]:
+            rows = conn.execute(sql, params).fetchall()
+            rows.reverse()
+            return [_message_from_row(row, conn) for row in rows]
+
+        return self._read(read)
+
+    @staticmethod
+    def _link_images(
+        conn: sqlite3.Connection, key: int, message_id: Any, images: list[StoredImage]
+    ) -> None:
+        """Store each image once and record which message refers to it."""
+        rowid = conn.execute(
+            "SELECT rowid FROM messages WHERE session_key = ? AND id = ?", (key, message_id)
+        ).fetchone()[0]
+        for image in images:
+            digest = bytes.fromhex(image.hash)
+            conn.execute(
+                "INSERT OR IGNORE INTO images(hash, mime, data) VALUES (?, ?, ?)",
+                (digest, image.mime, image.data),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO message_images(message_rowid, hash) VALUES (?, ?)",
+                (rowid, digest),
+            )
+
+    @staticmethod
+    def _forget_images(conn: sqlite3.Connection) -> None:
+        """Drop images no message refers to any more (after messages were deleted)."""
+        conn.execute(
+            "DELETE FROM message_images WHERE message_rowid NOT IN (SELECT rowid FROM messages)"
+        )
+        conn.execute(
+            "DELETE FROM images WHERE NOT EXISTS "
+            "(SELECT 1 FROM message_images WHERE message_images.hash = images.hash)"
+        )
 
     @staticmethod
     def _messages_query(session_id: str, limit: int | None) -> tuple[str, tuple[Any, ...]]:
@@ -477,7 +512,7 @@ class SQLiteChatStore(ChatStore):
         if not messages:
             return
         # Everything that can fail on the input fails here, before the transaction.
-        rows: list[tuple[tuple[Any, ...], str | None, str | None]] = []
+        rows: list[tuple[tuple[Any, ...], str | None, str | None, list[StoredImage]]] = []
         for message in messages:
             if message.id is None:
                 message.id = uuid.uuid4().hex  # on the caller's object: it may upsert later
@@ -485,13 +520,16 @@ class SQLiteChatStore(ChatStore):
             title = None
             if data["role"] == "human":
                 title = title_from_text(content_text(data["content"]))
+            images: list[StoredImage] = []
+            if not isinstance(data["content"], str):
+                data["content"], images = split_images(data["content"])
             try:
                 params = _row_params(data)
             except UnicodeEncodeError as err:
                 raise InvalidInputError(f"a message is not valid Unicode ({err.reason})") from err
             except (TypeError, ValueError) as err:  # e.g. a tool artifact that is not JSON
                 raise InvalidInputError(f"a message cannot be stored as JSON ({err})") from err
-            rows.append((params, title, message_model(message)))
+            rows.append((params, title, message_model(message), images))
 
         def write(conn: sqlite3.Connection) -> None:
             now = self._now(conn)
@@ -499,7 +537,7 @@ class SQLiteChatStore(ChatStore):
             added = 0
             title: str | None = None
             model: str | None = None
-            for p, derived, used in rows:
+            for p, derived, used, images in rows:
                 updated = conn.execute(
                     "UPDATE messages SET role = ?, content = ?, content_blocks = ?, "
                     "reasoning = ?, status = ?, extra = ? WHERE session_key = ? AND id = ?",
@@ -512,6 +550,8 @@ class SQLiteChatStore(ChatStore):
                         (key, *p[:6], p[6] if p[6] is not None else now, p[7]),
                     )
                     added += 1
+                if images:
+                    self._link_images(conn, key, p[0], images)
                 title = title or derived
                 model = used or model
             conn.execute(
@@ -546,6 +586,7 @@ class SQLiteChatStore(ChatStore):
                     "WHERE key = ?",
                     (deleted, self._now(conn), row[0]),
                 )
+                self._forget_images(conn)
             return deleted
 
         return self._write(write)
@@ -558,7 +599,7 @@ class SQLiteChatStore(ChatStore):
                 f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
         )
-        return SessionInfo(*row) if row else None
+        return _session_info(row) if row else None
 
     def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
         """See :meth:`ChatStore.list_sessions`."""
@@ -569,7 +610,7 @@ class SQLiteChatStore(ChatStore):
                 params,
             ).fetchall()
         )
-        return [SessionInfo(*row) for row in rows]
+        return [_session_info(row) for row in rows]
 
     def claim_session(self, session_id: str, owner: str | None) -> bool:
         """See :meth:`ChatStore.claim_session`.
@@ -600,17 +641,26 @@ class SQLiteChatStore(ChatStore):
         return owner is None or row[0] == owner
 
     def update_session(
-        self, session_id: str, *, title: str | None = None, model: str | None = None
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """See :meth:`ChatStore.update_session`."""
+        encoded = None if options is None else _compact(dict(options)) if options else ""
 
         def write(conn: sqlite3.Connection) -> None:
             now = self._now(conn)
             key = self._ensure_session(conn, session_id, now)
             conn.execute(
                 "UPDATE sessions SET title = coalesce(?, title), model = coalesce(?, model), "
+                "system = CASE WHEN ? IS NULL THEN system ELSE nullif(?, '') END, "
+                "options = CASE WHEN ? IS NULL THEN options ELSE nullif(?, '') END, "
                 "updated = ? WHERE key = ?",
-                (title, model, now, key),
+                (title, model, system, system, encoded, encoded, now, key),
             )
 
         self._write(write)
@@ -626,6 +676,7 @@ class SQLiteChatStore(ChatStore):
             # the connection having foreign_keys on.
             conn.execute("DELETE FROM messages WHERE session_key = ?", (row[0],))
             conn.execute("DELETE FROM sessions WHERE key = ?", (row[0],))
+            self._forget_images(conn)
             return True
 
         return self._write(write)
@@ -651,7 +702,7 @@ class SQLiteChatStore(ChatStore):
     # -- search -------------------------------------------------------------------
     def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
         """See :meth:`ChatStore.search` (FTS5 word match, newest first)."""
-        query = fts_query(text)
+        query = fts_query(text, prefix=True)
         if not query or limit <= 0:
             return []
         rows = self._read(
@@ -694,16 +745,46 @@ def _row_params(data: dict[str, Any]) -> tuple[Any, ...]:
     return params
 
 
-def _message_from_row(row: tuple[Any, ...]) -> BaseMessage:
+def _session_info(row: tuple[Any, ...]) -> SessionInfo:
+    key, title, model, created, updated, count, owner, system, options = row
+    return SessionInfo(
+        key,
+        title,
+        model,
+        created,
+        updated,
+        count,
+        owner,
+        system=system,
+        options=json.loads(options) if options else None,
+    )
+
+
+def _message_from_row(row: tuple[Any, ...], conn: sqlite3.Connection) -> BaseMessage:
     msg_id, role, text, blocks, reasoning, status, created, extra = row
     data: dict[str, Any] = json.loads(extra) if extra else {}
+    content: str | list[Any] = text
+    if blocks is not None:
+        decoded: list[Any] = json.loads(blocks)
+        if IMAGE_REF in blocks:
+            decoded = restore_images(decoded, lambda refs: _fetch_images(conn, refs))
+        content = decoded
     data.update(
         id=_message_id(msg_id),
         role=role,
-        content=json.loads(blocks) if blocks is not None else text,
+        content=content,
         status=status or "complete",
         created=created,
     )
     if reasoning is not None:
         data["reasoning"] = reasoning
     return message_from_dict(data, copy_values=False)  # everything here was just decoded
+
+
+def _fetch_images(conn: sqlite3.Connection, refs: list[str]) -> dict[str, bytes]:
+    marks = ", ".join("?" * len(refs))
+    rows = conn.execute(
+        f"SELECT hash, data FROM images WHERE hash IN ({marks})",
+        [bytes.fromhex(ref) for ref in refs],
+    ).fetchall()
+    return {bytes(digest).hex(): bytes(data) for digest, data in rows}
