@@ -32,10 +32,14 @@ __all__ = [
 
 
 def format_gb(size: int | None) -> str:
-    """Bytes as the tutorial prints them: ``4.7 GB`` (GiB, one decimal)."""
-    if not size:
-        return "0.0 GB"
-    return f"{size / 1024**3:.1f} GB"
+    """Bytes as Ollama prints them (decimal units, as its HumanBytes and rich's download
+    bars do): ``4.7 GB``, ``98 MB``, ``512 KB``."""
+    value = float(size or 0)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if value >= scale:
+            shown = value / scale
+            return f"{shown:.1f} {unit}" if shown < 10 and unit == "GB" else f"{shown:.0f} {unit}"
+    return f"{value:.0f} B"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class ModelDetails:
     context_length: int | None = None
     template: str | None = None
     parameters: str | None = None
+    system: str | None = None
+    license: str | None = None
     capabilities: list[str] = field(default_factory=list)
     backend: str = "ollama"
 
@@ -65,7 +71,7 @@ class ModelDetails:
         return {
             "name": self.name,
             "size": self.size,
-            "size_gb": round(self.size / 1024**3, 1),
+            "size_gb": round(self.size / 1e9, 1),
             "modified_at": self.modified_at.isoformat() if self.modified_at else None,
             "digest": self.digest,
             "backend": self.backend,
@@ -185,6 +191,8 @@ class ModelManager:
             context_length=context,
             template=info.template,
             parameters=info.parameters,
+            system=getattr(info, "system", None) or _modelfile_system(info.modelfile),
+            license=getattr(info, "license", None),
             capabilities=list(info.capabilities or []),
         )
 
@@ -192,6 +200,16 @@ class ModelManager:
         """Remove a model from the server."""
         with self._translating(name):
             self.client.delete(name)
+
+    def stop(self, name: str) -> None:
+        """Unload a model from memory now (what ``ollama stop`` does: ``keep_alive: 0``)."""
+        with self._translating(name):
+            self.client.generate(model=name, prompt="", keep_alive=0)
+
+    def copy(self, source: str, destination: str) -> None:
+        """Copy a model under a new name (``/api/copy``)."""
+        with self._translating(source):
+            self.client.copy(source, destination)
 
     def ps(self) -> builtins.list[LoadedModel]:
         """Models loaded in memory now."""
@@ -252,3 +270,11 @@ def _pull_error(name: str, err: OllamaResponseError) -> OllamaResponseError | Mo
         missing.hint = "check the name at https://ollama.com/library"
         return missing
     return err
+
+
+def _modelfile_system(modelfile: str | None) -> str | None:
+    """The SYSTEM line of a Modelfile (``/api/show`` has no field of its own for it)."""
+    for line in (modelfile or "").splitlines():
+        if line.upper().startswith("SYSTEM "):
+            return line[7:].strip().strip('"')
+    return None

@@ -34,6 +34,10 @@ def export_markdown(info: SessionInfo, messages: Sequence[BaseMessage]) -> str:
     lines.append(f"- session: `{info.id}`")
     if info.model:
         lines.append(f"- model: {info.model}")
+    if info.system:
+        lines.append(f"- system prompt: {info.system}")
+    if info.options:
+        lines.append("- options: " + ", ".join(f"{k}={v}" for k, v in sorted(info.options.items())))
     lines += [f"- created: {_when(info.created)}", f"- messages: {len(messages)}", ""]
     for m in messages:
         status = message_status(m)
@@ -43,6 +47,13 @@ def export_markdown(info: SessionInfo, messages: Sequence[BaseMessage]) -> str:
         if reasoning:
             lines += ["> " + line for line in str(reasoning).splitlines()] + [""]
         lines += [m.text, ""]
+        images = [
+            b
+            for b in (m.content if isinstance(m.content, list) else [])
+            if isinstance(b, dict) and b.get("type") == "image"
+        ]
+        if images:
+            lines += [f"*({len(images)} image{'s' if len(images) > 1 else ''} attached)*", ""]
     return "\n".join(lines)
 
 
@@ -56,6 +67,8 @@ def export_json(info: SessionInfo, messages: Sequence[BaseMessage]) -> dict[str,
             "model": info.model,
             "created": info.created,
             "updated": info.updated,
+            "system": info.system,
+            "options": info.options,
         },
         "messages": [message_to_dict(m) for m in messages],
     }
@@ -89,9 +102,16 @@ def import_json(store: ChatStore, data: Any, *, session_id: str | None = None) -
     except (ValueError, TypeError, KeyError) as err:
         raise InvalidInputError(f"a message in the export is malformed: {err}") from err
     if store.get_session(target) is not None:
-        raise SessionExistsError(target)
+        raise SessionExistsError(target, "import it under another id with --as NEW_ID")
     store.add_messages(target, messages)
-    store.update_session(target, title=session.get("title"), model=session.get("model"))
+    system, options = session.get("system"), session.get("options")
+    store.update_session(
+        target,
+        title=session.get("title"),
+        model=session.get("model"),
+        system=system if isinstance(system, str) else None,
+        options=options if isinstance(options, dict) else None,
+    )
     return target
 
 

@@ -48,23 +48,39 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     )
 
 
+#: Routes whose bodies may carry images: they get the larger ``max_image_body_bytes``.
+IMAGE_PATHS = frozenset(
+    {
+        "/chat",
+        "/chat/stream",
+        "/generate",
+        "/generate/stream",
+        "/v1/chat/completions",
+        "/api/chat",
+        "/api/generate",
+    }
+)
+
+
 class BodyLimit:
     """ASGI middleware: refuse bodies over ``max_bytes`` with a 413 JSON error.
 
     A declared ``Content-Length`` over the limit is refused before anything is
     read; a chunked body is counted as it is read, and the read that crosses the
     limit raises :class:`PayloadTooLargeError` (answered 413 by the error handler).
+    Model requests (:data:`IMAGE_PATHS`), which may carry images, get ``image_bytes``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, image_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.image_bytes = max(image_bytes or max_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.image_bytes if scope.get("path") in IMAGE_PATHS else self.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 await _send_json(send, 413, error_body(_too_large(limit)))

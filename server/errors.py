@@ -22,6 +22,7 @@ from ollang.errors import OllangError
 from ollang.memory.errors import SessionNotFoundError
 
 __all__ = [
+    "AddressInUseError",
     "BadRequestError",
     "ForbiddenError",
     "InternalServerError",
@@ -65,6 +66,18 @@ class PayloadTooLargeError(OllangError):
     """The body or a message exceeds the configured limits."""
 
     http_status = 413
+
+
+class AddressInUseError(OllangError):
+    """``ollang serve`` cannot listen where it was told: another program has the port."""
+
+    exit_code = 5
+
+    def __init__(self, host: str, port: int, detail: str) -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port}: the address is in use ({detail})",
+            "stop whatever listens there, or choose another port with --port",
+        )
 
 
 class InternalServerError(OllangError):

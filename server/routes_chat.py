@@ -12,7 +12,9 @@ from fastapi.responses import Response
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
+from ollang.chains.images import image_block_from_base64
 from ollang.chains.iterators import aclosing_iter
+from ollang.chains.session_settings import resolve_settings
 from ollang.chains.turn import TurnResult
 from ollang.server.auth import BEARER_DOC, owner_now
 from ollang.server.body import body_schema, check_length, parse_request
@@ -143,23 +145,42 @@ async def _collect(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
     raise AssertionError("a turn always ends with TurnDone or raises")
 
 
+def _human(text: str, images: list[str] | None) -> HumanMessage:
+    """The user's message, with its images checked (422 not an image, 413 too large)."""
+    if not images:
+        return HumanMessage(text)
+    blocks: list[str | dict[str, Any]] = [{"type": "text", "text": text}]
+    blocks += [image_block_from_base64(image, f"image {i + 1}") for i, image in enumerate(images)]
+    return HumanMessage(blocks)
+
+
 async def _chat_turn(request: Request) -> TurnRequest:
-    """Check the key, parse, check limits and resolve the model: all before any output."""
+    """Check the key, parse, check limits, take the session's settings, resolve the model:
+    all before any output."""
     owner = owner_now(request)
     ctx = context_of(request)
     body = await parse_request(request, ChatRequest, _query(request, _CHAT_QUERY))
     check_length(ctx.settings.max_message_chars, message=body.message, system=body.system)
-    model = ctx.gate.resolve(body.model)
-    options, extra = split_options(body.options.as_kwargs() if body.options else {})
+    human = _human(body.message, body.images)
+    info = await ctx.sessions.settings(body.session_id, owner) if body.session_id else None
+    settings = resolve_settings(
+        info,
+        model=body.model,
+        system=body.system,
+        options=body.options.as_kwargs() if body.options else None,
+    )
+    model = ctx.gate.resolve(settings.model)
+    options, extra = split_options(settings.options)
     return TurnRequest(
         model=model,
-        human=HumanMessage(body.message),
-        system=body.system,
+        human=human,
+        system=settings.system,
         session_id=body.session_id or uuid.uuid4().hex,
         owner=owner,
         options=options,
         extra=extra,
         route="/chat",
+        remember=settings.options if (settings.changed or info is None) else None,
     )
 
 
@@ -226,7 +247,7 @@ async def _generate_turn(request: Request) -> TurnRequest:
     options, extra = split_options(body.options.as_kwargs() if body.options else {})
     return TurnRequest(
         model=model,
-        human=HumanMessage(body.prompt),
+        human=_human(body.prompt, body.images),
         system=body.system,
         options=options,
         extra=extra,

@@ -40,7 +40,8 @@ async def list_models(request: Request) -> Any:
     if not any(h.state.up for h in ctx.router.hosts):
         raise NoHostError(None, ctx.router.hosts)
     return {
-        "models": [{**details.to_dict(), "hosts": hosts} for details, hosts in ctx.gate.usable()]
+        "models": [{**details.to_dict(), "hosts": hosts} for details, hosts in ctx.gate.usable()],
+        "default_model": ctx.router.installed_name(ctx.gate.default_model),
     }
 
 

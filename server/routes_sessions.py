@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from ollang.memory import SessionInfo, message_to_dict
 from ollang.server.auth import request_owner
+from ollang.server.body import body_schema, parse_request
 from ollang.server.context import context_of
 from ollang.server.errors import ValidationFailedError
 from ollang.server.schemas import (
@@ -16,6 +17,8 @@ from ollang.server.schemas import (
     ErrorResponse,
     SessionDetail,
     SessionList,
+    SessionPatch,
+    SessionSummary,
     check_session_id,
 )
 
@@ -43,6 +46,8 @@ def _summary(info: SessionInfo) -> dict[str, Any]:
         "id": info.id,
         "title": info.title,
         "model": info.model,
+        "system": info.system,
+        "options": info.options,
         "created": info.created,
         "updated": info.updated,
         "message_count": info.message_count,
@@ -51,7 +56,13 @@ def _summary(info: SessionInfo) -> dict[str, Any]:
 
 def _message(data: dict[str, Any]) -> dict[str, Any]:
     content = data["content"]
-    if not isinstance(content, str):  # content blocks: their text parts
+    images: list[str] = []
+    if not isinstance(content, str):  # content blocks: their text parts, their images
+        images = [
+            f"data:{block.get('mime_type') or 'image/png'};base64,{block['base64']}"
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "image" and block.get("base64")
+        ]
         content = "".join(
             block.get("text", "") if isinstance(block, dict) else str(block) for block in content
         )
@@ -64,6 +75,7 @@ def _message(data: dict[str, Any]) -> dict[str, Any]:
         "status": data["status"],
         "created": data["created"],
         "model": metadata.get("model_name") or metadata.get("model"),
+        "images": images,
     }
 
 
@@ -96,6 +108,27 @@ async def get_session(
         "session": _summary(info),
         "messages": [_message(message_to_dict(m)) for m in messages],
     }
+
+
+@router.patch(
+    "/sessions/{session_id}",
+    response_model=SessionSummary,
+    responses={**_ERRORS, 409: {"model": ErrorResponse}},
+    openapi_extra=body_schema(SessionPatch),
+    summary="Rename or retitle a session",
+)
+async def patch_session(
+    request: Request,
+    owner: str | None = Depends(request_owner),
+    session_id: str = Depends(valid_session_id),
+) -> Any:
+    """`{"id": NEW}` renames the session (409 if the new id is taken); `{"title": ...}`
+    gives it a title. 404 for another key's session."""
+    body = await parse_request(request, SessionPatch)
+    info = await context_of(request).sessions.rename(
+        session_id, owner, new_id=body.id, title=body.title
+    )
+    return _summary(info)
 
 
 @router.delete(

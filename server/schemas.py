@@ -29,6 +29,7 @@ __all__ = [
     "SessionDetail",
     "SessionList",
     "SessionMessage",
+    "SessionPatch",
     "SessionSummary",
     "StreamDone",
     "Timings",
@@ -96,6 +97,12 @@ class _Prompted(_Model):
     )
     system: str | None = Field(None, description="System prompt for this request.")
     options: ChatOptions | None = Field(None, description="Ollama model options.")
+    images: list[str] | None = Field(
+        None,
+        max_length=8,
+        description="Images for the model (base64, or data: URLs): PNG, JPEG, GIF or WebP, "
+        "at most 10 MiB each, at most 8.",
+    )
 
 
 class ChatRequest(_Prompted):
@@ -105,7 +112,8 @@ class ChatRequest(_Prompted):
     session_id: str | None = Field(
         None,
         pattern=SESSION_ID_PATTERN,
-        description="Continue this session; omitted: a new session is created.",
+        description="Continue this session (with its model, system prompt and options unless "
+        "given here); omitted: a new session is created.",
     )
 
     @field_validator("message")
@@ -191,7 +199,7 @@ class ModelInfo(BaseModel):
 
     name: str
     size: int = Field(..., description="Bytes on disk.")
-    size_gb: float = Field(..., description="GiB, one decimal.")
+    size_gb: float = Field(..., description="GB (10^9 bytes, as Ollama shows), one decimal.")
     modified_at: str | None = None
     digest: str | None = None
     backend: str = Field("ollama", description="ollama, or embedded (in-process).")
@@ -203,6 +211,9 @@ class ModelList(BaseModel):
     """``GET /models``."""
 
     models: list[ModelInfo]
+    default_model: str | None = Field(
+        None, description="The model a request that names none gets (the page preselects it)."
+    )
 
 
 class PullRequest(_Model):
@@ -262,9 +273,23 @@ class SessionSummary(BaseModel):
     id: str
     title: str | None
     model: str | None
+    system: str | None = Field(None, description="The session's system prompt.")
+    options: dict[str, Any] | None = Field(None, description="The session's model options.")
     created: float = Field(..., description="Epoch seconds.")
     updated: float = Field(..., description="Epoch seconds.")
     message_count: int
+
+
+class SessionPatch(_Model):
+    """``PATCH /sessions/{id}``: rename a session, or retitle it."""
+
+    id: str | None = Field(None, pattern=SESSION_ID_PATTERN, description="A new id.")
+    title: str | None = Field(None, min_length=1, max_length=200, description="A new title.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return None if value is None else check_session_id(value)
 
 
 class SessionList(BaseModel):
@@ -283,6 +308,7 @@ class SessionMessage(BaseModel):
     status: Literal["complete", "interrupted", "error"]
     created: float | None
     model: str | None = None
+    images: list[str] = Field(default_factory=list, description="Attached images, as data: URLs.")
 
 
 class SessionDetail(BaseModel):

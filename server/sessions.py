@@ -36,6 +36,25 @@ class SessionAccess:
         if not await asyncio.to_thread(self.store.claim_session, session_id, owner):
             raise session_not_found(session_id)
 
+    async def settings(self, session_id: str, owner: str | None) -> SessionInfo | None:
+        """The session's stored settings (``None`` for a new id); 404 for another key's."""
+        info = await asyncio.to_thread(self.store.get_session, session_id)
+        if info is not None and owner is not None and info.owner != owner:
+            raise session_not_found(session_id)
+        return info
+
+    async def rename(
+        self, session_id: str, owner: str | None, *, new_id: str | None, title: str | None
+    ) -> SessionInfo:
+        """Rename and/or retitle a visible session; 404 for another key's, 409 if taken."""
+        await self.visible(session_id, owner)
+        if title is not None:
+            await asyncio.to_thread(self.store.update_session, session_id, title=title)
+        if new_id is not None and new_id != session_id:
+            await asyncio.to_thread(self.store.rename_session, session_id, new_id)
+            session_id = new_id
+        return await self.visible(session_id, owner)
+
     async def visible(self, session_id: str, owner: str | None) -> SessionInfo:
         """The session's info if it exists and ``owner`` may see it; else 404."""
         info = await asyncio.to_thread(self.store.get_session, session_id)

@@ -82,6 +82,12 @@ class ServerSettings(BaseSettings):
         None, description="Model used when a request names none; default: $OLLANG_MODEL."
     )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+    max_image_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of a model request, which may carry images "
+        "(each image at most 10 MiB).",
+    )
     max_message_chars: int = Field(
         100_000, ge=1, description="Longest message, prompt or system prompt, in characters."
     )
@@ -96,6 +102,11 @@ class ServerSettings(BaseSettings):
         description="Serve /docs and /openapi.json without a key (they describe, not hold, data).",
     )
     access_log: _Bool = Field(True, description="uvicorn's per-request access log.")
+    record_all: _Bool = Field(
+        False,
+        description="Record the conversations of the OpenAI and Ollama endpoints as sessions "
+        "even when the client names none (X-Session-Id); see server/recording.py.",
+    )
 
     @field_validator("api_keys", "allow_models", "cors_origins", "ollama_hosts", mode="before")
     @classmethod

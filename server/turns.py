@@ -17,6 +17,12 @@ reply, :mod:`ollang.chains.context` for the window):
    the next one, after it the error keeps the partial answer and the next turn goes
    elsewhere (the host is marked down).
 
+A stateless client's turn (``messages`` given) can be *recorded* in a session
+(:mod:`ollang.server.recording`): its ``record`` hook runs in the place of guarantee 1
+(one awaited call on the writer thread: claim, store what the session lacks of the
+client's messages), the client's messages are sent as given, and the answer is stored
+by guarantees 2 and 3 like any turn's.
+
 It differs from the chain in what it does *not* do per token: no LangChain message
 chunks, callbacks or merging; upstream lines arrive in batches from
 :mod:`ollang.chains.wire` and leave as one write per batch.
@@ -25,7 +31,7 @@ chunks, callbacks or merging; upstream lines arrive in batches from
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +81,12 @@ class TurnRequest:
             OpenAI and Ollama dialects); when given, ``system``/``context``/``human``
             are not used to build what is sent.
         route: The route's name, for metrics.
+        record: For a stateless turn (``messages``) recorded in ``session_id``: called
+            with the store on the writer thread before the model is called, in the
+            place of claiming and reading the history; stores what the session lacks
+            and returns the host of its last answer (or ``None``).
+        remember: Set when the session's settings change (or it is new): the options to
+            store with it, beside ``model`` and ``system`` (stored in the set-up call).
     """
 
     model: str
@@ -87,6 +99,8 @@ class TurnRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     messages: list[BaseMessage] | None = None
     route: str = "chat"
+    record: Callable[[ChatStore], str | None] | None = None
+    remember: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -170,6 +184,10 @@ class TurnEngine:
         human = retried_question(recent, req.human) or req.human
         if human is req.human:
             store.add_messages(session_id, [human])  # before the model is called
+        if req.remember is not None:  # the session continues as this turn runs
+            store.update_session(
+                session_id, model=req.model, system=req.system or "", options=req.remember
+            )
         last = next((m for m in reversed(recent) if m.type == "ai"), None)
         host = str(last.response_metadata.get(HOST_KEY) or "") if last is not None else ""
         affinity = host if last is not None and host and answered(last) else None
@@ -188,6 +206,20 @@ class TurnEngine:
             return _Setup([], _empty_budget(window, reserve), affinity, avoid, err)
         return _Setup(prepared.messages, prepared.budget, affinity, avoid)
 
+    # -- recorded stateless turns (server/recording.py) -------------------------
+    def _recorded(self, req: TurnRequest, window: int, reserve: int) -> _Setup:
+        """Record what the session lacks (claimed, on the writer thread), then send the
+        client's messages as given."""
+        assert req.record is not None
+        affinity = req.record(self.store)
+        try:
+            setup = self._stateless(req, window, reserve)
+        except OllangError as err:  # raised here, it would roll the recording back
+            return _Setup([], _empty_budget(window, reserve), affinity, None, err)
+        setup.affinity = affinity
+        return setup
+
+    # -- end of recorded stateless turns ----------------------------------------
     def _stateless(self, req: TurnRequest, window: int, reserve: int) -> _Setup:
         if req.messages is not None:
             messages = list(req.messages)
@@ -231,7 +263,9 @@ class TurnEngine:
         window, chosen = await self._window(req.model, req.options)
         reserve = reserve_for(req.options.get("num_predict"), window)
         stateful = req.session_id is not None
-        if stateful:
+        if stateful and req.record is not None:  # a stateless client's turn, recorded
+            setup = await self.writer.call(self._recorded, req, window, reserve)
+        elif stateful:
             setup = await self.writer.call(self._setup, req, window, reserve)
         else:
             setup = self._stateless(req, window, reserve)

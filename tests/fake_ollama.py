@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -348,7 +349,9 @@ class FakeOllama:
                 ("POST", "/api/generate"): lambda h, b: self._counted(h, b, "generate"),
                 ("POST", "/api/pull"): self._pull,
                 ("DELETE", "/api/delete"): self._delete,
+                ("POST", "/api/copy"): self._copy,
                 ("GET", "/api/ps"): self._ps,
+                ("POST", "/api/embed"): self._embed,
             }.get((method, path))
             if route is None:
                 return self._json(h, 404, {"error": "not found"})
@@ -426,6 +429,29 @@ class FakeOllama:
         ]
         self._json(h, 200, {"models": models})
 
+    def _embed(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """``/api/embed``: a deterministic 4-number vector per input (from its digest)."""
+        info = self._model(body)
+        if info is None:
+            name = body.get("model")
+            return self._json(h, 404, {"error": f'model "{name}" not found, try pulling it first'})
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        vectors = [
+            [byte / 255 for byte in hashlib.sha256(str(text).encode()).digest()[:4]]
+            for text in texts
+        ]
+        count = sum(max(1, len(str(text)) // 4) for text in texts)
+        answer = {"model": info.name, "embeddings": vectors, "prompt_eval_count": count}
+        self._json(h, 200, {**answer, "total_duration": 1_000_000, "load_duration": 0})
+
+    def _copy(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        source = self.models.get(_with_tag(str(body.get("source", ""))))
+        if source is None or not body.get("destination"):
+            return self._json(h, 404, {"error": f"model '{body.get('source')}' not found"})
+        self.add_model(dataclasses.replace(source, name=str(body["destination"]), digest=""))
+        self._json(h, 200, None)
+
     def _delete(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         info = self._model(body)
         if info is None:
@@ -482,6 +508,22 @@ class FakeOllama:
         info = self._model(body)
         if info is None:
             return self._json(h, 404, {"error": f'model "{name}" not found, try pulling it first'})
+        if body.get("keep_alive") in (0, "0", "0s") and not (
+            body.get("prompt") or body.get("messages")
+        ):
+            # What `ollama stop` sends: unload the model now.
+            self.loaded.pop(info.name, None)
+            return self._json(
+                h,
+                200,
+                {
+                    "model": info.name,
+                    "created_at": _now(),
+                    "response": "",
+                    "done": True,
+                    "done_reason": "unload",
+                },
+            )
         self.loaded[info.name] = time.time()
         reply = self._next_reply(kind, body)
         if reply.fault == "http500":

@@ -309,7 +309,7 @@ def test_cli_ask_with_the_embedded_backend_streams_an_answer(tmp_path):
         cwd=root,
         timeout=60,
     )
-    assert "smollm2:135m (0.1 GB) [embedded]" in listed.stdout.decode()
+    assert "smollm2:135m (98 MB) [embedded]" in listed.stdout.decode()
 
 
 def test_server_answers_through_the_embedded_backend(monkeypatch):

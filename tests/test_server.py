@@ -450,8 +450,15 @@ def test_body_and_message_limits(tmp_path, fake):
         assert_json_error(c.post("/chat", json={"message": "a", "system": "s" * 101}), 413)
 
 
-def test_default_body_limit_is_a_mebibyte(client):
-    assert_json_error(client.post("/chat", json={"message": "a" * (1024 * 1024)}), 413)
+def test_default_body_limit_is_a_mebibyte_and_32_mib_for_model_requests(client):
+    # A mebibyte for everything but the model requests, which may carry images.
+    assert_json_error(client.post("/models/pull", json={"model": "a" * (1024 * 1024)}), 413)
+    # A model request of more than a mebibyte is read (images), its message still limited.
+    body = assert_json_error(client.post("/chat", json={"message": "a" * (1024 * 1024)}), 413)
+    assert "100000" in body["error"]
+    assert_json_error(
+        client.post("/chat", content=b'{"message": "' + b"a" * (32 * 1024 * 1024) + b'"}'), 413
+    )
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -6,20 +6,17 @@ import json
 import sys
 from contextlib import closing
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
+from ollang.chains.structured import check_answer
 from ollang.commands.common import (
+    TurnArgs,
     build_model,
-    new_session_id,
+    human_message,
     open_default_store,
-    parse_options,
-    validate_session_id,
+    session_settings,
 )
 from ollang.commands.render import StreamPrinter
 from ollang.errors import InvalidInputError, OllangError
-
-if TYPE_CHECKING:
-    from ollang.memory import ChatStore
 
 __all__ = ["read_prompt", "run_ask"]
 
@@ -48,58 +45,38 @@ def read_prompt(prompt: str | None) -> str:
     return text
 
 
-def _session(session: str | None, cont: bool, store: ChatStore) -> str | None:
-    if session and cont:
-        raise InvalidInputError("use either --session or --continue, not both")
-    if session:
-        return validate_session_id(session)
-    if cont:
-        sessions = store.list_sessions()
-        return sessions[0].id if sessions else new_session_id()
-    return None
-
-
-def run_ask(
-    prompt: str | None,
-    *,
-    model: str | None,
-    system: str | None,
-    session: str | None,
-    cont: bool,
-    options: list[str],
-    as_json: bool,
-    stream: bool,
-    think: bool,
-    backend: str | None,
-) -> int:
-    """Answer one prompt; stores it only with ``--session`` or ``--continue``."""
+def run_ask(prompt: str | None, args: TurnArgs, *, as_json: bool, stream: bool) -> int:
+    """Answer one prompt; stores it only with ``--session`` or ``--continue``, resuming
+    the session's model, system prompt and options unless the command line sets them."""
     text = read_prompt(prompt)
-    opts = parse_options(options)
-    if think:
-        opts["think"] = True
+    options = args.model_options()
+    wanted = options.get("format")
     from langchain_core.runnables import RunnableConfig
 
     from ollang.chains import build_chat_chain
     from ollang.memory import InMemoryChatStore
 
-    persistent = session is not None or cont
+    persistent = args.session is not None or args.cont
     store = open_default_store() if persistent else InMemoryChatStore()
-    session_id = _session(session, cont, store) if persistent else None
+    session_id = args.session_id(store) if persistent else None
+    settings = session_settings(store if persistent else None, session_id, args, options)
+    human = human_message(text, args.images)
     try:
-        chat_model = build_model(backend, model, opts).model
+        routed = build_model(args.backend, settings.model, settings.options)
     except OllangError:
         if session_id is not None:  # no host can answer now; what was typed is kept
-            from langchain_core.messages import HumanMessage
-
-            store.add_messages(session_id, [HumanMessage(text)])
+            store.add_messages(session_id, [human])
         raise
-    chain = build_chat_chain(chat_model, store=store, system=system)
+    if session_id is not None and settings.changed:
+        settings.store(store, session_id, routed.name)
+    chain = build_chat_chain(routed.model, store=store, system=settings.system)
     config: RunnableConfig = {"configurable": {"session_id": session_id or "ask"}}
-    printer = StreamPrinter(markdown=False, show_reasoning=think and not as_json)
-    show_live = stream and not as_json
+    printer = StreamPrinter(markdown=False, show_reasoning=args.think and not as_json)
+    # A structured answer is printed once checked, as JSON: never half of it.
+    show_live = stream and not as_json and wanted is None
     result = None
     try:
-        with closing(chain.stream_turn({"input": text}, config)) as events:
+        with closing(chain.stream_turn(human, config)) as events:
             for event in events:
                 if event.type == "token" and show_live:
                     printer.token(event.text)
@@ -115,7 +92,11 @@ def run_ask(
             f"interrupted; the partial answer is kept{where}\n" if session_id else "interrupted\n"
         )
         return 130
+    except OllangError:
+        printer.finish()  # the error goes on a line of its own, after what arrived
+        raise
     assert result is not None
+    parsed = check_answer(result.text, wanted) if wanted is not None else None
     if as_json:
         payload = {
             "response": result.text,
@@ -124,9 +105,13 @@ def run_ask(
             "usage": asdict(result.usage),
             "timings": asdict(result.timings),
         }
-        if think:
+        if wanted is not None:
+            payload["json"] = parsed
+        if args.think:
             payload["reasoning"] = result.reasoning
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    elif wanted is not None:
+        sys.stdout.write(json.dumps(parsed, ensure_ascii=False, indent=2) + "\n")
     elif show_live:
         printer.finish()
     else:

@@ -6,17 +6,22 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ollang.errors import InvalidInputError, SettingsError
 from ollang.settings import HostSpec, Settings, parse_hosts
 
 if TYPE_CHECKING:
+    from langchain_core.messages import HumanMessage
+
     from ollang.chains.backend import RoutedModel
     from ollang.chains.manage import ModelManager
+    from ollang.chains.session_settings import SessionSettings
     from ollang.memory import ChatStore
 
 __all__ = [
+    "TurnArgs",
     "build_model",
     "cli_settings",
     "model_manager",
@@ -101,7 +106,11 @@ def parse_option(key: str, value: str) -> tuple[str, Any]:
         if lowered in ("0", "false", "no", "off"):
             return key, False
         return key, lowered  # a level: low, medium, high
-    if key in ("stop", "keep_alive", "format"):
+    if key == "format":
+        from ollang.chains.structured import parse_format
+
+        return key, parse_format(value)
+    if key in ("stop", "keep_alive"):
         return key, value
     raise InvalidInputError(
         f"unknown option {key!r}",
@@ -170,3 +179,102 @@ def build_model(backend: str | None, model: str | None, options: dict[str, Any])
         sys.stderr.write(routed.notice + "\n")
         sys.stderr.flush()
     return routed
+
+
+@dataclass
+class TurnArgs:
+    """What a chat command (``ask``, ``chat``, ``run``) was asked for on its command line."""
+
+    model: str | None
+    system: str | None
+    session: str | None
+    cont: bool
+    options: list[str]
+    images: list[str]
+    format: str | None = None
+    schema: str | None = None
+    think: bool = False
+    backend: str | None = None
+
+    def model_options(self) -> dict[str, Any]:
+        """``-o`` options, ``--think``, and ``--format``/``--schema`` as ``format``.
+
+        Raises:
+            InvalidInputError: a bad option, or both --format and --schema.
+        """
+        options = parse_options(self.options)
+        if self.think:
+            options["think"] = True
+        wanted = self.answer_format()
+        if wanted is not None:
+            options["format"] = wanted
+        return options
+
+    def answer_format(self) -> str | dict[str, Any] | None:
+        """The structured answer asked for: ``"json"``, a schema, or ``None``."""
+        if self.format is not None and self.schema is not None:
+            raise InvalidInputError("use either --format or --schema, not both")
+        if self.format is not None:
+            if self.format.strip().lower() != "json":
+                raise InvalidInputError(
+                    f"--format takes json, got {self.format!r}", "for a schema use --schema"
+                )
+            return "json"
+        if self.schema is not None:
+            from ollang.chains.structured import parse_schema
+
+            return parse_schema(self.schema)
+        return None
+
+    def session_id(self, store: ChatStore) -> str | None:
+        """The session named by ``--session``, or the most recent one with ``-c``."""
+        if self.session and self.cont:
+            raise InvalidInputError("use either --session or --continue, not both")
+        if self.session:
+            return validate_session_id(self.session)
+        if self.cont:
+            recent = store.list_sessions()
+            return recent[0].id if recent else new_session_id()
+        return None
+
+
+def human_message(text: str, images: Sequence[str]) -> HumanMessage:
+    """The user's message: the text, and the image files attached (checked, base64).
+
+    Raises:
+        InvalidInputError: a missing file (named) or a file that is not an image (exit 2).
+    """
+    from langchain_core.messages import HumanMessage
+
+    from ollang.chains.images import MAX_IMAGES, image_block_from_path
+
+    if not images:
+        return HumanMessage(text)
+    if len(images) > MAX_IMAGES:
+        raise InvalidInputError(f"at most {MAX_IMAGES} images per message, got {len(images)}")
+    blocks: list[str | dict[str, Any]] = [{"type": "text", "text": text}]
+    blocks += [image_block_from_path(path) for path in images]
+    return HumanMessage(blocks)
+
+
+def session_settings(
+    store: ChatStore | None, session_id: str | None, args: TurnArgs, options: dict[str, Any]
+) -> SessionSettings:
+    """The settings of this turn: the command line's, else the session's (see
+    :mod:`ollang.chains.session_settings`); a dim line says what overrode the session's."""
+    from ollang.chains.session_settings import resolve_settings
+
+    info = store.get_session(session_id) if store is not None and session_id else None
+    settings = resolve_settings(info, model=args.model, system=args.system, options=options)
+    for note in settings.overridden:
+        dim(f"using {note}")
+    return settings
+
+
+def dim(text: str) -> None:
+    """A dim line on stderr (plain on a pipe): notes that are not the answer."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\x1b[2m{text}\x1b[0m\n")
+    else:
+        sys.stderr.write(text + "\n")
+    sys.stderr.flush()

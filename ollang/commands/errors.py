@@ -1,7 +1,7 @@
 """The one place where exceptions become messages and exit codes.
 
 Exit codes: 0 ok; 1 other error; 2 usage; 3 Ollama not reachable; 4 model not
-found; 130 interrupted. Users see ``error: ...`` and a ``hint: ...`` line on
+found; 5 ``ollang serve`` cannot listen (the address is in use); 130 interrupted. Users see ``error: ...`` and a ``hint: ...`` line on
 stderr, never a traceback unless ``OLLANG_DEBUG=1``.
 """
 

@@ -7,10 +7,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ollang.chains.manage import format_gb
-from ollang.commands.common import cli_settings, model_manager
+from ollang.commands.common import cli_settings
 from ollang.commands.errors import EXIT_USAGE, fail
+from ollang.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from ollang.chains.manage import ModelManager
     from ollang.chains.router import Router
 
 __all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
@@ -70,9 +72,46 @@ def list_models(as_json: bool) -> int:
     return 0
 
 
-def pull_model(name: str) -> int:
+def _managers(on: str | None, *, having: str | None = None) -> list[tuple[str, ModelManager]]:
+    """The Ollama hosts a model command acts on: ``--host`` alone, else every Ollama host
+    that is up (those that have ``having``, when given)."""
+    from ollang.chains.manage import ModelManager
+    from ollang.chains.router import NoHostError
+    from ollang.settings import parse_ollama_host
+
+    settings = cli_settings()
+    if on is not None:
+        try:
+            url = parse_ollama_host(on)
+        except ValueError as err:
+            raise InvalidInputError(str(err), "e.g. --host 127.0.0.1:11434") from err
+        return [(url, ModelManager(url, settings=settings))]
+    router = _router()
+    hosts = [h for h in router.hosts if not h.is_embedded]
+    up = [h for h in hosts if h.state.up]
+    if not up:
+        raise NoHostError(having, hosts)
+    if having is not None:
+        holding = [h for h in up if h.has(having)]
+        if not holding:
+            from ollang.chains.errors import ModelNotFoundError
+
+            raise ModelNotFoundError(having, [d.name for d, _ in router.models()])
+        up = holding
+    return [(h.name, ModelManager(h.name, settings=settings)) for h in up]
+
+
+def pull_model(name: str, on: str | None = None) -> int:
     """Pull with per-layer progress bars (rich) on a terminal; status lines otherwise."""
-    manager = model_manager()
+    targets = _managers(on)
+    for url, manager in targets:
+        if len(targets) > 1:
+            sys.stdout.write(f"{url}:\n")
+        _pull_one(manager, name)
+    return 0
+
+
+def _pull_one(manager: ModelManager, name: str) -> None:
     progress_stream = manager.pull(name)
     if not sys.stderr.isatty():
         last = None
@@ -84,7 +123,8 @@ def pull_model(name: str) -> int:
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
                 last = line
-        return 0
+        return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -94,28 +134,40 @@ def pull_model(name: str) -> int:
         TransferSpeedColumn,
     )
 
-    with Progress(
+    console = Console(stderr=True)
+    progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn(),  # decimal units, as format_gb and Ollama
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        console=console,
         transient=False,
-    ) as progress:
-        tasks: dict[str, Any] = {}
+    )
+    tasks: dict[str, Any] = {}
+    with progress:
         for p in progress_stream:
             if p.digest and p.total:
                 if p.digest not in tasks:
                     tasks[p.digest] = progress.add_task(f"pulling {p.digest[7:19]}", total=p.total)
                 progress.update(tasks[p.digest], completed=p.completed or 0)
             elif p.status:
+                if tasks:
+                    break  # the layers are done: end the bars before the final statuses
                 progress.console.print(p.status, markup=False)
-    return 0
+        else:
+            return
+    # The bars stay where they are; what follows is printed below them, in order.
+    console.print(p.status, markup=False)
+    for p in progress_stream:
+        if p.status:
+            console.print(p.status, markup=False)
 
 
-def show_model(name: str, as_json: bool) -> int:
-    """Details of one model."""
-    d = model_manager().show(name)
+def show_model(name: str, as_json: bool, only: str | None = None) -> int:
+    """Details of one model (``only``: just its parameters, template, system or license)."""
+    (_, manager), *_ = _managers(None, having=name)
+    d = manager.show(name)
     info = {
         "name": d.name,
         "family": d.family,
@@ -124,7 +176,19 @@ def show_model(name: str, as_json: bool) -> int:
         "context_length": d.context_length,
         "capabilities": d.capabilities,
         "template": d.template,
+        "model_parameters": d.parameters,
+        "system": d.system,
+        "license": d.license,
     }
+    if only is not None:
+        value = {
+            "parameters": d.parameters,
+            "template": d.template,
+            "system": d.system,
+            "license": d.license,
+        }[only]
+        sys.stdout.write((value or f"(no {only})") + "\n")
+        return 0
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return 0
@@ -141,8 +205,8 @@ def show_model(name: str, as_json: bool) -> int:
     return 0
 
 
-def remove_model(name: str, yes: bool) -> int:
-    """Remove a model after confirming (or with ``--yes``)."""
+def remove_model(name: str, yes: bool, on: str | None = None) -> int:
+    """Remove a model after confirming (or with ``--yes``), from every host that has it."""
     if not yes:
         if not sys.stdin.isatty():
             return fail(f"not removing {name} without confirmation", "pass --yes", EXIT_USAGE)
@@ -151,14 +215,38 @@ def remove_model(name: str, yes: bool) -> int:
         if not typer.confirm(f"Remove model {name}?", default=False):
             sys.stdout.write("kept\n")
             return 0
-    model_manager().delete(name)
-    sys.stdout.write(f"removed {name}\n")
+    targets = _managers(on, having=None if on else name)
+    for url, manager in targets:
+        manager.delete(name)
+        where = f" from {url}" if len(targets) > 1 else ""
+        sys.stdout.write(f"removed {name}{where}\n")
+    return 0
+
+
+def stop_model(name: str, on: str | None = None) -> int:
+    """Unload a model now, on every host that has it (or ``--host``)."""
+    targets = _managers(on, having=None if on else name)
+    for url, manager in targets:
+        manager.stop(name)
+        where = f" on {url}" if len(targets) > 1 else ""
+        sys.stdout.write(f"stopped {name}{where}\n")
+    return 0
+
+
+def copy_model(source: str, destination: str, on: str | None = None) -> int:
+    """Copy a model under a new name, on every host that has it (or ``--host``)."""
+    targets = _managers(on, having=None if on else source)
+    for url, manager in targets:
+        manager.copy(source, destination)
+        where = f" on {url}" if len(targets) > 1 else ""
+        sys.stdout.write(f"copied {source} to {destination}{where}\n")
     return 0
 
 
 def loaded_models(as_json: bool) -> int:
-    """Models loaded in memory."""
-    rows = model_manager().ps()
+    """Models loaded in memory, on every Ollama host that is up."""
+    targets = _managers(None)
+    rows = [(url, m) for url, manager in targets for m in manager.ps()]
     if as_json:
         data = [
             {
@@ -167,18 +255,20 @@ def loaded_models(as_json: bool) -> int:
                 "size_vram": m.size_vram,
                 "expires_at": m.expires_at.isoformat() if m.expires_at else None,
                 "context_length": m.context_length,
+                "host": url,
             }
-            for m in rows
+            for url, m in rows
         ]
         sys.stdout.write(json.dumps({"models": data}, indent=2) + "\n")
         return 0
     if not rows:
         sys.stdout.write("no models loaded\n")
         return 0
-    for m in rows:
+    for url, m in rows:
         where = "GPU" if m.size_vram else "CPU"
         until = m.expires_at.strftime("%Y-%m-%d %H:%M:%S") if m.expires_at else "-"
+        host = f"  {url}" if len(targets) > 1 else ""
         sys.stdout.write(
-            f"{m.name}  {format_gb(m.size)}  {where}  context {m.context_length or '-'}  until {until}\n"
+            f"{m.name}  {format_gb(m.size)}  {where}  context {m.context_length or '-'}  until {until}{host}\n"
         )
     return 0

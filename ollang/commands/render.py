@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,38 @@ class StreamPrinter:
         self._live: Any = None
         self._console: Any = None
         self._reasoning_open = False
+
+    def _quiet_control_echo(self) -> None:
+        """Keep the terminal from echoing ``^C`` while the live answer is drawn.
+
+        rich's Live pads its lines to the terminal's width; the two characters of an
+        echoed ``^C`` then wrap the last line, the redraw lands one line lower, and the
+        partial answer shows twice. Turning off ECHOCTL (what ``stty -echoctl`` does) for
+        the answer's duration removes the cause; the terminal is restored after it.
+        """
+        self._saved_tty: list[Any] | None = None
+        try:
+            import termios
+
+            fd = sys.stdin.fileno()
+            if not os.isatty(fd):
+                return
+            attrs = termios.tcgetattr(fd)
+            self._saved_tty = list(attrs)
+            attrs[3] &= ~termios.ECHOCTL
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        except (ImportError, OSError, ValueError, AttributeError):  # no termios (Windows), no tty
+            self._saved_tty = None
+
+    def _restore_echo(self) -> None:
+        saved = getattr(self, "_saved_tty", None)
+        if saved is None:
+            return
+        import termios
+
+        with contextlib.suppress(OSError, ValueError):
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
+        self._saved_tty = None
 
     def _rich(self) -> Any:
         if self._console is None:
@@ -83,6 +116,7 @@ class StreamPrinter:
 
                 self._markdown = Markdown
                 self._live = Live(console=self._rich(), refresh_per_second=12, transient=False)
+                self._quiet_control_echo()
                 self._live.start()
             self._live.update(self._markdown(terminal_safe(self.text)))
         else:
@@ -95,6 +129,7 @@ class StreamPrinter:
         if self._live is not None:
             self._live.stop()
             self._live = None
+            self._restore_echo()
         elif self.text and not self.text.endswith("\n"):
             sys.stdout.write("\n")
         if note:

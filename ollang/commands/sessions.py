@@ -58,12 +58,59 @@ def list_sessions(as_json: bool) -> int:
     if not sessions:
         sys.stdout.write("no sessions yet; start one with `ollang chat`\n")
         return 0
+    if sys.stdout.isatty():  # columns that line up, cut to the terminal's width
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("id", "updated", "msgs", "model", "title", box=None, pad_edge=False)
+        for s in sessions:
+            table.add_row(
+                s.id,
+                _when(s.updated),
+                str(s.message_count),
+                s.model or "-",
+                terminal_safe((s.title or "").replace("\n", " ")),
+            )
+        Console().print(table, overflow="ellipsis", no_wrap=True)
+        return 0
+    width = max(len(s.id) for s in sessions)
+    model_width = max(len(s.model or "-") for s in sessions)
     for s in sessions:
         title = terminal_safe((s.title or "").replace("\n", " "))
         sys.stdout.write(
-            f"{s.id}  {_when(s.updated)}  {s.message_count:>4} msgs  {s.model or '-'}  {title}\n"
+            f"{s.id:<{width}}  {_when(s.updated)}  {s.message_count:>4} msgs  "
+            f"{s.model or '-':<{model_width}}  {title}\n"
         )
     return 0
+
+
+#: How a role is called when messages are shown (sessions show, search, /history).
+ROLE_LABELS = {"human": "you", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def _images_of(message: BaseMessage) -> list[str]:
+    from ollang.chains.manage import format_gb
+
+    notes = []
+    if isinstance(message.content, list):
+        for block in message.content:
+            if isinstance(block, dict) and block.get("type") == "image":
+                size = len(block.get("base64") or "") * 3 // 4
+                kind = str(block.get("mime_type") or "image").removeprefix("image/")
+                notes.append(f"[image: {format_gb(size)} {kind}]")
+    return notes
+
+
+def print_messages(messages: list[BaseMessage]) -> None:
+    """Messages as ``you: ...`` / ``assistant [interrupted]: ...``, images noted."""
+    from ollang.memory.messages import message_status
+
+    for m in messages:
+        status = message_status(m)
+        mark = "" if status == "complete" else f" [{status}]"
+        who = ROLE_LABELS.get(m.type, m.type)
+        text = " ".join([terminal_safe(m.text), *_images_of(m)]).strip()
+        sys.stdout.write(f"{who}{mark}: {text}\n\n")
 
 
 def _load(store: ChatStore, session_id: str) -> tuple[SessionInfo, list[BaseMessage]]:
@@ -76,18 +123,20 @@ def _load(store: ChatStore, session_id: str) -> tuple[SessionInfo, list[BaseMess
 def show_session(session_id: str, as_json: bool) -> int:
     """A session's messages."""
     from ollang.memory.export import dumps, export_json
-    from ollang.memory.messages import message_status
 
     with open_default_store() as store:
         info, messages = _load(store, session_id)
     if as_json:
         sys.stdout.write(dumps(export_json(info, messages)))
         return 0
-    for m in messages:
-        status = message_status(m)
-        mark = "" if status == "complete" else f" [{status}]"
-        who = {"human": "you", "ai": "assistant"}.get(m.type, m.type)
-        sys.stdout.write(f"{who}{mark}: {terminal_safe(m.text)}\n\n")
+    header = [f"session {info.id}", f"model {info.model or '-'}"]
+    if info.options:
+        header.append("options " + ", ".join(f"{k}={v}" for k, v in sorted(info.options.items())))
+    sys.stdout.write(" · ".join(header) + "\n")
+    if info.system:
+        sys.stdout.write(f"system: {terminal_safe(info.system)}\n")
+    sys.stdout.write("\n")
+    print_messages(messages)
     return 0
 
 
@@ -187,10 +236,17 @@ def search_sessions(text: str, limit: int, as_json: bool) -> int:
     if not hits:
         sys.stdout.write("no matches\n")
         return 0
+    from ollang.memory.base import SNIPPET_MARK
+
+    styled = sys.stdout.isatty()
     for h in hits:
-        sys.stdout.write(
-            f"{h.session_id}  {_when(h.created)}  {h.role}: {terminal_safe(h.snippet)}\n"
-        )
+        who = ROLE_LABELS.get(h.role, h.role)
+        parts = terminal_safe(h.snippet.replace("\n", " ")).split(SNIPPET_MARK)
+        if styled:  # the matched words in bold, not between literal **
+            snippet = "".join(f"\x1b[1m{p}\x1b[22m" if i % 2 else p for i, p in enumerate(parts))
+        else:
+            snippet = "".join(parts)
+        sys.stdout.write(f"{h.session_id}  {_when(h.created)}  {who}: {snippet}\n")
     return 0
 
 
