@@ -35,6 +35,10 @@ Schema notes (the reasons mirror SQLite's, see :mod:`memory.migrations`):
   configuration ``<schema>.english`` is PostgreSQL's ``english`` (Snowball stemming:
   "penguin" finds "penguins") without its stop-word list, so that every word a user
   types is searchable ("a", "or", "not" included), as in the SQLite store.
+* ``images`` holds each image once, keyed by the SHA-256 of its bytes (``bytea``,
+  stored uncompressed: image formats are compressed already); ``message_images`` links
+  a message (by its primary key) to the images its blocks refer to. Only a link's
+  image has a foreign key (see :func:`m004_images`).
 """
 
 from __future__ import annotations
@@ -141,6 +145,57 @@ def m002_message_search(db: psycopg.Connection, schema: str) -> None:
             "CREATE INDEX messages_search ON {s}.messages USING gin ({tsv}) "
             "WITH (gin_pending_list_limit = 256)"
         ).format(s=sql.Identifier(schema), tsv=sql.SQL(search_vector(schema)))
+    )
+
+
+@migration
+def m003_session_settings(db: psycopg.Connection, schema: str) -> None:
+    """A session's system prompt and model options (:attr:`SessionInfo.system`/``options``).
+
+    Nullable columns without a default: adding them rewrites nothing, however many
+    sessions there are. ``system`` holds the prompt; ``system_json`` holds it instead, as
+    JSON, when it has NUL (which ``text`` cannot hold), as ``content``/``content_json``
+    do for messages. ``options`` is compact JSON (an object), or NULL for none.
+    """
+    _run(
+        db,
+        schema,
+        "ALTER TABLE {s}.sessions ADD COLUMN system text, ADD COLUMN system_json text, "
+        "ADD COLUMN options text",
+    )
+
+
+@migration
+def m004_images(db: psycopg.Connection, schema: str) -> None:
+    """Images once per content (SHA-256, :mod:`memory.images`), linked to their messages.
+
+    ``message_images`` says which message (by its primary key) refers to which image;
+    the store deletes a message's links with the message and then the images left
+    without links. Links have no foreign key to ``messages``: its cascade would run a
+    trigger per deleted message, images or not, which a session's deletion would pay
+    for every message. The key to ``images`` keeps every link's image present.
+    """
+    _run(
+        db,
+        schema,
+        """
+        CREATE TABLE {s}.images (
+            hash bytea PRIMARY KEY,
+            mime text NOT NULL,
+            data bytea NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE {s}.message_images (
+            session_key bigint NOT NULL,
+            seq bigint NOT NULL,
+            hash bytea NOT NULL REFERENCES {s}.images (hash),
+            PRIMARY KEY (session_key, seq, hash)
+        )
+        """,
+        "CREATE INDEX message_images_by_hash ON {s}.message_images (hash)",
+        # Image bytes are already compressed (PNG, JPEG): pglz would only spend time.
+        "ALTER TABLE {s}.images ALTER COLUMN data SET STORAGE EXTERNAL",
     )
 
 

@@ -12,14 +12,23 @@ minute it could go on failing for another minute while PostgreSQL already answer
 When an operation times out waiting for a connection and none is in use, one direct
 connection attempt decides: if it works, the pool is replaced (the new one connects
 at once); if not, the server is still down (HTTP 503).
+
+While the server is down, psycopg_pool logs a warning (two lines, the libpq error and
+its hint) for every reconnection attempt. :class:`_OutageLog` makes that one line per
+outage, naming host and port and never the password; the attempts after it go down to
+DEBUG, and a line at INFO level says when the pool connects again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
 import re
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,6 +51,62 @@ _OWN_PARAMS = ("schema", "pool_size", "pool_timeout")
 # Pools inherited over fork() must never be used or closed in the child (closing
 # would end the parent's server sessions): they are parked here.
 _INHERITED: list[ConnectionPool] = []
+
+
+_POOL_LOG = logging.getLogger("psycopg.pool")
+_POOL_NUMBERS = itertools.count(1)
+
+
+class _OutageLog(logging.Filter):
+    """Turns psycopg_pool's warning per failed reconnection into one line per outage.
+
+    Installed once on the ``psycopg.pool`` logger; it only touches the warnings about
+    pools and connections of a :class:`Database`. The first failed attempt of an
+    outage becomes one concise warning; the later ones, and the pool's "gave up" line,
+    go down to DEBUG until a connection succeeds (:meth:`Database.connected`). A
+    connection found dead (the server restarted) goes down to INFO: the pool replaces
+    it, and the operation that found it is retried on another.
+    """
+
+    _ATTEMPT = "error connecting in %r: %s"
+    _GAVE_UP = "reconnection attempt in pool %r failed after %s sec"
+    _DISCARDED = ("discarding broken connection: %s", "discarding closed connection: %s")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.databases: weakref.WeakValueDictionary[str, Database] = weakref.WeakValueDictionary()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not isinstance(record.args, tuple):
+            return True
+        args = record.args
+        if record.msg in self._DISCARDED and args:
+            db = next((d for d in list(self.databases.values()) if args[0] in d.conns), None)
+            if db is None:
+                return True
+            record.msg, record.args = "PostgreSQL store at %s: a connection died", (db.where,)
+            return _demote(record, logging.INFO)
+        if record.msg not in (self._ATTEMPT, self._GAVE_UP) or not args:
+            return True
+        db = self.databases.get(str(args[0]))
+        if db is None:
+            return True
+        if record.msg == self._GAVE_UP or not db.went_down():
+            return _demote(record, logging.DEBUG)
+        reason = db.reason(args[1]) if len(args) > 1 else "no connection"
+        record.msg = "PostgreSQL store at %s unreachable (%s); reconnecting in the background"
+        record.args = (db.where, reason)
+        return True
+
+
+def _demote(record: logging.LogRecord, level: int) -> bool:
+    """Give a record a lower level; whether the logger still emits it at that level."""
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+    return _POOL_LOG.isEnabledFor(level)
+
+
+_OUTAGES = _OutageLog()
+_POOL_LOG.addFilter(_OUTAGES)
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -102,6 +167,11 @@ class Database:
         self._in_use = 0  # connections lent to operations right now
         self._pid = os.getpid()
         self._closed = False
+        #: The pools' name in psycopg_pool's log; how _OutageLog knows their warnings.
+        self.pool_name = f"ollang-{next(_POOL_NUMBERS)}"
+        self._down_since: float | None = None  # the outage being logged, if any
+        #: The pools' connections (for _OutageLog, which gets only the connection).
+        self.conns: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection of its own, outside the pool (migrations), in autocommit mode."""
@@ -121,11 +191,38 @@ class Database:
             max_size=max(1, self.pool_size),
             kwargs={"autocommit": True},
             timeout=self.pool_timeout,
-            name="ollang",
+            name=self.pool_name,
+            configure=self.connected,
             open=False,
         )
+        _OUTAGES.databases[self.pool_name] = self
         pool.open(wait=False)
         return pool
+
+    def went_down(self) -> bool:
+        """Note an outage (a failed reconnection); whether it is a new one."""
+        with self._lock:
+            if self._down_since is not None:
+                return False
+            self._down_since = time.monotonic()
+            return True
+
+    def connected(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool made a connection (its ``configure`` hook): any outage is over."""
+        self.conns.add(conn)
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            _POOL_LOG.info(
+                "PostgreSQL store at %s reachable again after %.0f s",
+                self.where,
+                time.monotonic() - since,
+            )
+
+    def reason(self, err: object) -> str:
+        """The gist of a connection error (``Connection refused``), without the password."""
+        text = self._clean(err) if isinstance(err, BaseException) else str(err)
+        return text.rsplit("failed: ", 1)[-1]
 
     def _get_pool(self) -> ConnectionPool:
         if self._closed or self._pool is None:
@@ -154,7 +251,7 @@ class Database:
         ``busy``: a pool timeout while every connection was in use (not an outage).
         """
         text = self._clean(err)
-        reason = text.rsplit("failed: ", 1)[-1]
+        reason = self.reason(err)
         low = text.lower()
         target = f"the PostgreSQL store at {self.where}"
         if "authentication failed" in low or "no password supplied" in low:
@@ -242,6 +339,26 @@ class Database:
             except psycopg.Error as err:
                 raise self.error(action, err) from err
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def run_on_snapshot(self, action: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``fn``'s statements on one snapshot: a ``REPEATABLE READ READ ONLY``
+        transaction (in a batch: the batch's transaction, in a savepoint). For reads."""
+        if getattr(self._local, "conn", None) is not None:
+            return self.run(action, fn)
+
+        def on_snapshot(conn: psycopg.Connection[Any]) -> T:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                result = fn(conn)
+            except BaseException:
+                if not conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return self.run(action, on_snapshot)
 
     @contextlib.contextmanager
     def _lent(self) -> Iterator[None]:

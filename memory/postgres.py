@@ -31,15 +31,22 @@ Why it is shaped this way:
   or ``?schema=NAME`` in the URL); a schema holding anything else is refused, and
   so is one written by a newer ollang (:mod:`memory.pg_migrations`).
 * **Everything a user can type is stored exactly.** PostgreSQL's ``text`` cannot
-  hold NUL; text with NUL is kept as JSON beside a searchable copy.
+  hold NUL; text with NUL (a message's, a system prompt's) is kept as JSON beside a
+  searchable or readable copy.
+* **Images are stored once** (:mod:`memory.images`): a message's image blocks become
+  references, each image's bytes one ``bytea`` row, linked to the messages using it
+  and deleted with the last of them (in the delete's transaction, after locking it,
+  so a writer linking it at the same moment keeps it). A read looks images up with a
+  second statement only when a message of the window refers to one: a window of
+  text costs the one statement it did.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from langchain_core.messages import BaseMessage
@@ -52,6 +59,7 @@ from ollang.memory.errors import (
     SessionNotFoundError,
     StoreError,
 )
+from ollang.memory.images import StoredImage, split_images
 from ollang.memory.messages import (
     content_text,
     message_model,
@@ -67,14 +75,22 @@ from ollang.memory.pg_sql import (
     columns_by_name,
     decode_id,
     encode_id,
+    image_params,
     message_from_row,
     no_nul,
+    row_image_refs,
     row_values,
+    session_from_row,
+    settings_values,
 )
-from ollang.memory.search import query_tokens, query_words, snippet
+from ollang.memory.search import Term, query_terms, query_words, snippet
 
 __all__ = ["PostgresChatStore"]
 
+T = TypeVar("T")
+
+# Outside any transaction (an autocommit connection between statements).
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 # Most words a search uses (each is one tsquery term).
 _MAX_QUERY_WORDS = 32
 
@@ -156,12 +172,29 @@ class PostgresChatStore(ChatStore):
             raise ValueError(f"limit must be >= 0, got {limit}")
         if limit == 0:
             return []
-        rows = self._db.run(
-            "read",
-            lambda conn: conn.execute(self._sql.last_messages, (session_id, limit)).fetchall(),
-        )
-        rows.reverse()
-        return [message_from_row(row) for row in rows]
+
+        def read(conn: psycopg.Connection[Any]) -> list[BaseMessage] | None:
+            rows = conn.execute(self._sql.last_messages, (session_id, limit)).fetchall()
+            rows.reverse()
+            # Column 3 is content_json: NULL for plain text, so most rows stop there.
+            refs = {ref for row in rows if row[3] is not None for ref in row_image_refs(row)}
+            images: dict[str, bytes] = {}
+            if refs:
+                found = conn.execute(
+                    self._sql.fetch_images, ([bytes.fromhex(ref) for ref in refs],)
+                ).fetchall()
+                images = {bytes(digest).hex(): bytes(data) for digest, data in found}
+                if len(images) < len(refs) and conn.info.transaction_status == _IDLE:
+                    return None  # deleted between the two statements: read again, see below
+            return [message_from_row(row, images) for row in rows]
+
+        messages = self._db.run("read", read)
+        if messages is None:
+            # The last messages linking an image went (and it with them) between the two
+            # statements: both again on one snapshot, which has the messages and their
+            # images or neither. (An image still missing is left as its reference.)
+            messages = self._db.run_on_snapshot("read", read)
+        return messages or []
 
     def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
         """See :meth:`ChatStore.add_messages` (one transaction of two statements)."""
@@ -171,6 +204,7 @@ class PostgresChatStore(ChatStore):
         # Everything that can fail on the input fails here, before the transaction.
         order: dict[bytes, int] = {}
         columns: list[list[Any]] = [[] for _ in range(8)]
+        images: dict[bytes, list[StoredImage]] = {}
         title: str | None = None
         model: str | None = None
         for message in messages:
@@ -180,7 +214,14 @@ class PostgresChatStore(ChatStore):
             if title is None and data["role"] == "human":
                 title = no_nul(title_from_text(content_text(data["content"])))
             model = no_nul(message_model(message)) or model
+            found: list[StoredImage] = []
+            if not isinstance(data["content"], str):
+                data["content"], found = split_images(data["content"])
             values = row_values(data)
+            if found:
+                images[values[0]] = found
+            else:  # the same id twice: the later version's images
+                images.pop(values[0], None)
             at = order.get(values[0])
             if at is None:  # the same id twice in one call: one row, the later text
                 order[values[0]] = len(columns[0])
@@ -191,25 +232,60 @@ class PostgresChatStore(ChatStore):
                     column[at] = value
                 columns[7][at] = values[7]
 
+        params = {"sid": session_id, **columns_by_name(columns)}
+        upsert = self._sql.upsert_messages
+        if images:
+            upsert = self._sql.upsert_messages_with_images
+            params.update(image_params(images))
+
         def write(conn: psycopg.Connection[Any]) -> None:
             conn.execute(self._sql.touch_session, (session_id, title, model))
-            conn.execute(self._sql.upsert_messages, {"sid": session_id, **columns_by_name(columns)})
+            conn.execute(upsert, params)
 
         self._db.run("write to", write, atomic=True)  # idempotent: the ids are fixed by now
 
     def delete_messages(self, session_id: str, message_ids: Sequence[str]) -> int:
-        """See :meth:`ChatStore.delete_messages`."""
+        """See :meth:`ChatStore.delete_messages` (one statement, images included)."""
         ids = [encode_id(m) for m in dict.fromkeys(message_ids)]
         if not ids:
             return 0
-        row = self._db.run(
-            "write to",
-            lambda conn: conn.execute(
-                self._sql.delete_messages, {"sid": session_id, "ids": ids}
-            ).fetchone(),
-            retry=False,  # a repeat would count 0
+        params = {"sid": session_id, "ids": ids}
+
+        def delete(statement: str) -> Callable[[psycopg.Connection[Any]], int]:
+            def run(conn: psycopg.Connection[Any]) -> int:
+                row = conn.execute(statement, params).fetchone()
+                if row is None:
+                    return 0
+                self._forget_images(conn, row[1])
+                return int(row[0])
+
+            return run
+
+        return self._delete(
+            delete(self._sql.delete_messages), delete(self._sql.delete_messages_keeping_images)
         )
-        return int(row[0]) if row else 0
+
+    def _delete(
+        self,
+        fast: Callable[[psycopg.Connection[Any]], T],
+        careful: Callable[[psycopg.Connection[Any]], T],
+    ) -> T:
+        """Run a delete as one statement; if it raced with a writer linking one of its
+        images (see :class:`~memory.pg_sql.Statements`), the careful way."""
+        try:
+            return self._db.run("write to", fast, retry=False)  # a repeat would count 0
+        except StoreError as err:
+            if not isinstance(err.__cause__, psycopg.errors.ForeignKeyViolation):
+                raise
+        return self._db.run("write to", careful, retry=False, atomic=True)
+
+    def _forget_images(self, conn: psycopg.Connection[Any], hashes: list[bytes] | None) -> None:
+        """Delete the images of ``hashes`` no message links to any more (in the delete's
+        transaction, after locking them: a writer linking one of them right now commits
+        first, and the second statement's snapshot sees its link)."""
+        if hashes:
+            conn.execute(self._sql.lock_images, (hashes,))
+            conn.execute(self._sql.forget_images, (hashes,))
 
     # -- sessions -----------------------------------------------------------------
     def get_session(self, session_id: str) -> SessionInfo | None:
@@ -218,7 +294,7 @@ class PostgresChatStore(ChatStore):
             "read",
             lambda conn: conn.execute(self._sql.get_session, (session_id,)).fetchone(),
         )
-        return SessionInfo(*row) if row else None
+        return session_from_row(row) if row else None
 
     def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
         """See :meth:`ChatStore.list_sessions`."""
@@ -228,7 +304,7 @@ class PostgresChatStore(ChatStore):
             rows = self._db.run(
                 "read", lambda conn: conn.execute(self._sql.list_owned, (owner,)).fetchall()
             )
-        return [SessionInfo(*row) for row in rows]
+        return [session_from_row(row) for row in rows]
 
     def claim_session(self, session_id: str, owner: str | None) -> bool:
         """See :meth:`ChatStore.claim_session`.
@@ -252,25 +328,35 @@ class PostgresChatStore(ChatStore):
         return owner is None or (found and stored == owner)
 
     def update_session(
-        self, session_id: str, *, title: str | None = None, model: str | None = None
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
-        """See :meth:`ChatStore.update_session`."""
+        """See :meth:`ChatStore.update_session` (one statement: an upsert of the row)."""
         _check_text(session_id)
-        self._db.run(
-            "write to",
-            lambda conn: conn.execute(
-                self._sql.update_session, (session_id, no_nul(title), no_nul(model))
-            ),
-        )
+        values = settings_values(session_id, title, model, system, options)
+        self._db.run("write to", lambda conn: conn.execute(self._sql.update_session, values))
 
     def delete_session(self, session_id: str) -> bool:
         """See :meth:`ChatStore.delete_session` (messages go by ``ON DELETE CASCADE``)."""
-        row = self._db.run(
-            "write to",
-            lambda conn: conn.execute(self._sql.delete_session, (session_id,)).fetchone(),
-            retry=False,
+
+        def delete(statement: str) -> Callable[[psycopg.Connection[Any]], bool]:
+            def run(conn: psycopg.Connection[Any]) -> bool:
+                row = conn.execute(statement, (session_id,)).fetchone()
+                if row is None:
+                    return False
+                self._forget_images(conn, row[1])
+                return True
+
+            return run
+
+        return self._delete(
+            delete(self._sql.delete_session), delete(self._sql.delete_session_keeping_images)
         )
-        return row is not None
 
     def rename_session(self, old: str, new: str) -> None:
         """See :meth:`ChatStore.rename_session`."""
@@ -294,33 +380,50 @@ class PostgresChatStore(ChatStore):
         """See :meth:`ChatStore.search`.
 
         PostgreSQL full-text search with English stemming ("penguin" finds
-        "penguins"); every word must match; a word ending in ``*`` is a prefix
-        ("fizz*" finds "fizzbuzz"). Words go in as parameters of
-        ``plainto_tsquery`` (or, for prefixes, as bare letter-and-digit runs), so
-        nothing typed is syntax. Newest first.
+        "penguins"); every term must match; a term ending in ``*`` is a prefix
+        ("fizz*" finds "fizzbuzz"); see :func:`_tsquery`. Nothing typed is syntax.
+        Newest first.
         """
         clean = "".join(ch for ch in text if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF)
         words = query_words(clean)[:_MAX_QUERY_WORDS]
         if not words or limit <= 0:
             return []
-        terms: list[str] = []
-        params: list[Any] = []
+        parts: list[str] = []
+        params: list[str] = []
         for word in words:
-            tokens = query_tokens(word)
-            if word.endswith("*"):
-                terms.append("to_tsquery(cfg, %s)")
-                params.append(" & ".join([*tokens[:-1], tokens[-1] + ":*"]))
-            else:
-                terms.append("plainto_tsquery(cfg, %s)")
-                params.append(word)
-        query = self._sql.search.replace("{query}", " && ".join(terms))
+            _tsquery(word, parts, params)
+        query = self._sql.search.replace("{query}", " && ".join(parts))
         rows = self._db.run("search", lambda conn: conn.execute(query, (*params, limit)).fetchall())
+        terms = query_terms(" ".join(words))
         return [
             SearchHit(
-                session, decode_id(message), role, _snippet(headline, content, words), created
+                session, decode_id(message), role, _snippet(headline, content, terms), created
             )
             for session, message, role, content, headline, created in rows
         ]
+
+
+def _tsquery(word: str, parts: list[str], params: list[str]) -> None:
+    """Add the tsquery of one whitespace-separated query word to ``parts``/``params``.
+
+    A word without a prefix term goes whole to ``plainto_tsquery``, which splits it as
+    ``to_tsvector`` split the messages (so "foo.example.com" or "e-mail" are found as
+    written). A word with prefix terms (:func:`~memory.search.query_terms`) is the AND
+    of its terms: ``to_tsquery(cfg, 'token:*')`` for a prefix (a letter-and-digit run,
+    so never tsquery syntax) and ``plainto_tsquery`` for the others.
+    """
+    terms = query_terms(word)
+    if not any(term.prefix for term in terms):
+        parts.append("plainto_tsquery(cfg, %s)")
+        params.append(word)
+        return
+    for term in terms:
+        if term.prefix:
+            parts.append("to_tsquery(cfg, %s)")
+            params.append(term.token + ":*")
+        else:
+            parts.append("plainto_tsquery(cfg, %s)")
+            params.append(term.token)
 
 
 def _check_text(session_id: str) -> None:
@@ -328,10 +431,10 @@ def _check_text(session_id: str) -> None:
         raise InvalidInputError("a session id cannot contain NUL")
 
 
-def _snippet(headline: str, content: str, words: list[str]) -> str:
+def _snippet(headline: str, content: str, terms: list[Term]) -> str:
     """``ts_headline``'s extract with ollang's marks, and ``…`` where it cuts the text."""
     if HEADLINE_START in content or HEADLINE_STOP in content:  # the marks would be ambiguous
-        return snippet(query_tokens(" ".join(words)), content)
+        return snippet(terms, content)
     plain = headline.replace(HEADLINE_START, "").replace(HEADLINE_STOP, "")
     head = "" if content.startswith(plain) else SNIPPET_ELLIPSIS
     tail = "" if content.endswith(plain) else SNIPPET_ELLIPSIS

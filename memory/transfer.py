@@ -74,7 +74,13 @@ def copy_sessions(
             target.add_messages(info.id, batch)
             if on_progress is not None:
                 on_progress(len(batch))
-        target.update_session(info.id, title=info.title, model=info.model)
+        target.update_session(
+            info.id,
+            title=info.title,
+            model=info.model,
+            system=info.system,
+            options=info.options,
+        )
         after = target.get_session(info.id)
         report.sessions += 1
         report.messages += len(messages)

@@ -17,17 +17,14 @@ from ollang.chains import (
     build_chat_chain,
 )
 from ollang.chains.context import SAFETY_MARGIN, estimate_tokens, reply_reserve
-from ollang.memory import InMemoryChatStore, SQLiteChatStore, message_status
+from ollang.memory import message_status
+from tests.conftest import STORE_BACKENDS, open_test_store
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORE_BACKENDS)
 def store(request, tmp_path):
-    if request.param == "memory":
-        s = InMemoryChatStore()
-    else:
-        s = SQLiteChatStore(tmp_path / "sessions.db")
-    yield s
-    s.close()
+    with open_test_store(request.param, tmp_path) as s:
+        yield s
 
 
 def cfg(session_id: str) -> dict:

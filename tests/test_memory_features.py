@@ -79,11 +79,29 @@ def test_sqlite_keeps_each_image_once_and_forgets_unused_ones(tmp_path):
         store.delete_session("b")
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 1
-        first = store.get_messages("a")[0]
-        store.delete_messages("a", [m.id for m in store.get_messages("a")])
+        first, *rest = store.get_messages("a")
+        store.delete_messages("a", [first.id])  # the others still show the image
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM message_images").fetchone()[0] == 4
+        assert all(m.content[1]["base64"] for m in store.get_messages("a"))
+        store.delete_messages("a", [m.id for m in rest])
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 0
         assert first.content[1]["base64"]
+
+
+def test_copying_sessions_keeps_their_settings(store, tmp_path):
+    from ollang.memory.transfer import copy_sessions
+
+    store.update_session("s", model="phi3", system="Be terse.", options={"temperature": 0.2})
+    store.add_messages("s", [image_message("look", PNG), AIMessage("a dot")])
+    with SQLiteChatStore(tmp_path / "copy.db") as target:
+        report = copy_sessions(store, target)
+        info = target.get_session("s")
+        assert (report.sessions, report.new_messages) == (1, 2)
+        assert (info.model, info.system, info.options) == ("phi3", "Be terse.", {"temperature": 0.2})
+        assert target.get_messages("s")[0].content == store.get_messages("s")[0].content
 
 
 def test_search_finds_word_stems(store):

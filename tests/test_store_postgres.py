@@ -7,9 +7,12 @@ restart PostgreSQL do it to a cluster of their own (``own_cluster``), never the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import multiprocessing
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +24,7 @@ import psycopg
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
+from ollang.errors import InvalidInputError
 from ollang.memory import ChatStore, SQLiteChatStore, message_status, open_store, redact_url
 from ollang.memory.errors import (
     NotAnOllangDatabaseError,
@@ -37,6 +41,7 @@ from tests import pg
 from tests.cli_process import cli
 from tests.fake_ollama import FakeOllama
 from tests.net import free_port
+from tests.test_memory_features import OTHER, PNG, image_message
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,8 @@ def test_last_n_query_is_a_backward_index_range_scan(store, url):
             )
         )
     assert "Index Scan Backward using messages_pkey" in plan, plan
-    assert "Index Cond: (session_key = $0)" in plan, plan
+    (key,) = re.findall(r"InitPlan \d+ \(returns (\$\d+)\)", plan)  # the session's key
+    assert f"Index Cond: (session_key = {key})" in plan, plan
     assert "Seq Scan on messages" not in plan and "Sort" not in plan, plan
     assert len(store.get_messages("s1", limit=50)) == 50
 
@@ -147,6 +153,203 @@ def test_search_finds_stop_words_and_snippets_mark_and_cut(store):
     store.add_messages("md", [AIMessage("some **bold** text about walruses")])
     (md,) = store.search("walrus")
     assert md.snippet == "some **bold** text about **walruses**"
+
+
+def test_search_keeps_words_whole_as_postgresql_splits_them(store):
+    store.add_messages("h", [HumanMessage("mail ops@example.com about db1.internal.lan")])
+    store.add_messages("w", [HumanMessage("a well-known e-mail trick")])
+    assert [h.session_id for h in store.search("db1.internal.lan")] == ["h"]
+    assert [h.session_id for h in store.search("ops@example.com")] == ["h"]
+    assert [h.session_id for h in store.search("e-mail")] == ["w"]
+    assert [h.session_id for h in store.search("well* known")] == ["w"]
+
+
+def test_snippets_of_text_holding_the_headline_marks_are_made_in_python(store):
+    text = "control \x01 chars \x02 around penguins"
+    store.add_messages("s", [HumanMessage(text)])
+    (hit,) = store.search("penguin")
+    assert hit.snippet == "control \x01 chars \x02 around **penguins**"
+
+
+# -- session settings ---------------------------------------------------------------------
+def test_session_settings_are_stored_exactly(store, url):
+    system = "Be terse.\x00 Really."  # text cannot hold NUL: kept as JSON beside it
+    options = {"temperature": 0.2, "stop": ["\x00", "é"], "num_ctx": 8192}
+    store.update_session("s", system=system, options=options)
+    store.update_session("s", model="phi3")  # leaves them as they are
+    info = store.get_session("s")
+    assert (info.system, info.options, info.model) == (system, options, "phi3")
+    assert [s.system for s in store.list_sessions()] == [system]
+    with admin(url) as conn:
+        row = conn.execute(
+            f'SELECT system, system_json, options FROM "{schema_of(url)}".sessions'
+        ).fetchone()
+    assert row[0] == "Be terse.  Really." and json.loads(row[1]) == system
+    store.update_session("s", system="plain")
+    assert store.get_session("s").system == "plain"
+    with admin(url) as conn:
+        (exact,) = conn.execute(f'SELECT system_json FROM "{schema_of(url)}".sessions').fetchone()
+    assert exact is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"options": {"f": object()}}, "JSON"), ({"system": "\ud800"}, "Unicode")],
+)
+def test_bad_session_settings_fail_before_anything_is_written(store, kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        store.update_session("s", **kwargs)
+    assert store.get_session("s") is None
+
+
+def test_a_pre_settings_schema_is_upgraded_and_keeps_its_sessions(url):
+    schema = schema_of(url)
+    with admin(url) as conn:  # as ollang left it before m003 (m001, m002)
+        assert apply_migrations(conn, schema, upto=2) == [name for name, _ in MIGRATIONS[:2]]
+        conn.execute(
+            f'INSERT INTO "{schema}".sessions (id, title, created, updated) '
+            "VALUES ('old', 'Old one', 1, 1)"
+        )
+    with PostgresChatStore(url) as s:
+        info = s.get_session("old")
+        assert (info.title, info.system, info.options) == ("Old one", None, None)
+        s.update_session("old", system="kept", options={"seed": 1})
+        s.add_messages("old", [image_message("and now a picture", PNG)])
+        info = s.get_session("old")
+        assert (info.title, info.system, info.options) == ("Old one", "kept", {"seed": 1})
+        assert s.get_messages("old")[0].content[1]["base64"] == base64.b64encode(PNG).decode()
+
+
+# -- images ---------------------------------------------------------------------------------
+def image_count(url: str) -> int:
+    with admin(url) as conn:
+        return conn.execute(f'SELECT count(*) FROM "{schema_of(url)}".images').fetchone()[0]
+
+
+def test_each_image_is_stored_once_and_goes_with_its_last_message(store, url):
+    for i in range(5):
+        store.add_messages("a", [image_message(f"look {i}", PNG)])
+    store.add_messages("b", [image_message("another", OTHER, PNG)])
+    schema = schema_of(url)
+    with admin(url) as conn:
+        rows = conn.execute(
+            f'SELECT hash, mime, data FROM "{schema}".images ORDER BY data'
+        ).fetchall()
+        blocks = [r[0] for r in conn.execute(f'SELECT content_json FROM "{schema}".messages')]
+        (links,) = conn.execute(f'SELECT count(*) FROM "{schema}".message_images').fetchone()
+    assert sorted(bytes(r[2]) for r in rows) == sorted([PNG, OTHER])
+    assert {bytes(r[0]).hex() for r in rows} == {
+        hashlib.sha256(x).hexdigest() for x in (PNG, OTHER)
+    }
+    assert {r[1] for r in rows} == {"image/png"} and links == 7
+    assert all("base64" not in b and "ollang_image" in b for b in blocks), "no inline copies"
+    store.delete_session("b")
+    assert image_count(url) == 1  # OTHER went; PNG is still in "a"
+    first = store.get_messages("a")[0]
+    store.delete_messages("a", [m.id for m in store.get_messages("a")][:4])
+    assert image_count(url) == 1
+    store.delete_messages("a", [m.id for m in store.get_messages("a")])
+    assert image_count(url) == 0
+    assert first.content[1]["base64"] == base64.b64encode(PNG).decode()
+    with admin(url) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{schema}".message_images').fetchone() == (0,)
+
+
+def test_images_survive_renames_forks_upserts_and_batches(store):
+    message = image_message("what is this?", PNG)
+    store.add_messages("a", [message])
+    store.add_messages("a", [message])  # the same again: unchanged, still linked
+    store.rename_session("a", "b")
+    assert store.fork_session("b", "c") == 1
+    store.delete_session("b")  # the fork's copy keeps the image
+    with store.batch():
+        store.add_messages("c", [image_message("and this?", OTHER, OTHER)])
+    got = store.get_messages("c")
+    assert got[0].content == message.content
+    assert [block.get("base64") for block in got[1].content[1:]] == [
+        base64.b64encode(OTHER).decode()
+    ] * 2
+
+
+def test_a_window_of_text_never_looks_images_up(store, monkeypatch):
+    store.add_messages("text", turn(1))
+    store.add_messages("pics", [image_message("look", PNG)])
+    monkeypatch.setattr(store._sql, "fetch_images", "SELECT broken syntax")
+    assert len(store.get_messages("text", limit=100)) == 2  # one statement: never used
+    with pytest.raises(StoreError):
+        store.get_messages("pics")
+
+
+def test_an_image_gone_between_the_two_reads_is_read_again_on_one_snapshot(store, monkeypatch):
+    store.add_messages("pics", [image_message("look", PNG)])
+    # Images found only on a snapshot: the first (autocommit) read misses them all.
+    only_on_snapshot = (
+        store._sql.fetch_images
+        + " AND current_setting('transaction_isolation') = 'repeatable read'"
+    )
+    monkeypatch.setattr(store._sql, "fetch_images", only_on_snapshot)
+    (message,) = store.get_messages("pics")
+    assert message.content[1]["base64"] == base64.b64encode(PNG).decode()
+
+
+def _wait_for_lock_wait(url: str) -> None:
+    with admin(url) as conn:
+        for _ in range(200):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).fetchone()
+            if row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("nothing waits for a lock")
+
+
+@pytest.mark.parametrize("deletes", ["messages", "session"])
+@pytest.mark.parametrize("first", ["writer", "deleter"])
+def test_deleting_an_images_last_message_while_another_links_it_keeps_it(
+    store, url, first, deletes
+):
+    """A writer linking an image and a deleter removing its last link, racing either way:
+    the image stays, and the writer's message reads back whole. (Writer first, the
+    delete's one statement fails on the images' foreign key and it deletes again the
+    careful way; deleter first, the writer waits and stores the image anew.)"""
+    store.add_messages("old", [image_message("old", PNG)])
+    doomed = [m.id for m in store.get_messages("old")]
+    with PostgresChatStore(url) as other:
+        hold, go = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def holder(fn) -> None:
+            try:
+                with other.batch():  # its transaction stays open until `go`
+                    fn()
+                    hold.set()
+                    go.wait(30)
+            except BaseException as err:  # surfaced by the asserts below
+                errors.append(err)
+                hold.set()
+
+        write = lambda s: s.add_messages("new", [image_message("new", PNG)])  # noqa: E731
+        delete = (
+            (lambda s: s.delete_messages("old", doomed))
+            if deletes == "messages"
+            else (lambda s: s.delete_session("old"))
+        )
+        held, racing = (write, delete) if first == "writer" else (delete, write)
+        t = threading.Thread(target=holder, args=(lambda: held(other),))
+        t.start()
+        assert hold.wait(30) and not errors, errors
+        racer = threading.Thread(target=lambda: racing(store))
+        racer.start()
+        _wait_for_lock_wait(url)  # the racer waits for the holder's lock on the image
+        go.set()
+        t.join(30)
+        racer.join(30)
+        assert not errors, errors
+    assert store.get_messages("old") == []
+    (message,) = store.get_messages("new")
+    assert message.content[1]["base64"] == base64.b64encode(PNG).decode()
+    assert image_count(url) == 1
 
 
 # -- ids ---------------------------------------------------------------------------------
@@ -497,6 +700,31 @@ def test_a_restart_while_idle_is_invisible(own_cluster, restartable):
         with s.batch():  # a batch's first statement finds a dead connection too
             s.add_messages("s", turn(3))
         assert s.get_session("s").message_count == 6
+
+
+def test_an_outage_is_one_concise_log_line_however_many_reconnection_attempts(
+    own_cluster, restartable, caplog
+):
+    caplog.set_level(logging.WARNING)
+    with PostgresChatStore(restartable) as s:
+        s.add_messages("s", turn(1))
+        for outage in (1, 2):
+            own_cluster.stop("fast")
+            deadline = time.monotonic() + 4  # the pool tries again and again meanwhile
+            while time.monotonic() < deadline:
+                with pytest.raises(StoreUnavailableError):
+                    s.get_messages("s")
+            own_cluster.start()
+            s.add_messages("s", turn(outage + 1))
+            pool = [r for r in caplog.records if r.name.startswith("psycopg")]
+            assert len(pool) == outage, [r.getMessage() for r in pool]
+            line = pool[-1].getMessage()
+            assert line == (
+                f"PostgreSQL store at 127.0.0.1:{own_cluster.port} unreachable "
+                "(Connection refused); reconnecting in the background"
+            )
+        assert s.get_session("s").message_count == 6
+    assert own_cluster.password not in caplog.text
 
 
 @pytest.mark.reliability(
