@@ -143,7 +143,8 @@ def _use_hosts(values: list[str] | None) -> None:
         try:
             set_ollama_hosts(values)
         except ValueError as err:
-            raise typer.BadParameter(str(err), param_hint="--ollama-host") from err
+            text = str(err).removeprefix("--ollama-host: ")  # click names the option itself
+            raise typer.BadParameter(text, param_hint="--ollama-host") from err
 
 
 def _version(value: bool) -> None:
