@@ -21,6 +21,7 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
+from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult, GenerationChunk, LLMResult
 from langchain_ollama import ChatOllama, OllamaLLM
@@ -142,6 +143,13 @@ class OllangChatOllama(_OllamaMixin, ChatOllama):
     def __init__(self, *, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._settings = settings or Settings.from_env()
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """Tracing parameters naming the model a call really used: ``ChatOllama`` sends a
+        per-call ``model=`` override, but (langchain-ollama 1.1) reports ``self.model``."""
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_model_name"] = kwargs.get("model", self.model)
+        return params
 
     def _generate(
         self,
