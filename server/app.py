@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import logging
@@ -25,7 +26,7 @@ from ollang.server import routes_chat, routes_models, routes_sessions
 from ollang.server.auth import request_owner
 from ollang.server.body import BODY_MODELS, BodyLimit
 from ollang.server.context import ServerContext
-from ollang.server.errors import install_error_handler
+from ollang.server.errors import AddressInUseError, install_error_handler
 from ollang.server.settings import ServerSettings
 
 __all__ = ["create_app", "serve"]
@@ -123,6 +124,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await ctx.stop()
             ctx.close()
 
+    extra: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters and not settings.otel:
+        # FastAPI's own OpenTelemetry (newer versions) looks its providers up on every
+        # request, about 6% of a turn's CPU here; ollang has /metrics. On with --otel.
+        extra["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
         title="ollang",
         version=__version__,
@@ -131,6 +137,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+        **extra,
     )
     app.state.ctx = ctx
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -182,8 +189,27 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, image_bytes=settings.max_image_body_bytes
+    )
     return app
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail with one clear line (exit 5) when the address is taken, before anything starts:
+    uvicorn would log its own bind error and exit as if Ollama were the problem."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise AddressInUseError(host, port, err.strerror or str(err)) from err
+            raise
 
 
 def _is_loopback(host: str) -> bool:
@@ -239,6 +265,7 @@ def serve(
     if ollama_hosts:
         overrides["ollama_hosts"] = list(ollama_hosts)
     settings = ServerSettings(**overrides)
+    _check_address(settings.host, settings.port)
     if not _is_loopback(settings.host) and not settings.api_keys:
         log.warning(
             "listening on %s without API keys: anyone who can reach it can use your models "

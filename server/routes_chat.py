@@ -181,6 +181,7 @@ async def _chat_turn(request: Request) -> TurnRequest:
         extra=extra,
         route="/chat",
         remember=settings.options if (settings.changed or info is None) else None,
+        fresh=body.session_id is None,
     )
 
 

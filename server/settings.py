@@ -102,6 +102,10 @@ class ServerSettings(BaseSettings):
         description="Serve /docs and /openapi.json without a key (they describe, not hold, data).",
     )
     access_log: _Bool = Field(True, description="uvicorn's per-request access log.")
+    otel: _Bool = Field(
+        False,
+        description="FastAPI's OpenTelemetry instrumentation (needs configured providers).",
+    )
     record_all: _Bool = Field(
         False,
         description="Record the conversations of the OpenAI and Ollama endpoints as sessions "

@@ -87,6 +87,8 @@ class TurnRequest:
             and returns the host of its last answer (or ``None``).
         remember: Set when the session's settings change (or it is new): the options to
             store with it, beside ``model`` and ``system`` (stored in the set-up call).
+        fresh: The session id was just made by the server (nothing stored under it yet):
+            the set-up stores the question without reading anything back.
     """
 
     model: str
@@ -101,6 +103,7 @@ class TurnRequest:
     route: str = "chat"
     record: Callable[[ChatStore], str | None] | None = None
     remember: dict[str, Any] | None = None
+    fresh: bool = False
 
 
 @dataclass(slots=True)
@@ -180,6 +183,8 @@ class TurnEngine:
         assert session_id is not None
         if req.owner is not None and not store.claim_session(session_id, req.owner):
             raise session_not_found(session_id)
+        if req.fresh:  # an id the server just made: nothing to read back
+            return self._fresh(req, window, reserve)
         recent = store.get_messages(session_id, limit=RETRY_LOOKBACK)
         human = retried_question(recent, req.human) or req.human
         if human is req.human:
@@ -205,6 +210,22 @@ class TurnEngine:
         except OllangError as err:  # the question stays stored; the turn fails after
             return _Setup([], _empty_budget(window, reserve), affinity, avoid, err)
         return _Setup(prepared.messages, prepared.budget, affinity, avoid)
+
+    def _fresh(self, req: TurnRequest, window: int, reserve: int) -> _Setup:
+        """The first turn of a new session: store the question and settings, fit it."""
+        assert req.session_id is not None
+        self.store.add_messages(req.session_id, [req.human])  # before the model is called
+        if req.remember is not None:
+            self.store.update_session(
+                req.session_id, model=req.model, system=req.system or "", options=req.remember
+            )
+        system = [SystemMessage(req.system)] if req.system else []
+        fixed = [*system, *req.context, req.human]
+        try:
+            _, budget = fit_history([], window=window, reserve=reserve, fixed=fixed)
+        except OllangError as err:  # the question stays stored; the turn fails after
+            return _Setup([], _empty_budget(window, reserve), None, None, err)
+        return _Setup(fixed, budget, None)
 
     # -- recorded stateless turns (server/recording.py) -------------------------
     def _recorded(self, req: TurnRequest, window: int, reserve: int) -> _Setup:
