@@ -147,6 +147,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(routes_chat.router)
     app.include_router(routes_models.router)
     app.include_router(routes_sessions.router)
+    # -- the OpenAI and Ollama dialects (issue 16): their routes, errors in their shapes
+    from ollang.server import dialect_ollama, dialect_openai, routes_ollama, routes_openai
+    from ollang.server.dialects import install_error_shapes
+
+    app.include_router(routes_openai.router)
+    app.include_router(routes_ollama.router)
+    install_error_shapes(
+        app,
+        {
+            dialect_openai.ERROR_PREFIX: dialect_openai.error_response,
+            dialect_ollama.ERROR_PREFIX: dialect_ollama.error_response,
+        },
+    )
+    # -- end of the dialects
 
     docs_deps = [] if settings.public_docs else [Depends(request_owner)]
 
