@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ollang.chains.context import MAX_AUTO_CONTEXT
 from ollang.chains.errors import ModelNotFoundError
 from ollang.chains.manage import ModelDetails, normalise_model
+from ollang.errors import InvalidInputError
 from ollang.settings import HostSpec, Settings
 
-if TYPE_CHECKING:  # aiohttp is imported only by the server's path (the CLI checks with httpx)
+if TYPE_CHECKING:  # the wire client is imported only by the server's path (the CLI uses httpx)
+    from langchain_core.messages import BaseMessage
+
     from ollang.chains.wire import OllamaWire
 
 Line = dict[str, Any]
@@ -319,8 +322,6 @@ class EmbeddedHost(Host):
 
     async def chat(self, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
         """Run the request on llama.cpp (in a worker thread), as Ollama stream lines."""
-        from langchain_core.messages import convert_to_messages
-
         name = str(body.get("model", ""))
         options = dict(body.get("options") or {})
         if body.get("format") is not None:
@@ -329,12 +330,13 @@ class EmbeddedHost(Host):
             model = self._model(name, options)
         except ModelNotFoundError:
             raise
-        messages = convert_to_messages(
-            [
-                {"role": m.get("role", "user"), "content": m.get("content", "")}
-                for m in body.get("messages") or []
-            ]
-        )
+        if body.get("tools"):
+            raise InvalidInputError(
+                f"the embedded model {name} cannot choose among tools",
+                "use a tool-calling model on an Ollama host (llama-cpp-python's handler can "
+                "only force one named tool, which Ollama's API has no way to ask for)",
+            )
+        messages = [_from_wire(m, name) for m in body.get("messages") or []]
         stream = model.astream(messages)
         try:
             async for chunk in stream:
@@ -356,6 +358,38 @@ class EmbeddedHost(Host):
         chat_model = await asyncio.to_thread(self._model, model, {})
         length: int | None = await chat_model.aget_context_length()
         return min(length, MAX_AUTO_CONTEXT) if length else None
+
+
+def _from_wire(m: Mapping[str, Any], model: str) -> BaseMessage:
+    """One of Ollama's wire messages as the LangChain message the embedded model takes."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    role, content = m.get("role", "user"), str(m.get("content") or "")
+    if m.get("images"):
+        raise InvalidInputError(
+            f"the embedded model {model} takes no images", "use a vision model on an Ollama host"
+        )
+    if role == "system":
+        return SystemMessage(content)
+    if role == "assistant":
+        calls = [
+            {
+                "name": str((call.get("function") or {}).get("name", "")),
+                "args": (call.get("function") or {}).get("arguments") or {},
+                "id": str(call.get("id") or f"call_{n}"),
+            }
+            for n, call in enumerate(m.get("tool_calls") or [])
+        ]
+        return AIMessage(content, tool_calls=calls)
+    if role == "tool":  # Ollama names the tool, not the call
+        return ToolMessage(
+            content, tool_call_id=str(m.get("tool_call_id") or m.get("tool_name") or "tool")
+        )
+    if role == "user":
+        return HumanMessage(content)
+    raise InvalidInputError(
+        f"unknown message role {role!r}", "roles: system, user, assistant, tool"
+    )
 
 
 def _is_file(path: str) -> bool:

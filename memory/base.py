@@ -289,7 +289,8 @@ class ChatStore(ABC):
 
     def fork_session(self, source: str, target: str) -> int:
         """Copy every message of ``source`` into a new session ``target`` (new ids, same
-        texts, statuses and creation times; the title and model too).
+        texts, statuses and creation times; the title, model, system prompt, options and
+        owner too: a fork of a key's session is that key's).
 
         Returns:
             How many messages were copied.
@@ -305,6 +306,8 @@ class ChatStore(ABC):
             raise SessionNotFoundError(source)
         if self.get_session(target) is not None:
             raise SessionExistsError(target)
+        if info.owner is not None and not self.claim_session(target, info.owner):
+            raise SessionExistsError(target)  # made meanwhile by someone else
         copies = []
         for message in self.get_messages(source):
             data = message_to_dict(message)

@@ -6,12 +6,21 @@ server::
     from ollang.server import ServerSettings, create_app
     app = create_app(ServerSettings(api_keys=["secret"], allow_models=["llama3*"]))
 
-Modules (under ``ollang.server``): ``app`` (factory, ``serve``), ``routes_chat``,
-``routes_models``, ``routes_sessions``, ``auth``, ``errors`` (the one exception
-handler), ``streaming`` (plain/SSE/NDJSON), ``schemas`` (typed bodies), ``body``
-(body parsing and limits), ``context`` (what routes share: ``gate`` for models,
-``chain_cache``, ``sessions`` for session access), ``settings``; ``static/`` holds
-the page.
+Modules (under ``ollang.server``), from the leaves up:
+
+* ``settings``, ``errors`` (the error answers), ``schemas`` (typed bodies), ``body`` (body
+  parsing and limits), ``auth`` (keys and owners), ``logs``;
+* ``writer`` (the store writer task: batched transactions), ``metrics`` (Prometheus),
+  ``gate`` (which models clients may use), ``sessions`` (session access by owner),
+  ``context`` (what routes share), ``turns`` (the turn engine every chat route streams
+  through: setup, routing over hosts, failover, storing), ``streaming`` (plain, SSE and
+  NDJSON answers);
+* routes: ``routes_chat``, ``routes_models``, ``routes_sessions``; the OpenAI and Ollama
+  APIs in ``routes_openai``/``routes_ollama`` with their translations ``dialect_openai``,
+  ``dialect_ollama`` and what they share, ``dialects``; ``recording`` (sessions for
+  stateless clients);
+* ``app`` (the factory and ``serve``), ``testing`` (``LiveServer`` for tests); ``static/``
+  holds the page.
 """
 
 from __future__ import annotations

@@ -153,13 +153,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(routes_openai.router)
     app.include_router(routes_ollama.router)
-    install_error_shapes(
-        app,
-        {
-            dialect_openai.ERROR_PREFIX: dialect_openai.error_response,
-            dialect_ollama.ERROR_PREFIX: dialect_ollama.error_response,
-        },
-    )
+    error_shapes = {
+        dialect_openai.ERROR_PREFIX: dialect_openai.error_response,
+        dialect_ollama.ERROR_PREFIX: dialect_ollama.error_response,
+    }
+    install_error_shapes(app, error_shapes)
     # -- end of the dialects
 
     docs_deps = [] if settings.public_docs else [Depends(request_owner)]
@@ -200,11 +198,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Accept"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Session-Id"],
+            expose_headers=["X-Session-Id"],  # /chat/stream names its new session there
         )
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, image_bytes=settings.max_image_body_bytes
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        image_bytes=settings.max_image_body_bytes,
+        shapes=error_shapes,
     )
     return app
 

@@ -10,7 +10,8 @@ fields the body does not give (``POST /chat?message=Hello``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -19,6 +20,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ollang.errors import OllangError
 from ollang.server.errors import (
     BadRequestError,
     PayloadTooLargeError,
@@ -63,6 +65,10 @@ IMAGE_PATHS = frozenset(
 )
 
 
+#: 20 digits in a row: maybe an integer orjson would read as an inexact float.
+_LONG_DIGITS = re.compile(rb"\d{20}")
+
+
 class BodyLimit:
     """ASGI middleware: refuse bodies over ``max_bytes`` with a 413 JSON error.
 
@@ -70,12 +76,20 @@ class BodyLimit:
     read; a chunked body is counted as it is read, and the read that crosses the
     limit raises :class:`PayloadTooLargeError` (answered 413 by the error handler).
     Model requests (:data:`IMAGE_PATHS`), which may carry images, get ``image_bytes``.
+    ``shapes`` maps path prefixes (``/v1/``, ``/api/``) to the API's own error answer.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, image_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        image_bytes: int | None = None,
+        shapes: Mapping[str, Callable[[OllangError], ASGIApp]] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.image_bytes = max(image_bytes or max_bytes, max_bytes)
+        self.shapes = tuple((shapes or {}).items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,7 +98,12 @@ class BodyLimit:
         limit = self.image_bytes if scope.get("path") in IMAGE_PATHS else self.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await _send_json(send, 413, error_body(_too_large(limit)))
+                path = scope.get("path", "")
+                render = next((r for prefix, r in self.shapes if path.startswith(prefix)), None)
+                if render is not None:
+                    await render(_too_large(limit))(scope, receive, send)
+                else:
+                    await _send_json(send, 413, error_body(_too_large(limit)))
                 return
         seen = 0
 
@@ -128,10 +147,11 @@ async def read_object(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
+    if content_type != "application/x-www-form-urlencoded" and not _LONG_DIGITS.search(raw):
         # The common case, fast: orjson refuses NaN, Infinity, numbers out of range and
         # lone surrogates by itself; anything it refuses takes the careful path below,
-        # which says which of those it was (400 or 422).
+        # which says which of those it was (400 or 422). It reads integers beyond 64 bits
+        # as floats, so bodies with 20 digits in a row take the careful path too.
         try:
             fast = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -167,7 +187,8 @@ async def read_object(request: Request) -> dict[str, Any]:
         # Python's parser accepts NaN, Infinity, 1e400 and lone surrogates ("\\ud800"),
         # none of which can be stored or sent on to Ollama: refuse them here, once.
         json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (ValueError, UnicodeEncodeError) as err:
+        orjson.dumps(value)  # and integers beyond 64 bits (Ollama's Go reads none either)
+    except (ValueError, UnicodeEncodeError, orjson.JSONEncodeError) as err:
         raise ValidationFailedError(
             "the request body holds a value that cannot be passed on: "
             "NaN, Infinity, a number out of range, or a lone surrogate (\\ud800-\\udfff)",

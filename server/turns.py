@@ -384,7 +384,7 @@ class TurnEngine:
                     self.metrics.failed(req.route, host.name, type(err).__name__)
                 if not _fails_over(err):
                     raise
-                if isinstance(err, (OllamaUnavailableError, ModelNotFoundError)):
+                if isinstance(err, (OllamaUnavailableError, ModelNotFoundError)) or _cut(err):
                     self.router.failed(host, err, req.model)
                 tried.append(host)
                 errors.append(err)
@@ -394,8 +394,8 @@ class TurnEngine:
 
 def _fails_over(err: BaseException) -> bool:
     """Whether an error before the first token means "try another host"."""
-    if isinstance(err, (OllamaUnavailableError, ModelNotFoundError)):
-        return True
+    if isinstance(err, (OllamaUnavailableError, ModelNotFoundError)) or _cut(err):
+        return True  # a cut before any line: the host may have died after its headers
     return isinstance(err, OllamaResponseError) and (err.status_code or 0) >= 500
 
 

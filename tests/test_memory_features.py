@@ -100,7 +100,11 @@ def test_copying_sessions_keeps_their_settings(store, tmp_path):
         report = copy_sessions(store, target)
         info = target.get_session("s")
         assert (report.sessions, report.new_messages) == (1, 2)
-        assert (info.model, info.system, info.options) == ("phi3", "Be terse.", {"temperature": 0.2})
+        assert (info.model, info.system, info.options) == (
+            "phi3",
+            "Be terse.",
+            {"temperature": 0.2},
+        )
         assert target.get_messages("s")[0].content == store.get_messages("s")[0].content
 
 

@@ -33,6 +33,18 @@ def test_owner_survives_messages_updates_and_renames(store):
     assert (info.owner, info.message_count, info.title) == ("alice", 2, "Greeting")
 
 
+def test_a_fork_belongs_to_the_owner_of_its_source(store):
+    store.claim_session("s", "alice")
+    store.add_messages("s", [HumanMessage("hi"), AIMessage("hello")])
+    assert store.fork_session("s", "s2") == 2
+    assert store.get_session("s2").owner == "alice"
+    assert store.claim_session("s2", "bob") is False
+    assert [x.id for x in store.list_sessions(owner="alice")] == ["s2", "s"]
+    store.add_messages("u", [HumanMessage("unowned")])
+    store.fork_session("u", "u2")
+    assert store.get_session("u2").owner is None
+
+
 def test_sessions_created_without_a_claim_have_no_owner_and_are_not_claimable(store):
     store.add_messages("local", [HumanMessage("from the CLI")])
     assert store.get_session("local").owner is None

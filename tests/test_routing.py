@@ -237,6 +237,36 @@ def test_the_embedded_model_is_routable_while_ollama_is_up(tmp_path):
         assert not a.chat_requests()
 
 
+def test_the_embedded_host_takes_tool_results_and_refuses_what_it_cannot_do(tmp_path):
+    """Through the OpenAI dialect: a conversation with a tool result is answered; tools to
+    choose among and images are clear 4xx errors in OpenAI's shape, never a 500."""
+    pytest.importorskip("llama_cpp", reason="the embedded extra is not installed")
+    call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+    conversation = [
+        {"role": "user", "content": "1 + 2?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "3"},
+    ]
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with LiveServer(_settings(tmp_path, [], backend="embedded")) as live:
+
+        def post(**body):
+            body = {"model": "smollm2:135m", "max_tokens": 4, **body}
+            return httpx.post(f"{live.url}/v1/chat/completions", json=body, timeout=60)
+
+        answered = post(messages=conversation)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["choices"][0]["message"]["content"].strip()
+        for body in (
+            {"messages": conversation[:1], "tools": [tool]},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, image]}]},
+        ):
+            refused = post(**body)
+            assert 400 <= refused.status_code < 500, refused.text
+            assert "embedded model" in refused.json()["error"]["message"]
+
+
 # -- the CLI uses the same router ---------------------------------------------------------
 def _cli_env(tmp_path, hosts: str) -> dict:
     import os
@@ -296,3 +326,23 @@ def test_a_fake_reply_with_a_fault_mid_stream_marks_nothing_lost(tmp_path, two):
         assert "[error]" in broken.text
         assert _chat(live.url, "third", "f").status_code == 200
         assert len(other.chat_requests()) == 1
+
+
+def test_a_host_cut_after_its_headers_before_a_token_fails_over(tmp_path):
+    """A proxy in front of Ollama may send headers early; a cut then is still "before the
+    first token": the turn goes to the next host, and the cut host is checked again at once
+    (it is down until it answers a check; this one, alive, answers)."""
+    with (
+        FakeOllama(models=[ModelInfo("llama3:latest")]) as first,
+        FakeOllama(models=[ModelInfo("llama3:latest")]) as second,
+        LiveServer(_settings(tmp_path, [first.url, f"{second.url}?priority=1"])) as live,
+    ):
+        first.queue(Reply(tokens=["never"], fault="cut", fault_after=0))
+        answer = _chat(live.url, "hi", "c")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["response"] == "echo: hi"
+        assert len(first.chat_requests()) == 1 and len(second.chat_requests()) == 1
+        text = httpx.get(f"{live.url}/metrics").text
+        assert f'host="{first.url}",kind="OllamaResponseError"' in text
+        with SQLiteChatStore(tmp_path / "sessions.db") as store:
+            assert [m.text for m in store.get_messages("c")] == ["hi", "echo: hi"]

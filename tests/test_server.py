@@ -435,7 +435,9 @@ def test_bad_query_and_path_values(client):
 
 @pytest.mark.reliability("Hostile input", "server: body and message limits")
 def test_body_and_message_limits(tmp_path, fake):
-    small = settings(tmp_path, fake.url, max_body_bytes=4096, max_message_chars=100)
+    small = settings(
+        tmp_path, fake.url, max_body_bytes=4096, max_image_body_bytes=4096, max_message_chars=100
+    )
     with LiveServer(small) as server, httpx.Client(base_url=server.url) as c:
         big = json.dumps({"message": "a" * 10_000}).encode()
         assert_json_error(c.post("/chat", content=big), 413)
@@ -448,6 +450,13 @@ def test_body_and_message_limits(tmp_path, fake):
         body = assert_json_error(c.post("/chat", json={"message": "a" * 101}), 413)
         assert "100" in body["error"]
         assert_json_error(c.post("/chat", json={"message": "a", "system": "s" * 101}), 413)
+        # The OpenAI and Ollama endpoints answer in their own error shapes, also when the
+        # declared Content-Length alone is refused (before the app reads anything).
+        for body in (big, chunked()):
+            openai = c.post("/v1/chat/completions", content=body)
+            assert openai.status_code == 413 and openai.json()["error"]["message"]
+            ollama = c.post("/api/chat", content=big)
+            assert ollama.status_code == 413 and isinstance(ollama.json()["error"], str)
 
 
 def test_default_body_limit_is_a_mebibyte_and_32_mib_for_model_requests(client):
@@ -606,6 +615,20 @@ def test_cors_is_off_unless_configured(client, tmp_path, fake):
             headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
         )
         assert r.headers["access-control-allow-origin"] == origin
+        preflight = httpx.options(
+            f"{server.url}/v1/chat/completions",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, x-session-id",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text  # a browser may send the header
+        streamed = httpx.post(
+            f"{server.url}/chat/stream", json={"message": "hi"}, headers={"Origin": origin}
+        )
+        exposed = streamed.headers["access-control-expose-headers"].lower()
+        assert "x-session-id" in exposed and streamed.headers["x-session-id"]  # and read it
 
 
 # -- generate --------------------------------------------------------------------------------
@@ -665,3 +688,14 @@ def test_json_values_that_cannot_be_passed_on_are_a_422(client, raw):
         client.post("/chat", content=raw, headers={"Content-Type": "application/json"}), 422
     )
     assert "cannot be passed on" in body["error"]
+
+
+def test_integers_beyond_64_bits_are_a_422_never_rounded(client, fake):
+    raw = f'{{"message": "Hello", "options": {{"seed": {10**22 + 1}}}}}'  # a float: 10**22
+    body = assert_json_error(
+        client.post("/chat", content=raw, headers={"Content-Type": "application/json"}), 422
+    )
+    assert "cannot be passed on" in body["error"]
+    ok = f'{{"message": "Hello", "options": {{"seed": {2**63 - 1}}}}}'
+    assert client.post("/chat", content=ok).status_code == 200
+    assert last_chat(fake)["options"]["seed"] == 2**63 - 1

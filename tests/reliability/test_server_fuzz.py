@@ -30,8 +30,8 @@ is fuzzed without touching this file.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
