@@ -40,6 +40,7 @@ MODULES: tuple[tuple[str, str], ...] = (
     ("cli_startup", "CLI start-up time"),
     ("embedded_bench", "embedded llama.cpp backend"),
     ("pg_bench", "PostgreSQL: per-turn cost, disk, replicas behind nginx, many writers"),
+    ("routing_bench", "several Ollama hosts: session affinity, a host killed under load"),
 )
 TIMEOUT_S = {True: 300.0, False: 1800.0}
 VERSIONS_OF = (
