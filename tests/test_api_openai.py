@@ -469,6 +469,9 @@ def slow_live(slow_fake, tmp_path_factory):
         yield server
 
 
+@pytest.mark.reliability(
+    "Faults", "OpenAI API: client disconnects mid-stream, upstream closed, partial kept"
+)
 def test_client_disconnect_cancels_upstream_and_keeps_the_partial(slow_live, slow_fake):
     slow_fake.queue(Reply(tokens=[f" w{i}" for i in range(200)]))  # 10 s of tokens
     before = len(slow_fake.cancelled)

@@ -102,6 +102,9 @@ def test_a_session_stays_on_its_host_and_new_sessions_spread(tmp_path, two):
         assert stored[-1].response_metadata["ollang_host"] == served_by.url
 
 
+@pytest.mark.reliability(
+    "Faults", "several hosts: one killed between turns, the next turn served by another"
+)
 def test_a_host_stopped_between_turns_the_next_turn_goes_to_the_other(tmp_path, two):
     a, b = two
     with LiveServer(_settings(tmp_path, [a.url, b.url])) as live:
@@ -117,6 +120,9 @@ def test_a_host_stopped_between_turns_the_next_turn_goes_to_the_other(tmp_path, 
         assert states == {served.url: False, other.url: True}
 
 
+@pytest.mark.reliability(
+    "Faults", "several hosts: one killed mid-stream, partial kept, next turn elsewhere"
+)
 def test_a_host_killed_mid_stream_keeps_the_partial_and_the_next_turn_goes_elsewhere(tmp_path):
     from tests.reliability.conftest import OllamaProcess
 
@@ -156,6 +162,7 @@ def test_a_host_killed_mid_stream_keeps_the_partial_and_the_next_turn_goes_elsew
         doomed.kill()
 
 
+@pytest.mark.reliability("Faults", "server started with every host down, then one comes up")
 def test_the_server_starts_with_every_host_down_and_uses_one_that_comes_up(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -328,6 +335,9 @@ def test_a_fake_reply_with_a_fault_mid_stream_marks_nothing_lost(tmp_path, two):
         assert len(other.chat_requests()) == 1
 
 
+@pytest.mark.reliability(
+    "Faults", "several hosts: one cuts before its first token, the turn fails over"
+)
 def test_a_host_cut_after_its_headers_before_a_token_fails_over(tmp_path):
     """A proxy in front of Ollama may send headers early; a cut then is still "before the
     first token": the turn goes to the next host, and the cut host is checked again at once
