@@ -482,11 +482,14 @@ def test_embedded_format_option_as_ollama_takes_it():
     as_json = make_embedded_chat_model(temperature=0, seed=1, num_predict=120, format="json")
     answer = as_json.invoke("List three colors as JSON.").content
     assert isinstance(json.loads(answer), dict | list)
+    # A bounded string: SmolLM2 writes a long "color" here, which an unbounded one lets
+    # run past num_predict (then the JSON is cut, as Ollama's would be).
     schema = (
-        '{"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}'
+        '{"type": "object", "properties": {"color": {"type": "string", "maxLength": 40}},'
+        ' "required": ["color"]}'
     )
     shaped = make_embedded_chat_model(temperature=0, seed=1, num_predict=60, format=schema)
-    # Strict JSON: SmolLM2 writes a long "color" here, and no raw newline may be in it.
+    # Strict JSON: no raw newline may be in the string either.
     assert set(json.loads(shaped.invoke("Name a color.").content)) == {"color"}
     with pytest.raises(InvalidInputError, match="format must be 'json' or a JSON schema"):
         make_embedded_chat_model(format="yaml")
