@@ -33,6 +33,7 @@ from ollang.chains.context import (
 )
 from ollang.chains.errors import ContextWindowError
 from ollang.chains.fake import FakeChatModel, FakeReply
+from ollang.chains.history import RETRY_LOOKBACK, answered
 from ollang.memory import ChatStore, InMemoryChatStore, SQLiteChatStore
 
 SETTINGS = settings(
@@ -360,6 +361,23 @@ class CountingStore:
         return getattr(self.inner, name)
 
 
+def _without_retried_turn(
+    stored: list[BaseMessage], before: list[BaseMessage], text: str
+) -> list[BaseMessage]:
+    """Issue 13's retry rule: the same question again while the last one has no complete
+    answer (within the chain's lookback of stored messages) retries that turn, so neither
+    it nor its failed attempt is history."""
+    for message in reversed(stored[-RETRY_LOOKBACK:]):
+        if message.type != "human":
+            if message.type == "ai" and answered(message):
+                return before
+            continue
+        if message.content != text:
+            return before
+        return before[: next(i for i, m in enumerate(before) if m.id == message.id)]
+    return before
+
+
 def _is_empty_reply(message: BaseMessage) -> bool:
     return message.type == "ai" and not message.content and not getattr(message, "tool_calls", None)
 
@@ -396,7 +414,8 @@ def test_chain_sends_system_prompt_history_from_human_and_the_new_message(
         store.add_messages(session, [m.model_copy() for m in stored])
     reserve = reply_reserve(model, window)
     for text in inputs:
-        before = [m for m in store.get_messages(session) if not _is_empty_reply(m)]
+        stored_now = store.get_messages(session)
+        before = [m for m in stored_now if not _is_empty_reply(m)]
         sent_before, pages_before = len(model.prompts), counting.pages
         fixed = [*([SystemMessage(system)] if system else []), HumanMessage(text)]
         try:
@@ -423,8 +442,11 @@ def test_chain_sends_system_prompt_history_from_human_and_the_new_message(
         assert estimate_tokens(prompt) <= window - reserve
         # Reading history a page at a time keeps exactly what fitting the whole
         # stored history would keep (and never resends the new message).
-        expected, _ = fit_history(before, window=window, reserve=reserve, fixed=fixed)
+        history = _without_retried_turn(stored_now, before, text)
+        expected, _ = fit_history(history, window=window, reserve=reserve, fixed=fixed)
         assert [m.id for m in body[:-1]] == [m.id for m in expected]
-        event("history trimmed" if len(body) - 1 < len(before) else "whole history sent")
+        if history is not before:
+            event("a retry of the failed turn")
+        event("history trimmed" if len(body) - 1 < len(history) else "whole history sent")
         if counting.pages - pages_before > 1:
             event("history read in several pages")
