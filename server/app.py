@@ -112,27 +112,26 @@ def freeze_startup_objects() -> None:
     process; a full collection walks all of them, 100-120 ms on this project's machine,
     and every stream in flight waits (they showed as the p99 of the server benchmark).
     ``gc.freeze()`` (the standard remedy) moves them to a permanent generation, so
-    collections walk only what requests made. Called by the serving process once the
-    app is built and again once its lifespan has started (``app.state.freeze_gc``); never
-    for an app embedded in someone else's process.
+    collections walk only what requests made. Called once the serving process's app has
+    started (``create_app(freeze_gc=True)``), never for an app embedded in someone else's
+    process.
     """
     gc.collect()
     gc.freeze()
 
 
 def worker_app() -> FastAPI:
-    """The app of one ``--workers N`` process (uvicorn's factory): built, then frozen."""
-    app = create_app()
-    app.state.freeze_gc = True
-    freeze_startup_objects()
-    return app
+    """The app of one ``--workers N`` process (uvicorn's factory)."""
+    return create_app(freeze_gc=True)
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = False) -> FastAPI:
     """The ollang HTTP API and chat page as a FastAPI app.
 
     Args:
         settings: Configuration; default: :class:`ServerSettings` from the environment.
+        freeze_gc: The process serves only this app: once started, move everything built
+            so far out of the cyclic GC (:func:`freeze_startup_objects`).
 
     Opens the session store at once (``settings.store_url``) and closes it at shutdown.
     """
@@ -142,7 +141,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.start()
-        if getattr(app.state, "freeze_gc", False):  # what start-up made, too
+        if freeze_gc:
             freeze_startup_objects()
         try:
             yield
@@ -323,9 +322,7 @@ def serve(
         target: Any = "ollang.server.app:worker_app"
         auth += f", {workers} worker processes"
     else:
-        target = create_app(settings)
-        target.state.freeze_gc = True
-        freeze_startup_objects()
+        target = create_app(settings, freeze_gc=True)
     log.warning("ollang server on http://%s:%s (%s)", settings.host, settings.port, auth)
     uvicorn.run(
         target,
