@@ -36,13 +36,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 MODEL = "llama3:latest"
 
-# The stub with a listen backlog like a real server's (Go's net/http, which Ollama uses,
-# listens with SOMAXCONN); socketserver's default of 5 drops SYNs when hundreds of clients
-# connect at once. tests/fake_ollama.py sets it too now; kept for older checkouts.
-STUB = (
-    "import socketserver, sys; socketserver.TCPServer.request_queue_size = 1024; "
-    "sys.argv[0] = 'fake_ollama'; from tests.fake_ollama import main; main()"
-)
+# The fake Ollama, as a command (run with cwd = the repository; it listens with a
+# backlog like a real server's, so hundreds of clients connecting at once are not dropped).
+FAKE_OLLAMA = [sys.executable, "-m", "tests.fake_ollama"]
 
 
 def _die_with_parent() -> None:
@@ -126,7 +122,7 @@ class Fake:
         if self.config == (tokens, rate) and self.proc and self.proc.poll() is None:
             return False
         self.close()
-        args = [sys.executable, "-c", STUB, "--port", str(self.port), "--model", MODEL]
+        args = [*FAKE_OLLAMA, "--port", str(self.port), "--model", MODEL]
         args += ["--rate", f"{rate:g}", "--tokens", str(tokens)]
         self.proc = start(args, self.env)
         wait_http(f"{self.url}/api/version", 30, self.proc)

@@ -327,14 +327,13 @@ def replica_throughput(url: str, quick: bool) -> dict[str, Any]:
     """Turns per second through nginx with 1 and 2 replicas, alternated."""
     import httpx
     import server_bench
+    from _server_load import FAKE_OLLAMA
 
     clients, rounds, runs = (60, 2, 1) if quick else (200, 3, 2)
     stub_port = free_port()
     stub_url = f"http://127.0.0.1:{stub_port}"
     stub = [
-        sys.executable,
-        "-c",
-        server_bench._STUB,
+        *FAKE_OLLAMA,
         "--port",
         str(stub_port),
         "--rate",

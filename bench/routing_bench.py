@@ -76,6 +76,7 @@ for _path in (str(ROOT), str(BENCH_DIR)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from _server_load import stop, wait_http  # noqa: E402
 from _util import english_text, log, percentile, row  # noqa: E402
 
 from tests.net import free_port  # noqa: E402
@@ -121,33 +122,6 @@ QUICK = Config(sessions=15, turns=5, runs=1, kill_clients=24, kill_turns=5, kill
 
 
 # -- processes ----------------------------------------------------------------------------
-def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up within {timeout:g} s")
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class Host:
     """One cache fake Ollama process."""
@@ -190,11 +164,11 @@ def hosts(
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
             started.append(Host(port, proc))
         for host in started:
-            _wait_http(f"{host.url}/api/version", host.proc)
+            wait_http(f"{host.url}/api/version", 30, host.proc)
         yield started
     finally:
         for host in started:
-            _stop(host.proc)
+            stop(host.proc)
 
 
 @contextlib.contextmanager
@@ -217,10 +191,10 @@ def ollang_serve(urls: list[str], tmp: Path, name: str = "serve") -> Iterator[st
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/health", proc)
+        wait_http(f"{url}/health", 30, proc)
         yield url
     finally:
-        _stop(proc)
+        stop(proc)
         log_file.close()
 
 
@@ -279,10 +253,10 @@ def random_proxy(backends: list[str]) -> Iterator[str]:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/api/version", proc)
+        wait_http(f"{url}/api/version", 30, proc)
         yield url
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def _host_stats(url: str, reset: bool = False) -> dict[str, Any]:

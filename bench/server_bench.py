@@ -61,13 +61,11 @@ for _path in (str(ROOT), str(BENCH_DIR)):
 
 from _server_load import (  # noqa: E402
     MODEL,
-    STUB,
     Fake,
     Outcome,
     ServerPool,
     Target,
     _drive,
-    _turn,
     drive,
     drive_many,
     tail,
@@ -95,9 +93,7 @@ APPS = BENCH_DIR / "anchor_apps"
 KEEP_ALIVE_S = 30  # ollang serve's uvicorn keep-alive (server/app.py), used for the anchors too
 
 
-# Compatibility for bench/api_bench.py and bench/pg_bench.py, which import these.
-_STUB = STUB
-RATE, TOKENS = 5.0, 20  # load B's pacing
+# bench/pg_bench.py imports these.
 STRESS_RATE, STRESS_TOKENS = 50.0, 50  # load C's
 
 
@@ -477,7 +473,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-# -- compatibility helpers (bench/api_bench.py, bench/pg_bench.py) ------------------------------
+# -- helpers bench/pg_bench.py uses ------------------------------
 @contextlib.contextmanager
 def _process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
     """A process that answers ``ready_url``, stopped on exit."""
@@ -489,26 +485,6 @@ def _process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[s
         yield proc
     finally:
         stop(proc)
-
-
-async def _compat_turn(
-    dialect: str, path: str, session: Any, url: str, model: str, index: int
-) -> tuple[float, int, Any]:
-    out = Outcome()
-    await _turn(session, Target(url, path, dialect, model), f"hello {index}", out)
-    if out.completed:
-        return out.ttfts[0], out.tokens, True
-    return -1.0, out.tokens, out.error_samples[0] if out.error_samples else "no token"
-
-
-async def _direct_turn(session: Any, url: str, model: str, index: int) -> tuple[float, int, Any]:
-    """One streamed ``/api/chat``: (ttft_s, tokens, True or what went wrong)."""
-    return await _compat_turn("ndjson", "/api/chat", session, url, model, index)
-
-
-async def _ollang_turn(session: Any, url: str, model: str, index: int) -> tuple[float, int, Any]:
-    """One ``/chat/stream`` (SSE): (ttft_s, tokens, True or what went wrong)."""
-    return await _compat_turn("events", "/chat/stream", session, url, model, index)
 
 
 async def _load(kind: str, url: str, model: str, clients: int, rounds: int) -> dict[str, Any]:
