@@ -63,7 +63,7 @@ def _chain(chain: Any, session: str) -> tuple[float, float, int]:
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Measure and return result rows (see bench/_util.py for the row contract)."""
     from ollang.chains import build_chat_chain
-    from ollang.chains.embedded import _load, make_embedded_chat_model, resolve_embedded_model
+    from ollang.embedded.model import _load, make_embedded_chat_model, resolve_embedded_model
     from ollang.memory import SQLiteChatStore
 
     runs, max_tokens = (3, 64) if quick else (7, 160)

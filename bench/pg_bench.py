@@ -93,7 +93,7 @@ class PgOllang(memory_bench.Memory):
 
     def __init__(self, url: str) -> None:
         from ollang.chains import FakeChatModel, build_chat_chain
-        from ollang.memory.postgres import PostgresChatStore
+        from ollang.memory.postgres.store import PostgresChatStore
 
         self.model = FakeChatModel()
         self.url, self.schema = url, "b_" + uuid.uuid4().hex[:10]
@@ -380,7 +380,7 @@ def replica_throughput(url: str, quick: bool) -> dict[str, Any]:
 # -- many writers into one session --------------------------------------------------------------
 def _writer(store_url: str, n: int, turns: int) -> None:
     from ollang.chains import FakeChatModel, build_chat_chain
-    from ollang.memory.postgres import PostgresChatStore
+    from ollang.memory.postgres.store import PostgresChatStore
 
     with PostgresChatStore(store_url) as store:
         chain = build_chat_chain(FakeChatModel(), store=store, system=SYSTEM)
@@ -391,7 +391,7 @@ def _writer(store_url: str, n: int, turns: int) -> None:
 
 def many_writers(url: str, writers: int, turns: int) -> dict[str, Any]:
     """``writers`` processes, ``turns`` chat turns each, into one session; then check it."""
-    from ollang.memory.postgres import PostgresChatStore
+    from ollang.memory.postgres.store import PostgresChatStore
 
     with pg.fresh_schema_url(url) as store_url:
         PostgresChatStore(store_url).close()

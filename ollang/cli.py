@@ -1,1 +1,628 @@
-../cli.py
+"""ollang's command line, ``ollang`` (also ``python -m ollang``): the module ``ollang.cli``.
+
+A thin adapter over :mod:`ollang.chains` and :mod:`ollang.memory`: parse, call one
+function (in :mod:`ollang.commands`), render. Each command's docstring is its
+``--help`` text. LangChain and the ollama client are imported inside the commands
+that use them, so ``ollang --help`` starts fast. Ollama's own verbs (``run``, ``list``,
+``ps``, ``pull``, ``show``, ``rm``, ``stop``, ``cp``) are top-level commands, as in
+``ollama``; ``ollang models ...`` is the same code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from ollang.commands.common import TurnArgs
+from ollang.commands.startup import defer_httpx_cli
+
+defer_httpx_cli()
+
+__all__ = ["app", "main"]
+
+_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    name="ollang",
+    help="Chat with local models through Ollama (or in-process), with durable sessions.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings=_SETTINGS,
+    pretty_exceptions_enable=False,
+    # click's plain help (as llm's, and Ollama's own): flags without type labels, and
+    # nothing to import for --help.
+    rich_markup_mode=None,
+)
+models_app = typer.Typer(
+    help="Manage models (also top level: ollang list, pull, show, ...).",
+    context_settings=_SETTINGS,
+    rich_markup_mode=None,
+)
+sessions_app = typer.Typer(
+    help="Manage chat sessions: list, show, export, import, search, migrate.",
+    context_settings=_SETTINGS,
+    rich_markup_mode=None,
+)
+app.add_typer(models_app, name="models")
+app.add_typer(sessions_app, name="sessions")
+
+# -- options shared by the commands -----------------------------------------------------
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="Model (default: the session's, else $OLLANG_MODEL, else llama3).",
+    ),
+]
+SystemOpt = Annotated[
+    str | None,
+    typer.Option("--system", "-s", metavar="TEXT", help="System prompt (default: the session's)."),
+]
+SessionOpt = Annotated[
+    str | None,
+    typer.Option("--session", metavar="ID", help="Resume (or create) this session id."),
+]
+ContinueOpt = Annotated[
+    bool, typer.Option("--continue", "-c", help="Resume the most recent session.")
+]
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="Model option (temperature, num_ctx, seed, stop, keep_alive, ...). Repeatable.",
+    ),
+]
+ThinkOpt = Annotated[
+    bool, typer.Option("--think", help="Ask thinking models to reason; show it dimmed, apart.")
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="NAME",
+        help="auto (default: Ollama hosts, then the embedded model), ollama or embedded.",
+    ),
+]
+HostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ollama-host",
+        metavar="URL",
+        help="An Ollama host (any OLLAMA_HOST form, ?priority=N&weight=W&max=M, or "
+        "'embedded'); repeat for several. Overrides $OLLANG_OLLAMA_HOSTS and $OLLAMA_HOST.",
+    ),
+]
+ImageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--image",
+        "-i",
+        metavar="PATH",
+        help="Attach an image (PNG, JPEG, GIF or WebP, at most 10 MiB). Repeatable.",
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", metavar="json", help="Answer in JSON (Ollama's format=json)."),
+]
+SchemaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        metavar="SCHEMA",
+        help="Answer in JSON following SCHEMA: JSON text, a file, or 'name, age int'; "
+        "the answer is checked against it.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ChosenHostOpt = Annotated[
+    str | None,
+    typer.Option("--host", metavar="URL", help="Only on this host (default: every Ollama host)."),
+]
+PromptArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="PROMPT",
+        help="The prompt; '-' reads stdin (piped stdin is appended).",
+        show_default=False,
+    ),
+]
+
+
+def _use_hosts(values: list[str] | None) -> None:
+    if values:
+        from ollang.commands.common import set_ollama_hosts
+
+        try:
+            set_ollama_hosts(values)
+        except ValueError as err:
+            text = str(err).removeprefix("--ollama-host: ")  # click names the option itself
+            raise typer.BadParameter(text, param_hint="--ollama-host") from err
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ollang import __version__
+
+        sys.stdout.write(f"ollang {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ollama_host: HostOpt = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Chat with local models through Ollama (or in-process), with durable sessions."""
+    _use_hosts(ollama_host)
+
+
+# -- chatting ----------------------------------------------------------------------------
+@app.command()
+def chat(
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    session: SessionOpt = None,
+    cont: ContinueOpt = False,
+    option: OptionOpt = None,
+    image: ImageOpt = None,
+    fmt: FormatOpt = None,
+    schema: SchemaOpt = None,
+    think: ThinkOpt = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show timings, token counts and context use.")
+    ] = False,
+    backend: BackendOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Chat in a REPL.
+
+    Type /help for commands, Ctrl-C to stop an answer, Ctrl-D to quit. With --session
+    or -c it resumes a session with its model, system prompt and options.
+    """
+    from ollang.commands.repl import run_chat
+
+    _use_hosts(ollama_host)
+    args = TurnArgs(
+        model, system, session, cont, option or [], image or [], fmt, schema, think, backend
+    )
+    return run_chat(args, verbose=verbose)
+
+
+@app.command()
+def ask(
+    prompt: PromptArg = None,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    session: SessionOpt = None,
+    cont: ContinueOpt = False,
+    option: OptionOpt = None,
+    image: ImageOpt = None,
+    fmt: FormatOpt = None,
+    schema: SchemaOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: response, usage, timings.")
+    ] = False,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Print the answer once it is complete.")
+    ] = False,
+    think: ThinkOpt = False,
+    backend: BackendOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Ask one question and stream the answer.
+
+    Stores nothing unless --session or -c (which resume the session's model, system
+    prompt and options unless given).
+    """
+    from ollang.commands.ask import run_ask
+
+    _use_hosts(ollama_host)
+    args = TurnArgs(
+        model, system, session, cont, option or [], image or [], fmt, schema, think, backend
+    )
+    return run_ask(prompt, args, as_json=as_json, stream=not no_stream)
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model, e.g. llama3.")],
+    prompt: PromptArg = None,
+    system: SystemOpt = None,
+    session: SessionOpt = None,
+    cont: ContinueOpt = False,
+    option: OptionOpt = None,
+    image: ImageOpt = None,
+    fmt: FormatOpt = None,
+    schema: SchemaOpt = None,
+    think: ThinkOpt = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show timings, token counts and context use.")
+    ] = False,
+    backend: BackendOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Run a model, as `ollama run` does.
+
+    With a PROMPT (or piped input): one answer. Without: the REPL.
+    """
+    _use_hosts(ollama_host)
+    args = TurnArgs(
+        model, system, session, cont, option or [], image or [], fmt, schema, think, backend
+    )
+    if prompt is None and sys.stdin.isatty():
+        from ollang.commands.repl import run_chat
+
+        return run_chat(args, verbose=verbose)
+    from ollang.commands.ask import run_ask
+
+    return run_ask(prompt, args, as_json=False, stream=True)
+
+
+@app.command()
+def compare(
+    prompt: Annotated[
+        str, typer.Argument(metavar="PROMPT", help="The prompt sent to every model.")
+    ],
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model", "-m", metavar="NAME", help="A model to compare. Repeat: -m A -m B."
+        ),
+    ],
+    system: SystemOpt = None,
+    option: OptionOpt = None,
+    backend: BackendOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Compare models on one prompt.
+
+    Sends the same prompt to every -m model; shows speed and answers side by side.
+    """
+    from ollang.commands.compare import run_compare
+
+    _use_hosts(ollama_host)
+    return run_compare(prompt, model, system=system, options=option or [], backend=backend)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port.")] = 8000,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", metavar="KEY", help="Require this bearer key. Repeatable."),
+    ] = None,
+    allow_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-model", metavar="GLOB", help="Only models matching this glob. Repeatable."
+        ),
+    ] = None,
+    allow_pull: Annotated[
+        bool, typer.Option("--allow-pull", help="Allow pulling models (POST /models/pull).")
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", metavar="ORIGIN", help="Allow this browser origin."),
+    ] = None,
+    backend: BackendOpt = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, metavar="N", help="Worker processes (one per core is plenty)."),
+    ] = 1,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Run the HTTP API and the browser chat page."""
+    from ollang import server
+    from ollang.commands.common import ollama_hosts_override
+
+    _use_hosts(ollama_host)
+    server.serve(
+        ollama_hosts=[h.text for h in ollama_hosts_override()],
+        host=host,
+        port=port,
+        api_keys=api_key or [],
+        allow_models=allow_model or [],
+        allow_pull=allow_pull,
+        cors_origins=cors_origin or [],
+        backend=backend,
+        workers=workers,
+    )
+    return 0
+
+
+# -- models: top level (as `ollama`) and under `ollang models` ---------------------------
+F = TypeVar("F", bound=Callable[..., int])
+
+
+def _both(name: str) -> Callable[[F], F]:
+    """Register a models command both as ``ollang NAME`` and ``ollang models NAME``."""
+
+    def register(fn: F) -> F:
+        app.command(name)(fn)
+        models_app.command(name)(fn)
+        return fn
+
+    return register
+
+
+@_both("list")
+def models_list(as_json: JsonOpt = False, ollama_host: HostOpt = None) -> int:
+    """List models.
+
+    Every host's: Ollama's, and the embedded backend's (marked).
+    """
+    from ollang.commands.models import list_models
+
+    _use_hosts(ollama_host)
+    return list_models(as_json)
+
+
+@_both("ps")
+def models_ps(as_json: JsonOpt = False, ollama_host: HostOpt = None) -> int:
+    """List the models loaded in memory.
+
+    Their size, where (GPU or CPU) and when they unload, on every Ollama host.
+    """
+    from ollang.commands.models import loaded_models
+
+    _use_hosts(ollama_host)
+    return loaded_models(as_json)
+
+
+@_both("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model to pull, e.g. llama3:8b.")],
+    on: ChosenHostOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Pull a model.
+
+    With per-layer progress, on every Ollama host (or --host).
+    """
+    from ollang.commands.models import pull_model
+
+    _use_hosts(ollama_host)
+    return pull_model(name, on)
+
+
+@_both("show")
+def models_show(
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
+    as_json: JsonOpt = False,
+    parameters: Annotated[bool, typer.Option("--parameters", help="Only its parameters.")] = False,
+    template: Annotated[bool, typer.Option("--template", help="Only its template.")] = False,
+    system: Annotated[bool, typer.Option("--system", help="Only its system prompt.")] = False,
+    license_: Annotated[bool, typer.Option("--license", help="Only its license.")] = False,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Show a model's details.
+
+    Family, parameters, quantization, context length and template.
+    """
+    from ollang.commands.models import show_model
+
+    _use_hosts(ollama_host)
+    only = next(
+        (
+            part
+            for part, on in (
+                ("parameters", parameters),
+                ("template", template),
+                ("system", system),
+                ("license", license_),
+            )
+            if on
+        ),
+        None,
+    )
+    return show_model(name, as_json, only)
+
+
+@_both("rm")
+def models_rm(
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    on: ChosenHostOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Remove a model.
+
+    Asks first unless --yes; from every Ollama host that has it (or --host).
+    """
+    from ollang.commands.models import remove_model
+
+    _use_hosts(ollama_host)
+    return remove_model(name, yes, on)
+
+
+@_both("stop")
+def models_stop(
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
+    on: ChosenHostOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Unload a model from memory.
+
+    Now, with keep_alive 0, on every Ollama host that has it (or --host).
+    """
+    from ollang.commands.models import stop_model
+
+    _use_hosts(ollama_host)
+    return stop_model(name, on)
+
+
+@_both("cp")
+def models_cp(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="The model to copy.")],
+    destination: Annotated[str, typer.Argument(metavar="DESTINATION", help="The new name.")],
+    on: ChosenHostOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Copy a model under a new name.
+
+    On every Ollama host that has it (or --host).
+    """
+    from ollang.commands.models import copy_model
+
+    _use_hosts(ollama_host)
+    return copy_model(source, destination, on)
+
+
+@models_app.callback(invoke_without_command=True)
+def models_default(
+    ctx: typer.Context, as_json: JsonOpt = False, ollama_host: HostOpt = None
+) -> int:
+    """List models (the default), pull, show, rm, ps, stop, cp."""
+    if ctx.invoked_subcommand is None:
+        from ollang.commands.models import list_models
+
+        _use_hosts(ollama_host)
+        return list_models(as_json)
+    return 0
+
+
+# -- sessions -------------------------------------------------------------------
+SessionArg = Annotated[str, typer.Argument(metavar="ID", help="Session id.")]
+
+
+@sessions_app.callback(invoke_without_command=True)
+def sessions_default(ctx: typer.Context, as_json: JsonOpt = False) -> int:
+    """List sessions (the default), show, export, import, rm, rename, search, migrate."""
+    if ctx.invoked_subcommand is None:
+        from ollang.commands.sessions import list_sessions
+
+        return list_sessions(as_json)
+    return 0
+
+
+@sessions_app.command("list")
+def sessions_list(as_json: JsonOpt = False) -> int:
+    """List sessions, most recent first."""
+    from ollang.commands.sessions import list_sessions
+
+    return list_sessions(as_json)
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: SessionArg, as_json: JsonOpt = False) -> int:
+    """Show a session: its settings and its messages."""
+    from ollang.commands.sessions import show_session
+
+    return show_session(session_id, as_json)
+
+
+@sessions_app.command("export")
+def sessions_export(
+    session_id: SessionArg,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="md|json", help="md or json.")
+    ] = "md",
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to this file (default stdout)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> int:
+    """Export a session as Markdown or JSON (JSON round-trips through import)."""
+    from ollang.commands.sessions import export_session
+
+    return export_session(session_id, fmt, output, force)
+
+
+@sessions_app.command("import")
+def sessions_import(
+    path: Annotated[str, typer.Argument(metavar="FILE", help="A JSON export.")],
+    session_id: Annotated[
+        str | None, typer.Option("--as", metavar="ID", help="Import under this id instead.")
+    ] = None,
+) -> int:
+    """Import a session from a JSON export."""
+    from ollang.commands.sessions import import_session
+
+    return import_session(path, session_id)
+
+
+@sessions_app.command("rm")
+def sessions_rm(
+    session_id: SessionArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> int:
+    """Delete a session."""
+    from ollang.commands.sessions import remove_session
+
+    return remove_session(session_id, yes)
+
+
+@sessions_app.command("rename")
+def sessions_rename(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Current id.")],
+    new_id: Annotated[str, typer.Argument(metavar="NEW", help="New id.")],
+) -> int:
+    """Rename a session."""
+    from ollang.commands.sessions import rename_session
+
+    return rename_session(session_id, new_id)
+
+
+@sessions_app.command("search")
+def sessions_search(
+    text: Annotated[
+        str, typer.Argument(metavar="WORDS", help="Words to find (stems match; word* is a prefix).")
+    ],
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many hits.")] = 20,
+    as_json: JsonOpt = False,
+) -> int:
+    """Full-text search over every stored message."""
+    from ollang.commands.sessions import search_sessions
+
+    return search_sessions(text, limit, as_json)
+
+
+@sessions_app.command("migrate")
+def sessions_migrate(
+    to_url: Annotated[
+        str,
+        typer.Option(
+            "--to", metavar="URL", help="Store to copy into, e.g. postgresql://USER:PW@HOST/DB."
+        ),
+    ],
+    from_url: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            help="Store to copy from (default: $OLLANG_STORE_URL or sessions.db).",
+        ),
+    ] = None,
+) -> int:
+    """Copy every session and message to another store (ids, statuses, owners); safe to rerun."""
+    from ollang.commands.sessions import migrate_sessions
+
+    return migrate_sessions(from_url, to_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    from ollang.commands.errors import run
+
+    return run(app, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -157,7 +157,7 @@ def open_test_store(kind: str, directory: Path) -> Iterator[ChatStore]:
             pg.server()
         except RuntimeError as err:
             pytest.skip(str(err))
-        from ollang.memory.postgres import PostgresChatStore
+        from ollang.memory.postgres.store import PostgresChatStore
 
         with pg.fresh_schema_url() as url, PostgresChatStore(url) as store:
             yield store

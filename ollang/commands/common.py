@@ -15,10 +15,10 @@ from ollang.settings import HostSpec, Settings, parse_hosts
 if TYPE_CHECKING:
     from langchain_core.messages import HumanMessage
 
-    from ollang.chains.backend import RoutedModel
-    from ollang.chains.manage import ModelManager
-    from ollang.chains.session_settings import SessionSettings
     from ollang.memory import ChatStore
+    from ollang.routing.backend import RoutedModel
+    from ollang.transport.manage import ModelManager
+    from ollang.turns.session_settings import SessionSettings
 
 __all__ = [
     "TurnArgs",
@@ -160,7 +160,7 @@ def open_default_store() -> ChatStore:
 
 def model_manager() -> ModelManager:
     """Model management on the configured Ollama server."""
-    from ollang.chains.manage import ModelManager
+    from ollang.transport.manage import ModelManager
 
     return ModelManager(settings=cli_settings())
 
@@ -170,9 +170,9 @@ def build_model(backend: str | None, model: str | None, options: dict[str, Any])
     notice goes to stderr when ``auto`` answers with the embedded default model.
 
     Raises:
-        NoHostError, ModelNotFoundError: as :func:`~ollang.chains.backend.routed_chat_model`.
+        NoHostError, ModelNotFoundError: as :func:`~ollang.routing.backend.routed_chat_model`.
     """
-    from ollang.chains.backend import routed_chat_model
+    from ollang.routing.backend import routed_chat_model
 
     routed = routed_chat_model(model, backend=backend, settings=cli_settings(), **options)
     if routed.notice:
@@ -246,7 +246,7 @@ def human_message(text: str, images: Sequence[str]) -> HumanMessage:
     """
     from langchain_core.messages import HumanMessage
 
-    from ollang.chains.images import MAX_IMAGES, image_block_from_path
+    from ollang.turns.images import MAX_IMAGES, image_block_from_path
 
     if not images:
         return HumanMessage(text)
@@ -261,8 +261,8 @@ def session_settings(
     store: ChatStore | None, session_id: str | None, args: TurnArgs, options: dict[str, Any]
 ) -> SessionSettings:
     """The settings of this turn: the command line's, else the session's (see
-    :mod:`ollang.chains.session_settings`); a dim line says what overrode the session's."""
-    from ollang.chains.session_settings import resolve_settings
+    :mod:`ollang.turns.session_settings`); a dim line says what overrode the session's."""
+    from ollang.turns.session_settings import resolve_settings
 
     info = store.get_session(session_id) if store is not None and session_id else None
     settings = resolve_settings(info, model=args.model, system=args.system, options=options)

@@ -6,10 +6,9 @@ import sys
 from contextlib import closing
 from typing import Any
 
-from ollang.chains.errors import ModelNotFoundError, OllamaUnavailableError
 from ollang.commands.common import build_model, parse_options
 from ollang.commands.render import StreamPrinter
-from ollang.errors import OllangError
+from ollang.errors import ModelNotFoundError, OllamaUnavailableError, OllangError
 
 __all__ = ["run_compare"]
 

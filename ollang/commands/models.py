@@ -6,20 +6,20 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ollang.chains.manage import format_gb
 from ollang.commands.common import cli_settings
 from ollang.commands.errors import EXIT_USAGE, fail
 from ollang.errors import InvalidInputError
+from ollang.transport.manage import format_gb
 
 if TYPE_CHECKING:
-    from ollang.chains.manage import ModelManager
-    from ollang.chains.router import Router
+    from ollang.routing.router import Router
+    from ollang.transport.manage import ModelManager
 
 __all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
 
 
 def _router() -> Router:
-    from ollang.chains.router import Router
+    from ollang.routing.router import Router
 
     router = Router.from_settings(cli_settings())
     router.check_all_sync()
@@ -29,7 +29,7 @@ def _router() -> Router:
 def list_models(as_json: bool) -> int:
     """Models on every host that is up (one per line: ``llama3:8b (4.7 GB)``), or a table
     on a terminal; with several hosts, which hosts have each."""
-    from ollang.chains.router import NoHostError
+    from ollang.routing.router import NoHostError
 
     router = _router()
     down = [h for h in router.hosts if not h.state.up and not h.is_embedded]
@@ -75,9 +75,9 @@ def list_models(as_json: bool) -> int:
 def _managers(on: str | None, *, having: str | None = None) -> list[tuple[str, ModelManager]]:
     """The Ollama hosts a model command acts on: ``--host`` alone, else every Ollama host
     that is up (those that have ``having``, when given)."""
-    from ollang.chains.manage import ModelManager
-    from ollang.chains.router import NoHostError
+    from ollang.routing.router import NoHostError
     from ollang.settings import parse_ollama_host
+    from ollang.transport.manage import ModelManager
 
     settings = cli_settings()
     if on is not None:
@@ -94,7 +94,7 @@ def _managers(on: str | None, *, having: str | None = None) -> list[tuple[str, M
     if having is not None:
         holding = [h for h in up if h.has(having)]
         if not holding:
-            from ollang.chains.errors import ModelNotFoundError
+            from ollang.errors import ModelNotFoundError
 
             raise ModelNotFoundError(having, [d.name for d, _ in router.models()])
         up = holding

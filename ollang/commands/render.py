@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ollang.chains.turn import TurnResult
+    from ollang.turns.recorder import TurnResult
 
 __all__ = ["StreamPrinter", "context_meter", "format_stats", "terminal_safe"]
 

@@ -15,7 +15,6 @@ import sys
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-from ollang.chains.errors import ModelNotFoundError
 from ollang.commands.common import (
     TurnArgs,
     build_model,
@@ -30,7 +29,7 @@ from ollang.commands.common import (
     validate_session_id,
 )
 from ollang.commands.render import StreamPrinter, format_stats
-from ollang.errors import OllangError
+from ollang.errors import ModelNotFoundError, OllangError
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
 
 if TYPE_CHECKING:
@@ -38,8 +37,8 @@ if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
 
     from ollang.chains.chat import ChatChain
-    from ollang.chains.turn import TurnResult
     from ollang.memory import ChatStore
+    from ollang.turns.recorder import TurnResult
 
 __all__ = ["Repl", "run_chat"]
 
@@ -224,7 +223,7 @@ class Repl:
     def _attachments(self, text: str) -> tuple[str, list[str]]:
         """Image paths typed in the message (as ``ollama run`` reads them), taken out of
         the text, plus those attached with /image."""
-        from ollang.chains.images import looks_like_image_path
+        from ollang.turns.images import looks_like_image_path
 
         try:
             words = shlex.split(text)
@@ -442,7 +441,7 @@ class Repl:
         self.say(f"model {self.model_name}")
 
     def cmd_image(self, arg: str) -> None:
-        from ollang.chains.images import image_block_from_path
+        from ollang.turns.images import image_block_from_path
 
         if not arg:
             self.say("usage: /image PATH (attached to your next message)")
@@ -557,7 +556,7 @@ class Repl:
 
 def run_chat(args: TurnArgs, *, verbose: bool) -> int:
     """Start the REPL (resuming a session with ``--session`` or ``-c``)."""
-    from ollang.chains.images import image_block_from_path
+    from ollang.turns.images import image_block_from_path
 
     for path in args.images:  # checked before anything starts: a missing file is exit 2
         image_block_from_path(path)

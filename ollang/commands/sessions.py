@@ -89,7 +89,7 @@ ROLE_LABELS = {"human": "you", "ai": "assistant", "system": "system", "tool": "t
 
 
 def _images_of(message: BaseMessage) -> list[str]:
-    from ollang.chains.manage import format_gb
+    from ollang.transport.manage import format_gb
 
     notes = []
     if isinstance(message.content, list):

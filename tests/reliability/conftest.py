@@ -1,6 +1,6 @@
 """Helpers for the reliability suite: ``ollang serve`` as a subprocess, the fake Ollama as a
 separate process that can be killed and restarted, and reading the store straight from disk.
-(The CLI runner is :mod:`tests.cli_process`, shared with ``tests/test_cli.py``.)"""
+(The CLI runner is :mod:`tests.cli_process`, shared with ``tests/integration/test_cli.py``.)"""
 
 from __future__ import annotations
 

@@ -24,17 +24,17 @@ from langchain_core.messages import (
 )
 
 from ollang.chains.chat import ChatChain
-from ollang.chains.context import (
+from ollang.chains.fake import FakeChatModel, FakeReply
+from ollang.errors import ContextWindowError
+from ollang.memory import ChatStore, InMemoryChatStore, SQLiteChatStore
+from ollang.turns.context import (
     SAFETY_MARGIN,
     ContextBudget,
     estimate_tokens,
     fit_history,
     reply_reserve,
 )
-from ollang.chains.errors import ContextWindowError
-from ollang.chains.fake import FakeChatModel, FakeReply
-from ollang.chains.history import RETRY_LOOKBACK, answered
-from ollang.memory import ChatStore, InMemoryChatStore, SQLiteChatStore
+from ollang.turns.history import RETRY_LOOKBACK, answered
 
 SETTINGS = settings(
     max_examples=200,

@@ -1,0 +1,813 @@
+"""The durable session store: one SQLite file, standard library only.
+
+Why it is shaped this way:
+
+* **Per-turn cost stays flat.** A turn reads the last N messages (an index range
+  scan on ``(session_key, rowid)``) and upserts one or two rows. Nothing reads
+  or rewrites the whole session, unlike checkpointers that store a snapshot of
+  the full conversation per step.
+* **Several processes at once.** WAL journal mode lets readers run while one
+  writer writes; every write is one ``BEGIN IMMEDIATE`` transaction, which takes
+  the write lock up front so concurrent writers queue (``busy_timeout``) instead
+  of failing half-way, and nothing is ever half-written.
+* **Several threads at once.** Each thread gets its own connection
+  (``threading.local``). SQLite releases the GIL while it works, so reads in
+  different threads run in parallel, and a writer waiting for another
+  process's lock does not stall this process's readers, which a single shared
+  connection behind a lock would.
+* **Other people's files are left alone.** Before anything is written (even
+  ``PRAGMA journal_mode=WAL`` writes to the file) the file is inspected
+  read-only; anything that is not an ollang database raises
+  :class:`~chains.errors.NotAnOllangDatabaseError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from langchain_core.messages import BaseMessage
+
+from ollang.errors import InvalidInputError
+from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
+from ollang.memory.errors import (
+    NotAnOllangDatabaseError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreError,
+)
+from ollang.memory.images import IMAGE_REF, StoredImage, restore_images, split_images
+from ollang.memory.messages import (
+    content_text,
+    message_from_dict,
+    message_model,
+    message_to_dict,
+    title_from_text,
+)
+from ollang.memory.sqlite.migrations import (
+    APPLICATION_ID,
+    MigrationError,
+    apply_migrations,
+    pending_migrations,
+)
+from ollang.memory.search import fts_query
+
+__all__ = ["SQLiteChatStore"]
+
+T = TypeVar("T")
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SESSION_COLUMNS = "id, title, model, created, updated, message_count, owner, system, options"
+_MESSAGE_COLUMNS = "id, role, content, content_blocks, reasoning, status, created, extra"
+# Keys of a message dict that have their own column; the rest goes to `extra`.
+_COLUMN_KEYS = ("id", "role", "content", "reasoning", "status", "created")
+# SQLite's historical limit on bound parameters is 999; stay well below it.
+_CHUNK = 500
+# Words of context on each side of a match in search snippets.
+_SNIPPET_TOKENS = 16
+_UUID_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+def _db_id(message_id: str) -> str | bytes:
+    """How a message id is stored: uuid hex as its 16 bytes, anything else as text.
+
+    The mapping is one-to-one (a BLOB never equals a TEXT in SQLite), so lookups
+    by id stay exact; see :mod:`memory.migrations` for why.
+    """
+    return bytes.fromhex(message_id) if _UUID_HEX.fullmatch(message_id) else message_id
+
+
+def _message_id(stored: str | bytes) -> str:
+    """The message id a stored value stands for (inverse of :func:`_db_id`)."""
+    return stored.hex() if isinstance(stored, bytes) else stored
+
+
+def _compact(value: Any) -> str:
+    # Compact separators and real UTF-8 (not \u escapes): every byte counts on disk.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Connection:
+    """Holds one thread's connection; weakly tracked so close() can reach it.
+
+    When the thread ends, its ``threading.local`` slot (and so this holder and
+    its connection) is freed, which closes the connection.
+    """
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+# Connections inherited over fork() must never be used or closed in the child
+# (closing could checkpoint and delete the parent's WAL): they are parked here.
+_INHERITED: list[_Connection] = []
+
+
+class SQLiteChatStore(ChatStore):
+    """Chat sessions in an SQLite database file.
+
+    Example::
+
+        with SQLiteChatStore("~/.local/share/ollang/sessions.db") as store:
+            store.add_messages("s1", [HumanMessage("Hi")])
+            store.get_messages("s1", limit=20)
+
+    Args:
+        path: The database file. Parent directories are created; a missing or
+            empty file is initialised; an existing ollang database is upgraded
+            by applying pending migrations.
+        read_only: Open without ever writing (``mode=ro``): reads work, every
+            write raises :class:`StoreError`. The database must already exist
+            and be up to date.
+        timeout: Seconds to wait for another process's write lock before a
+            write fails with :class:`StoreError`.
+
+    Raises:
+        NotAnOllangDatabaseError: ``path`` holds something else (another
+            program's SQLite database, or not SQLite at all). It is not modified.
+        StoreError: the file or its directory cannot be created, opened or read.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, read_only: bool = False, timeout: float = 10.0
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.read_only = read_only
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # Writers of this process take turns here rather than in SQLite's busy handler,
+        # which polls with sleeps of up to 100 ms: under many concurrent turns (the
+        # server) that made each write wait far longer than the lock was held.
+        self._write_lock = threading.Lock()
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._pid = os.getpid()
+        self._closed = False
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self.read_only else ""
+        return f"SQLiteChatStore({str(self.path)!r}{mode})"
+
+    # -- opening ------------------------------------------------------------------
+    def _open(self) -> None:
+        self._forced_read_only = False
+        if not self.read_only and self.path.exists() and self._disk_state() == "read-only":
+            # Reads still work on a read-only disk; writes say why they cannot.
+            self.read_only = self._forced_read_only = True
+        if not self.read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(
+                    f"cannot create the directory {self.path.parent}: {err.strerror or err}",
+                    "choose another location with OLLANG_HOME or --db",
+                ) from err
+        elif not self.path.exists():
+            raise StoreError(f"cannot open {self.path} read-only: no such file")
+        self._inspect()
+        conn = self._conn()
+        try:
+            if self.read_only:
+                missing = pending_migrations(conn)
+                if missing:
+                    raise StoreError(
+                        f"cannot open {self.path} read-only: it needs upgrading "
+                        f"({len(missing)} pending migrations)",
+                        "open it once read-write to upgrade it",
+                    )
+                return
+            # journal_mode is persistent in the file; only switch (a write) when needed.
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            apply_migrations(conn)
+        except MigrationError as err:
+            raise StoreError(f"cannot open {self.path}: {err}", "upgrade ollang") from err
+        except sqlite3.Error as err:
+            raise self._error("open", err) from err
+
+    def _inspect(self) -> None:
+        """Refuse files that are not ours, reading only (never writing) them."""
+        path = self.path
+        try:
+            if not path.exists():
+                return
+            if path.is_dir():
+                raise StoreError(f"cannot open {path}: it is a directory")
+            with path.open("rb") as f:
+                header = f.read(len(_SQLITE_MAGIC))
+        except OSError as err:
+            raise StoreError(f"cannot read {path}: {err.strerror or err}") from err
+        if not header:
+            return  # an empty file: fine to initialise
+        if header != _SQLITE_MAGIC:
+            raise NotAnOllangDatabaseError(str(path), "not an SQLite database")
+        # A read-only connection: sees committed data still in the WAL, and
+        # closing it never checkpoints or otherwise writes to the file.
+        probe = self._connect(read_only=True)
+        try:
+            app_id = probe.execute("PRAGMA application_id").fetchone()[0]
+            names = [
+                row[0]
+                for row in probe.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+                raise self._error("open", err) from err
+            raise NotAnOllangDatabaseError(str(path), str(err)) from err
+        finally:
+            probe.close()
+        if app_id not in (0, APPLICATION_ID):
+            raise NotAnOllangDatabaseError(
+                str(path), f"an SQLite database of another application (application_id {app_id:#x})"
+            )
+        if names and "_ollang_migrations" not in names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise NotAnOllangDatabaseError(str(path), f"an SQLite database with tables {shown}")
+
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        try:
+            if read_only:
+                target = self.path.absolute().as_uri() + "?mode=ro"
+                if self._disk_state() == "read-only":
+                    # Nothing can change the file, and SQLite cannot create the WAL index
+                    # (-shm) it needs to read a WAL database otherwise.
+                    target += "&immutable=1"
+                conn = sqlite3.connect(
+                    target,
+                    uri=True,
+                    timeout=self.timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+        except sqlite3.Error as err:
+            raise self._error("open", err) from err
+        try:
+            # isolation_level=None: autocommit, so the explicit BEGIN IMMEDIATE
+            # of _write is the only transaction control.
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # NORMAL is durable against application crashes in WAL mode; a power
+            # loss may drop the last transactions but never corrupts the file.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as err:
+            conn.close()
+            raise self._error("open", err) from err
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+        if os.getpid() != self._pid:  # forked: start afresh, leave the parent's alone
+            with self._lock:
+                if os.getpid() != self._pid:
+                    _INHERITED.extend(self._connections)
+                    self._connections = weakref.WeakSet()
+                    self._local = threading.local()
+                    self._pid = os.getpid()
+        holder: _Connection | None = getattr(self._local, "holder", None)
+        if holder is None:
+            holder = _Connection(self._connect(read_only=self.read_only))
+            self._local.holder = holder
+            with self._lock:
+                self._connections.add(holder)
+        return holder.conn
+
+    def close(self) -> None:
+        """Close every thread's connection. Later calls raise :class:`StoreError`."""
+        with self._lock:
+            self._closed = True
+            holders = list(self._connections)
+            self._connections = weakref.WeakSet()
+        for holder in holders:
+            # Best effort: a connection busy in another thread may refuse.
+            with contextlib.suppress(sqlite3.Error):
+                holder.conn.close()
+
+    # -- plumbing -----------------------------------------------------------------
+    def _error(self, action: str, err: sqlite3.Error) -> StoreError:
+        """A :class:`StoreError` naming the file, with a hint for the usual causes."""
+        text = str(err)
+        low = text.lower()
+        hint = ""
+        # SQLite reports a full or read-only disk as a plain "disk I/O error" when it
+        # happens on its -wal/-shm files: ask the file system which it is.
+        io_kind = ("disk i/o", "unable to open", "full", "readonly", "read-only")
+        disk = self._disk_state() if any(kind in low for kind in io_kind) else None
+        if disk == "full":
+            text = f"the disk is full ({text})"
+        elif disk == "read-only":
+            text = f"the file system is read-only ({text})"
+        low = text.lower()
+        if "readonly" in low or "read-only" in low or "read only" in low:
+            hint = "the database file or its directory is read-only; check their permissions"
+        elif "locked" in low or "busy" in low:
+            hint = f"another process kept the database busy for over {self.timeout:g} s; try again"
+        elif "full" in low:
+            hint = "the disk is full; free some space"
+        elif "unable to open" in low:
+            hint = "check that the directory exists and that you may write to it"
+        elif "malformed" in low or "not a database" in low:
+            hint = "the file is damaged; restore it from a backup or move it away"
+        return StoreError(f"cannot {action} {self.path}: {text}", hint)
+
+    def _disk_state(self) -> str | None:
+        """``"full"``, ``"read-only"`` or ``None`` for the file system holding the store."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        if st.f_flag & os.ST_RDONLY:
+            return "read-only"
+        if st.f_bavail * st.f_frsize < 256 * 1024:
+            return "full"
+        return None
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn()
+        try:
+            return fn(conn)
+        except sqlite3.Error as err:
+            raise self._error("read", err) from err
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction: all of it or nothing."""
+        if self._forced_read_only:
+            raise StoreError(
+                f"cannot write to {self.path}: the file system is read-only",
+                "nothing was saved; make the data directory writable (or set OLLANG_HOME)",
+            )
+        if self.read_only:
+            raise StoreError(
+                f"cannot write to {self.path}: it was opened read-only",
+                "open it without read_only to change it",
+            )
+        conn = self._conn()
+        if getattr(self._local, "batch", False):
+            return self._write_in_batch(conn, fn)
+        try:
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as err:
+            raise self._error("write to", err) from err
+        return result
+
+    def _write_in_batch(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` inside this thread's batch transaction, in a savepoint of its own."""
+        try:
+            conn.execute("SAVEPOINT ollang_call")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK TO ollang_call")
+                conn.execute("RELEASE ollang_call")
+                raise
+            conn.execute("RELEASE ollang_call")
+        except sqlite3.Error as err:
+            raise self._error("write to", err) from err
+        return result
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """See :meth:`ChatStore.batch`: one ``BEGIN IMMEDIATE`` transaction for this
+        thread's calls, a savepoint for each."""
+        if getattr(self._local, "batch", False):  # nested: the outer batch commits
+            yield
+            return
+        if self.read_only or self._forced_read_only:
+            yield  # every write inside raises its own clear error
+            return
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise self._error("write to", err) from err
+            self._local.batch = True
+            try:
+                yield
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as err:
+                    raise self._error("write to", err) from err
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.batch = False
+
+    @staticmethod
+    def _now(conn: sqlite3.Connection) -> float:
+        # Strictly after every stored `updated`, even when the clock is coarse or
+        # steps back, so "most recently updated" is always well defined.
+        latest = conn.execute("SELECT max(updated) FROM sessions").fetchone()[0]
+        now = time.time()
+        return now if latest is None or now > latest else latest + 1e-6
+
+    @staticmethod
+    def _ensure_session(conn: sqlite3.Connection, session_id: str, now: float) -> int:
+        conn.execute(
+            "INSERT OR IGNORE INTO sessions(id, created, updated) VALUES (?, ?, ?)",
+            (session_id, now, now),
+        )
+        row = conn.execute("SELECT key FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return int(row[0])
+
+    # -- messages -----------------------------------------------------------------
+    def get_messages(self, session_id: str, limit: int | None = None) -> list[BaseMessage]:
+        """See :meth:`ChatStore.get_messages`."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []
+        sql, params = self._messages_query(session_id, limit)
+
+        def read(conn: sqlite3.Connection) -> list[BaseMessage]:
+            rows = conn.execute(sql, params).fetchall()
+            rows.reverse()
+            return [_message_from_row(row, conn) for row in rows]
+
+        return self._read(read)
+
+    @staticmethod
+    def _link_images(
+        conn: sqlite3.Connection, key: int, message_id: Any, images: list[StoredImage]
+    ) -> None:
+        """Store each image once and record which message refers to it."""
+        rowid = conn.execute(
+            "SELECT rowid FROM messages WHERE session_key = ? AND id = ?", (key, message_id)
+        ).fetchone()[0]
+        for image in images:
+            digest = bytes.fromhex(image.hash)
+            conn.execute(
+                "INSERT OR IGNORE INTO images(hash, mime, data) VALUES (?, ?, ?)",
+                (digest, image.mime, image.data),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO message_images(message_rowid, hash) VALUES (?, ?)",
+                (rowid, digest),
+            )
+
+    @staticmethod
+    def _linked_hashes(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> set[bytes]:
+        """The image hashes the messages matching ``where`` refer to (read before deleting)."""
+        rows = conn.execute(
+            "SELECT DISTINCT l.hash FROM message_images AS l "
+            f"WHERE l.message_rowid IN (SELECT rowid FROM messages WHERE {where})",
+            params,
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    @staticmethod
+    def _forget_images(conn: sqlite3.Connection, hashes: set[bytes]) -> None:
+        """Drop the links of deleted messages and those of ``hashes`` no message uses now.
+
+        Scoped to what was deleted (by primary key and the hash index), so a delete costs
+        the same with 20 images stored or 20,000.
+        """
+        if not hashes:
+            return
+        # ON DELETE CASCADE removed the links when foreign_keys is on; explicit anyway.
+        conn.executemany(
+            "DELETE FROM message_images WHERE hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM messages WHERE messages.rowid = message_images.message_rowid)",
+            [(h,) for h in hashes],
+        )
+        conn.executemany(
+            "DELETE FROM images WHERE hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM message_images WHERE message_images.hash = images.hash)",
+            [(h,) for h in hashes],
+        )
+
+    @staticmethod
+    def _messages_query(session_id: str, limit: int | None) -> tuple[str, tuple[Any, ...]]:
+        """The SQL of :meth:`get_messages`: newest first, by index range scan."""
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+            "WHERE session_key = (SELECT key FROM sessions WHERE id = ?) "
+            "ORDER BY rowid DESC"
+        )
+        if limit is None:
+            return sql, (session_id,)
+        return sql + " LIMIT ?", (session_id, limit)
+
+    def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
+        """See :meth:`ChatStore.add_messages`."""
+        if not messages:
+            return
+        # Everything that can fail on the input fails here, before the transaction.
+        rows: list[tuple[tuple[Any, ...], str | None, str | None, list[StoredImage]]] = []
+        for message in messages:
+            if message.id is None:
+                message.id = uuid.uuid4().hex  # on the caller's object: it may upsert later
+            data = message_to_dict(message)
+            title = None
+            if data["role"] == "human":
+                title = title_from_text(content_text(data["content"]))
+            images: list[StoredImage] = []
+            if not isinstance(data["content"], str):
+                data["content"], images = split_images(data["content"])
+            try:
+                params = _row_params(data)
+            except UnicodeEncodeError as err:
+                raise InvalidInputError(f"a message is not valid Unicode ({err.reason})") from err
+            except (TypeError, ValueError) as err:  # e.g. a tool artifact that is not JSON
+                raise InvalidInputError(f"a message cannot be stored as JSON ({err})") from err
+            rows.append((params, title, message_model(message), images))
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = self._now(conn)
+            key = self._ensure_session(conn, session_id, now)
+            added = 0
+            title: str | None = None
+            model: str | None = None
+            for p, derived, used, images in rows:
+                updated = conn.execute(
+                    "UPDATE messages SET role = ?, content = ?, content_blocks = ?, "
+                    "reasoning = ?, status = ?, extra = ? WHERE session_key = ? AND id = ?",
+                    (p[1], p[2], p[3], p[4], p[5], p[7], key, p[0]),
+                ).rowcount
+                if not updated:
+                    conn.execute(
+                        f"INSERT INTO messages(session_key, {_MESSAGE_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (key, *p[:6], p[6] if p[6] is not None else now, p[7]),
+                    )
+                    added += 1
+                if images:
+                    self._link_images(conn, key, p[0], images)
+                title = title or derived
+                model = used or model
+            conn.execute(
+                "UPDATE sessions SET updated = ?, message_count = message_count + ?, "
+                "title = coalesce(title, ?), model = coalesce(?, model) WHERE key = ?",
+                (now, added, title, model, key),
+            )
+
+        self._write(write)
+
+    def delete_messages(self, session_id: str, message_ids: Sequence[str]) -> int:
+        """See :meth:`ChatStore.delete_messages`."""
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return 0
+
+        def write(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT key FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None:
+                return 0
+            deleted = 0
+            hashes: set[bytes] = set()
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                params = (row[0], *map(_db_id, chunk))
+                hashes |= self._linked_hashes(conn, f"session_key = ? AND id IN ({marks})", params)
+                deleted += conn.execute(
+                    f"DELETE FROM messages WHERE session_key = ? AND id IN ({marks})", params
+                ).rowcount
+            if deleted:
+                conn.execute(
+                    "UPDATE sessions SET message_count = message_count - ?, updated = ? "
+                    "WHERE key = ?",
+                    (deleted, self._now(conn), row[0]),
+                )
+                self._forget_images(conn, hashes)
+            return deleted
+
+        return self._write(write)
+
+    # -- sessions -----------------------------------------------------------------
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        """See :meth:`ChatStore.get_session`."""
+        row = self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        )
+        return _session_info(row) if row else None
+
+    def list_sessions(self, *, owner: str | None = None) -> list[SessionInfo]:
+        """See :meth:`ChatStore.list_sessions`."""
+        where, params = ("", ()) if owner is None else ("WHERE owner = ? ", (owner,))
+        rows = self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions {where}ORDER BY updated DESC, key DESC",
+                params,
+            ).fetchall()
+        )
+        return [_session_info(row) for row in rows]
+
+    def claim_session(self, session_id: str, owner: str | None) -> bool:
+        """See :meth:`ChatStore.claim_session`.
+
+        An existing session is checked with a plain read (owners never change);
+        creating one is a single write transaction that re-checks, so two
+        claimants racing on a new id cannot both get it.
+        """
+
+        def owner_of(conn: sqlite3.Connection) -> tuple[str | None] | None:
+            row: tuple[str | None] | None = conn.execute(
+                "SELECT owner FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            return row
+
+        def write(conn: sqlite3.Connection) -> tuple[str | None]:
+            row = owner_of(conn)
+            if row is None:
+                now = self._now(conn)
+                conn.execute(
+                    "INSERT INTO sessions(id, created, updated, owner) VALUES (?, ?, ?, ?)",
+                    (session_id, now, now, owner),
+                )
+                return (owner,)
+            return row
+
+        row = self._read(owner_of) or self._write(write)
+        return owner is None or row[0] == owner
+
+    def update_session(
+        self,
+        session_id: str,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """See :meth:`ChatStore.update_session`."""
+        encoded = None if options is None else _compact(dict(options)) if options else ""
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = self._now(conn)
+            key = self._ensure_session(conn, session_id, now)
+            conn.execute(
+                "UPDATE sessions SET title = coalesce(?, title), model = coalesce(?, model), "
+                "system = CASE WHEN ? IS NULL THEN system ELSE nullif(?, '') END, "
+                "options = CASE WHEN ? IS NULL THEN options ELSE nullif(?, '') END, "
+                "updated = ? WHERE key = ?",
+                (title, model, system, system, encoded, encoded, now, key),
+            )
+
+        self._write(write)
+
+    def delete_session(self, session_id: str) -> bool:
+        """See :meth:`ChatStore.delete_session`."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT key FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None:
+                return False
+            # Explicit, though ON DELETE CASCADE would do it: it does not depend on
+            # the connection having foreign_keys on.
+            hashes = self._linked_hashes(conn, "session_key = ?", (row[0],))
+            conn.execute("DELETE FROM messages WHERE session_key = ?", (row[0],))
+            conn.execute("DELETE FROM sessions WHERE key = ?", (row[0],))
+            self._forget_images(conn, hashes)
+            return True
+
+        return self._write(write)
+
+    def rename_session(self, old: str, new: str) -> None:
+        """See :meth:`ChatStore.rename_session`."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT key FROM sessions WHERE id = ?", (old,)).fetchone()
+            if row is None:
+                raise SessionNotFoundError(old)
+            if old == new:
+                return
+            if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (new,)).fetchone():
+                raise SessionExistsError(new)
+            conn.execute(
+                "UPDATE sessions SET id = ?, updated = ? WHERE key = ?",
+                (new, self._now(conn), row[0]),
+            )
+
+        self._write(write)
+
+    # -- search -------------------------------------------------------------------
+    def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
+        """See :meth:`ChatStore.search` (FTS5 word match, newest first)."""
+        query = fts_query(text, prefix=True)
+        if not query or limit <= 0:
+            return []
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT s.id, m.id, m.role, "
+                "snippet(messages_fts, 0, ?, ?, ?, ?), m.created "
+                "FROM messages_fts JOIN messages AS m ON m.rowid = messages_fts.rowid "
+                "JOIN sessions AS s ON s.key = m.session_key "
+                "WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT ?",
+                (SNIPPET_MARK, SNIPPET_MARK, SNIPPET_ELLIPSIS, _SNIPPET_TOKENS, query, limit),
+            ).fetchall()
+        )
+        return [
+            SearchHit(session, _message_id(message), role, text, created)
+            for session, message, role, text, created in rows
+        ]
+
+
+def _row_params(data: dict[str, Any]) -> tuple[Any, ...]:
+    """A message dict as column values, in ``_MESSAGE_COLUMNS`` order."""
+    content = data["content"]
+    if isinstance(content, str):
+        text, blocks = content, None
+    else:
+        text, blocks = content_text(content), _compact(content)
+    extra = {key: value for key, value in data.items() if key not in _COLUMN_KEYS}
+    params = (
+        _db_id(data["id"]),
+        data["role"],
+        text,
+        blocks,
+        data.get("reasoning"),
+        None if data["status"] == "complete" else data["status"],
+        data["created"],
+        _compact(extra) if extra else None,
+    )
+    for value in params:  # fail before the transaction, not inside it
+        if isinstance(value, str):
+            value.encode("utf-8")
+    return params
+
+
+def _session_info(row: tuple[Any, ...]) -> SessionInfo:
+    key, title, model, created, updated, count, owner, system, options = row
+    return SessionInfo(
+        key,
+        title,
+        model,
+        created,
+        updated,
+        count,
+        owner,
+        system=system,
+        options=json.loads(options) if options else None,
+    )
+
+
+def _message_from_row(row: tuple[Any, ...], conn: sqlite3.Connection) -> BaseMessage:
+    msg_id, role, text, blocks, reasoning, status, created, extra = row
+    data: dict[str, Any] = json.loads(extra) if extra else {}
+    content: str | list[Any] = text
+    if blocks is not None:
+        decoded: list[Any] = json.loads(blocks)
+        if IMAGE_REF in blocks:
+            decoded = restore_images(decoded, lambda refs: _fetch_images(conn, refs))
+        content = decoded
+    data.update(
+        id=_message_id(msg_id),
+        role=role,
+        content=content,
+        status=status or "complete",
+        created=created,
+    )
+    if reasoning is not None:
+        data["reasoning"] = reasoning
+    return message_from_dict(data, copy_values=False)  # everything here was just decoded
+
+
+def _fetch_images(conn: sqlite3.Connection, refs: list[str]) -> dict[str, bytes]:
+    marks = ", ".join("?" * len(refs))
+    rows = conn.execute(
+        f"SELECT hash, data FROM images WHERE hash IN ({marks})",
+        [bytes.fromhex(ref) for ref in refs],
+    ).fetchall()
+    return {bytes(digest).hex(): bytes(data) for digest, data in rows}

@@ -1,0 +1,318 @@
+"""Routing requests over several model hosts: health-checked, model-aware, session-affine.
+
+The order a request tries hosts in (README: "Several Ollama hosts"):
+
+1. only hosts that are up and have the model;
+2. by **priority tier** (``?priority=N``, lower first): a later tier only when no host of
+   an earlier one can take the request (down, lacking the model, or full);
+3. within a tier: the host the **session** used last (Ollama keeps its prompt cache);
+   then the fewest requests **in flight** per unit of ``weight``, where a host that has
+   not loaded the model counts :data:`COLD_PENALTY` requests more (a cold load costs
+   seconds, but so does queueing: a busy loaded host sends new work to a cold one);
+   ties broken at random;
+4. a host at its ``max`` concurrent requests is skipped; when every candidate is full the
+   request waits for a free slot.
+
+Before the first token, a refused connection, a 5xx or "model not found" on one host
+fails over to the next (the host is marked down, or its model list corrected). Health
+checks run in the background (``/api/version``, ``/api/tags``, ``/api/ps``): every few
+seconds while a host is up, with a short backoff (at most :data:`MAX_BACKOFF` s) while
+it is down, so a host that comes back is used within seconds, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ollang.errors import ModelNotFoundError, OllamaUnavailableError
+from ollang.routing.hosts import Host, make_hosts
+from ollang.settings import Settings
+from ollang.transport.manage import ModelDetails, normalise_model
+
+__all__ = ["CHECK_INTERVAL", "COLD_PENALTY", "MAX_BACKOFF", "HostLease", "NoHostError", "Router"]
+
+#: Seconds between checks of a host that is up.
+CHECK_INTERVAL = 5.0
+#: Longest wait between checks of a host that is down.
+MAX_BACKOFF = 2.0
+#: How many in-flight requests a cold load (the model not in the host's memory) is worth.
+COLD_PENALTY = 2.0
+
+
+class NoHostError(OllamaUnavailableError):
+    """No host that could answer is up (or every one of them failed)."""
+
+    def __init__(
+        self, model: str | None, tried: Sequence[Host], available: Sequence[str] = ()
+    ) -> None:
+        names = "; ".join(f"{h.name}: {h.state.error or 'down'}" for h in tried) or "none"
+        self.model = model
+        self.tried = [h.name for h in tried]
+        self.available = list(available)
+        OllamaUnavailableError.__init__(self, ", ".join(self.tried) or "no host")
+        if model:
+            self.message = (
+                f"model {model!r} is not available: no host that could run it is reachable "
+                f"(tried: {names})"
+            )
+        else:
+            self.message = f"no model host is reachable (tried: {names})"
+        self.hint = (
+            "start Ollama (`ollama serve`) on one of them; ollang checks again every few "
+            "seconds and uses it as soon as it answers"
+        )
+        if self.available:
+            self.hint += "; available now: " + ", ".join(self.available)
+
+
+@dataclass
+class HostLease:
+    """A request's claim on one in-flight slot of a host; release it when done."""
+
+    host: Host
+    router: Router
+    released: bool = False
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        if not self.released:
+            self.released = True
+            self.router._release(self.host)
+
+
+class Router:
+    """The configured hosts, their health, and which one a request goes to.
+
+    Args:
+        hosts: The hosts, in configuration order.
+        check_interval: Seconds between checks of a host that is up.
+    """
+
+    def __init__(self, hosts: Sequence[Host], *, check_interval: float = CHECK_INTERVAL) -> None:
+        self.hosts = list(hosts)
+        self.check_interval = check_interval
+        self._tasks: list[asyncio.Task[None]] = []
+        self._freed: asyncio.Condition | None = None
+        self._wake: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, backend: str | None = None) -> Router:
+        """The hosts of ``settings`` for ``backend`` (see :func:`make_hosts`)."""
+        return cls(make_hosts(settings, backend))
+
+    def __repr__(self) -> str:
+        return f"Router({self.hosts!r})"
+
+    # -- health ---------------------------------------------------------------
+    async def check_all(self) -> None:
+        """Check every host now, concurrently."""
+        await asyncio.gather(*(host.probe() for host in self.hosts))
+
+    def check_all_sync(self) -> None:
+        """:meth:`check_all` from synchronous code (the CLI): one thread per host."""
+        if len(self.hosts) == 1:
+            self.hosts[0].probe_sync()
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            list(pool.map(lambda host: host.probe_sync(), self.hosts))
+
+    async def start(self) -> None:
+        """Check every host once, then keep checking in the background."""
+        self._freed = asyncio.Condition()
+        await self.check_all()
+        for host in self.hosts:
+            self._wake[host.name] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._watch(host), name=f"check {host.name}"))
+
+    async def _watch(self, host: Host) -> None:
+        wake = self._wake[host.name]
+        while True:
+            state = host.state
+            if state.up:
+                delay = self.check_interval
+            else:
+                delay = min(0.25 * 2 ** max(state.failures - 1, 0), MAX_BACKOFF)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+            wake.clear()
+            await host.probe()
+            if host.state.up:
+                await self._notify()
+
+    async def stop(self) -> None:
+        """Stop the background checks and close connections."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every host's connections (of the running loop)."""
+        await asyncio.gather(*(host.close() for host in self.hosts), return_exceptions=True)
+
+    def failed(self, host: Host, error: BaseException, model: str | None = None) -> None:
+        """A request saw ``host`` fail: down at once (or its model list corrected)."""
+        if isinstance(error, ModelNotFoundError) and model is not None:
+            host.forget_model(model)
+        else:
+            host.mark_down(getattr(error, "message", None) or f"{type(error).__name__}")
+        wake = self._wake.get(host.name)
+        if wake is not None:
+            wake.set()
+
+    async def recheck(self, name: str) -> None:
+        """Check host ``name`` now (after a pull or a removal changed what it has)."""
+        for host in self.hosts:
+            if host.name == name:
+                await host.probe()
+
+    # -- what is where ----------------------------------------------------------
+    def models(self) -> list[tuple[ModelDetails, list[str]]]:
+        """Every model of every up host, with the hosts that have it, sorted by name."""
+        found: dict[str, tuple[ModelDetails, list[str]]] = {}
+        for host in self.hosts:
+            if not host.state.up:
+                continue
+            for key, details in host.state.models.items():
+                entry = found.setdefault(key, (details, []))
+                entry[1].append(host.name)
+        return sorted(found.values(), key=lambda item: item[0].name)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every host's state (``/health``)."""
+        return [host.status() for host in self.hosts]
+
+    def has_model(self, model: str) -> bool:
+        """Whether some up host has ``model``."""
+        return any(h.state.up and h.has(model) for h in self.hosts)
+
+    def installed_name(self, model: str) -> str:
+        """The name ``model`` is installed under on the hosts (``llama3`` → ``llama3:latest``)."""
+        for host in self.hosts:
+            if host.state.up and host.has(model):
+                return host.installed_name(model)
+        return model
+
+    def check_model(self, model: str) -> None:
+        """Raise unless some up host has ``model``.
+
+        Raises:
+            NoHostError: no host is up (503), or only down hosts were known to have it.
+            ModelNotFoundError: the up hosts lack it (404, naming what they have).
+        """
+        if self.has_model(model):
+            return
+        down = [h for h in self.hosts if not h.state.up]
+        available = [details.name for details, _ in self.models()]
+        # A down host that was never seen up may have it; one that was may still.
+        maybe = [h for h in down if h.state.version is None or h.has(model)]
+        if not any(h.state.up for h in self.hosts) or maybe:
+            raise NoHostError(model, down, available)
+        raise ModelNotFoundError(model, available)
+
+    def order(
+        self, model: str, *, affinity: str | None = None, exclude: Iterable[Host] = ()
+    ) -> list[Host]:
+        """The hosts to try for ``model``, best first (see the module docstring)."""
+        skipped = set(map(id, exclude))
+        usable = [h for h in self.hosts if h.state.up and h.has(model) and id(h) not in skipped]
+        ordered: list[Host] = []
+        for tier in sorted({h.spec.priority for h in usable}):
+            group = [h for h in usable if h.spec.priority == tier]
+            group.sort(
+                key=lambda h: (
+                    h.name != affinity,
+                    h.in_flight / h.spec.weight + (0.0 if h.loaded(model) else COLD_PENALTY),
+                    random.random(),
+                )
+            )
+            ordered += group
+        return ordered
+
+    # -- leasing ----------------------------------------------------------------
+    async def lease(
+        self,
+        model: str,
+        *,
+        affinity: str | None = None,
+        exclude: Sequence[Host] = (),
+        wait: float = 120.0,
+    ) -> HostLease:
+        """A slot on the best host for ``model`` that has one free; waits while all are full.
+
+        Raises:
+            NoHostError / ModelNotFoundError: as :meth:`check_model`, or when every
+                candidate was excluded (they failed this request).
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            candidates = self.order(model, affinity=affinity, exclude=exclude)
+            if not candidates:
+                if exclude:
+                    raise NoHostError(model, list(exclude))
+                self.check_model(model)
+                raise NoHostError(model, [h for h in self.hosts if h.has(model)])
+            for host in candidates:
+                if not host.full:
+                    host.in_flight += 1
+                    return HostLease(host, self)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                err = NoHostError(model, candidates)
+                err.message = (
+                    f"every host that has {model!r} is at its concurrency limit "
+                    f"({', '.join(h.name for h in candidates)})"
+                )
+                err.hint = "try again shortly, or raise the hosts' max=N"
+                raise err
+            await self._wait_for_slot(remaining)
+
+    async def _wait_for_slot(self, timeout: float) -> None:
+        if self._freed is None:
+            self._freed = asyncio.Condition()
+        async with self._freed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), timeout=min(timeout, 1.0))
+
+    def _release(self, host: Host) -> None:
+        host.in_flight = max(0, host.in_flight - 1)
+        if self._freed is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop (shutdown)
+                asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        if self._freed is not None:
+            async with self._freed:
+                self._freed.notify_all()
+
+    async def context_length(self, model: str) -> int | None:
+        """The model's context length from a host that has it (cached per host)."""
+        for host in self.order(model):
+            with contextlib.suppress(Exception):
+                return await host.context_length(model)
+        return None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Router]:
+        """Start the background checks for the duration of a block."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+
+def normalised(names: Iterable[str]) -> set[str]:
+    """Model names as Ollama reads them."""
+    return {normalise_model(n) for n in names}

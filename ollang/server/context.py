@@ -1,0 +1,111 @@
+"""What the routes share, each job in its own small object.
+
+One :class:`ServerContext` lives on ``app.state.ctx``. Routes go through its parts:
+
+* :attr:`~ServerContext.gate` (:class:`~ollang.server.gate.ModelGate`): the allow-list
+  and which models the hosts have;
+* :attr:`~ServerContext.engine` (:class:`~ollang.server.turns.TurnEngine`): every model
+  request, over :attr:`~ServerContext.router` (the hosts) and the store writer;
+* :attr:`~ServerContext.sessions` (:class:`~ollang.server.sessions.SessionAccess`):
+  ownership, claims, reading and deleting sessions;
+* :attr:`~ServerContext.auth`, :attr:`~ServerContext.metrics`, and
+  :attr:`~ServerContext.managers` (model management per Ollama host).
+
+No route reaches into the store by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from fastapi import FastAPI, Request
+
+from ollang.memory import ChatStore, open_store
+from ollang.routing.router import Router
+from ollang.server.auth import Authenticator
+from ollang.server.gate import ModelGate
+from ollang.server.metrics import Metrics
+from ollang.server.sessions import SessionAccess
+from ollang.server.settings import ServerSettings
+from ollang.server.turns import TurnEngine
+from ollang.server.writer import StoreWriter
+from ollang.settings import HostSpec, Settings, parse_hosts, parse_ollama_host
+from ollang.transport.manage import ModelManager
+
+__all__ = ["ServerContext", "context_of"]
+
+log = logging.getLogger("ollang.server")
+
+
+class ServerContext:
+    """Shared state of one app instance (see the module docstring).
+
+    Server settings that are ``None`` fall back to the environment's
+    :class:`~ollang.settings.Settings` (``OLLAMA_HOST``, ``OLLANG_BACKEND``, ...).
+    Call :meth:`start` on the app's event loop (the lifespan does) before serving.
+    """
+
+    def __init__(self, settings: ServerSettings, base: Settings | None = None) -> None:
+        self.settings = settings
+        base = base or Settings.from_env()
+        if settings.ollama_hosts:
+            base = base.with_hosts(parse_hosts(",".join(settings.ollama_hosts)))
+        elif settings.ollama_url:
+            base = base.with_hosts((HostSpec(parse_ollama_host(settings.ollama_url)),))
+        self.chain_settings = dataclasses.replace(
+            base,
+            model=settings.default_model or base.model,
+            backend=settings.backend or base.backend,
+        )
+        self.ollama_url = self.chain_settings.ollama_url
+        self.auth = Authenticator(settings.key_values())
+        self.store: ChatStore = open_store(
+            settings.store_url or base.store_url, settings=self.chain_settings
+        )
+        self.router = Router.from_settings(self.chain_settings)
+        self.managers = {
+            h.name: ModelManager(h.name, settings=self.chain_settings)
+            for h in self.router.hosts
+            if not h.is_embedded
+        }
+        self.gate = ModelGate(
+            settings.allow_models, self.router, default_model=self.chain_settings.model
+        )
+        self.writer = StoreWriter(self.store)
+        self.metrics = Metrics(self.router, self.writer)
+        self.engine = TurnEngine(self.router, self.store, self.writer, self.metrics)
+        self.sessions = SessionAccess(self.store)
+
+    @property
+    def manager(self) -> ModelManager:
+        """Model management on the first Ollama host."""
+        return (
+            next(iter(self.managers.values()))
+            if self.managers
+            else ModelManager(self.ollama_url, settings=self.chain_settings)
+        )
+
+    async def start(self) -> None:
+        """Check the hosts once (the server starts even when every host is down), then
+        keep checking them in the background."""
+        await self.router.start()
+        down = [h.name for h in self.router.hosts if not h.state.up]
+        if down:
+            log.warning("not reachable now (checked again every few seconds): %s", ", ".join(down))
+
+    async def stop(self) -> None:
+        """Stop the checks and close upstream connections."""
+        await self.router.stop()
+
+    def close(self) -> None:
+        """Finish queued store writes, then release the store."""
+        self.writer.close()
+        self.store.close()
+
+
+def context_of(request_or_app: Request | FastAPI) -> ServerContext:
+    """The :class:`ServerContext` of an app, or of the app serving a request."""
+    app = request_or_app if isinstance(request_or_app, FastAPI) else request_or_app.app
+    ctx: ServerContext = app.state.ctx
+    return ctx

@@ -1,0 +1,410 @@
+"""Ollama's API on ollang: ``/api/chat``, ``/api/generate``, ``/api/tags``, ``/api/show``,
+``/api/ps``, ``/api/version``, ``/api/pull`` (only with ``--allow-pull``) and ``/api/embed``
+(passed on to a host that has the model) — thin over the turn engine (translation:
+:mod:`.dialect_ollama`).
+
+ollama-python, ollama-js, ``ChatOllama`` and Open WebUI work unchanged with
+``host=http://HOST:PORT`` (and ``Authorization: Bearer KEY`` in their headers when the
+server has keys). Chat and generate go through ollang's machinery as ``/chat`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from langchain_core.messages import BaseMessage, HumanMessage
+
+from ollang import __version__
+from ollang.errors import ModelNotFoundError
+from ollang.iterators import aclosing_iter
+from ollang.routing.hosts import OllamaHost
+from ollang.routing.router import NoHostError
+from ollang.server.auth import BEARER_DOC, owner_now
+from ollang.server.body import body_schema, check_length, parse_request
+from ollang.server.context import ServerContext, context_of
+from ollang.server.dialects import ollama as ol
+from ollang.server.dialects.common import DialectStream, check_message_lengths
+from ollang.server.errors import ForbiddenError
+from ollang.server.recording import SESSION_HEADER, attach, record_index, remember_answer
+from ollang.server.schemas import ErrorResponse
+from ollang.server.streaming import ClientDisconnected, StreamItem, cancel_on_disconnect
+from ollang.server.turns import TurnChunk, TurnDone, TurnRequest
+from ollang.turns.recorder import TurnResult
+
+__all__ = ["OLLAMA_API_VERSION", "router"]
+
+router = APIRouter(tags=["ollama"])
+
+#: The version reported when no Ollama host is up: the API these routes speak.
+OLLAMA_API_VERSION = "0.12.0"
+
+_NDJSON = {
+    "description": "NDJSON lines (Ollama's stream), or one JSON object with `stream: false`.",
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object"}},
+    },
+}
+_SESSION_PARAM = {
+    "name": SESSION_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Record the conversation in this ollang session.",
+    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"},
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+def _json(value: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(value, default=str), media_type="application/json", headers=headers
+    )
+
+
+def _loaded(model: str, generate: bool) -> dict[str, Any]:
+    """What Ollama answers a request with nothing to answer: the model is loaded."""
+    out: dict[str, Any] = {"model": model, "created_at": ol.now_iso()}
+    if generate:
+        out["response"] = ""
+    else:
+        out["message"] = {"role": "assistant", "content": ""}
+    return {**out, "done_reason": "load", "done": True}
+
+
+async def _lines(
+    turns: AsyncIterator[TurnChunk | TurnDone],
+    model: str,
+    after: Callable[[TurnResult], None],
+) -> AsyncIterator[list[StreamItem]]:
+    """The host's stream lines as they came, a done line made up if it sent none."""
+    saw_done = False
+    async with aclosing_iter(turns):
+        async for part in turns:
+            if isinstance(part, TurnDone):
+                after(part.result)
+                if not saw_done:
+                    yield [StreamItem("progress", data=ol.done_line(part.result, model))]
+                continue
+            if part.lines:
+                saw_done = saw_done or bool(part.lines[-1].get("done"))
+                yield [StreamItem("progress", data=line) for line in part.lines]
+
+
+async def _collect(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
+    async with aclosing_iter(turns):
+        async for part in turns:
+            if isinstance(part, TurnDone):
+                return part.result
+    raise AssertionError("a turn always ends with TurnDone or raises")
+
+
+async def _answer(
+    request: Request,
+    ctx: ServerContext,
+    turn: TurnRequest,
+    *,
+    stream: bool,
+    generate: bool,
+    after: Callable[[TurnResult], None],
+    headers: dict[str, str],
+) -> Response:
+    turns = ctx.engine.stream(turn)
+    if stream:
+        fmt = ol.OllamaLines(generate=generate)
+        return DialectStream(
+            _lines(turns, turn.model, after), fmt, ol.error_response, headers=headers
+        )
+    try:
+        result = await cancel_on_disconnect(request.receive, _collect(turns))
+    except ClientDisconnected:
+        return Response(status_code=499)  # nobody to read it; the partial answer is kept
+    after(result)
+    render = ol.generate_response if generate else ol.chat_response
+    return _json(render(result, turn.model), headers)
+
+
+def _human(messages: list[BaseMessage]) -> HumanMessage:
+    found = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+    return found or HumanMessage("")
+
+
+@router.post(
+    "/api/chat",
+    response_class=Response,
+    responses={200: _NDJSON, **_errors(400, 401, 403, 404, 413, 502, 503, 504)},
+    openapi_extra={
+        **body_schema(ol.OllamaChatRequest),
+        **BEARER_DOC,
+        "parameters": [_SESSION_PARAM],
+    },
+    summary="Ollama: chat",
+)
+async def api_chat(request: Request) -> Response:
+    """Ollama's `POST /api/chat`: `messages` (with `images`, `tool_calls`, tool results),
+    `tools`, `format`, `options`, `think`, `keep_alive`, `stream`. The answer streams as
+    the host's own NDJSON lines (`message.content`, `message.thinking`,
+    `message.tool_calls`, then the done line with its counts).
+
+    With `X-Session-Id: ID` the conversation is recorded in that ollang session, each
+    message once."""
+    owner = owner_now(request)
+    ctx = context_of(request)
+    body = await parse_request(request, ol.OllamaChatRequest)
+    messages = ol.to_messages(body.messages)
+    check_message_lengths(ctx.settings.max_message_chars, messages)
+    model = ctx.gate.resolve(body.model)
+    if not any(m.type != "system" for m in messages):
+        return _json(_loaded(model, generate=False))
+    options, extra = ol.top_level(body)
+    turn = TurnRequest(
+        model=model,
+        human=_human(messages),
+        owner=owner,
+        options=options,
+        extra=extra,
+        messages=messages,
+        route="/api/chat",
+    )
+    index = record_index(request)
+    record_all = ctx.settings.record_all
+    recording = attach(turn, request, named=None, record_all=record_all, index=index)
+
+    def after(result: TurnResult) -> None:
+        remember_answer(recording, index, result.message, record_all=record_all)
+
+    headers = {SESSION_HEADER: turn.session_id} if turn.session_id else {}
+    return await _answer(
+        request, ctx, turn, stream=body.stream, generate=False, after=after, headers=headers
+    )
+
+
+def _nothing(result: TurnResult) -> None:
+    return None
+
+
+@router.post(
+    "/api/generate",
+    response_class=Response,
+    responses={200: _NDJSON, **_errors(400, 401, 403, 404, 413, 502, 503, 504)},
+    openapi_extra={**body_schema(ol.OllamaGenerateRequest), **BEARER_DOC},
+    summary="Ollama: generate (one-shot, never recorded)",
+)
+async def api_generate(request: Request) -> Response:
+    """Ollama's `POST /api/generate`, answered by a chat turn of `system` and `prompt`
+    (with `images`): `response` and `thinking` lines, then the done line. `template`,
+    `raw`, `suffix` and `context` are ignored (ollang talks to hosts through chat)."""
+    owner = owner_now(request)
+    ctx = context_of(request)
+    body = await parse_request(request, ol.OllamaGenerateRequest)
+    check_length(ctx.settings.max_message_chars, prompt=body.prompt, system=body.system)
+    model = ctx.gate.resolve(body.model)
+    if not body.prompt and not body.images:
+        return _json(_loaded(model, generate=True))
+    messages = ol.generate_messages(body)
+    options, extra = ol.top_level(body)
+    turn = TurnRequest(
+        model=model,
+        human=_human(messages),
+        owner=owner,
+        options=options,
+        extra=extra,
+        messages=messages,
+        route="/api/generate",
+    )
+    return await _answer(
+        request, ctx, turn, stream=body.stream, generate=True, after=_nothing, headers={}
+    )
+
+
+@router.get(
+    "/api/tags",
+    responses=_errors(401, 503),
+    openapi_extra=BEARER_DOC,
+    summary="Ollama: the models clients may use",
+)
+async def api_tags(request: Request) -> Any:
+    """Installed models this server lets clients use, over every host that is up."""
+    owner_now(request)
+    ctx = context_of(request)
+    if not any(h.state.up for h in ctx.router.hosts):
+        raise NoHostError(None, ctx.router.hosts)
+    return {"models": [ol.tag_entry(details) for details, _ in ctx.gate.usable()]}
+
+
+@router.post(
+    "/api/show",
+    response_class=Response,
+    responses={200: {"description": "Ollama's `show` answer."}, **_errors(400, 401, 403, 404)},
+    openapi_extra={**body_schema(ol.OllamaModelRequest), **BEARER_DOC},
+    summary="Ollama: show a model",
+)
+async def api_show(request: Request) -> Response:
+    """The host's own `/api/show` answer for the model (`model_info` holds its context
+    length); for the embedded backend, what it knows."""
+    owner_now(request)
+    ctx = context_of(request)
+    body = await parse_request(request, ol.OllamaModelRequest)
+    name = ctx.gate.resolve(body.which)
+    hosts = ctx.router.order(name)
+    if not hosts:
+        raise ModelNotFoundError(name, [d.name for d, _ in ctx.gate.usable()])
+    host = hosts[0]
+    if isinstance(host, OllamaHost):
+        ask: dict[str, Any] = {"model": host.installed_name(name)}
+        if body.verbose:
+            ask["verbose"] = True
+        return _json(await host.wire.post_json("/api/show", ask))
+    length = await host.context_length(name)
+    details = next((d for d, _ in ctx.gate.usable() if d.name == name), None)
+    return _json(
+        {
+            "modelfile": "",
+            "parameters": "",
+            "template": "",
+            "details": ol.tag_entry(details)["details"] if details is not None else {},
+            "model_info": {"general.architecture": "llama", "llama.context_length": length},
+            "capabilities": ["completion"],
+        }
+    )
+
+
+@router.get(
+    "/api/ps",
+    responses=_errors(401),
+    openapi_extra=BEARER_DOC,
+    summary="Ollama: models in memory",
+)
+async def api_ps(request: Request) -> Any:
+    """The models the Ollama hosts have loaded now (those clients may use)."""
+    owner_now(request)
+    ctx = context_of(request)
+    hosts = [h for h in ctx.router.hosts if isinstance(h, OllamaHost) and h.state.up]
+    answers = await asyncio.gather(
+        *(h.wire.get_json("/api/ps", timeout=3.0) for h in hosts), return_exceptions=True
+    )
+    models = [
+        entry
+        for answer in answers
+        if isinstance(answer, dict)
+        for entry in answer.get("models") or []
+        if ctx.gate.allowed(str(entry.get("model") or entry.get("name") or ""))
+    ]
+    return {"models": models}
+
+
+@router.get(
+    "/api/version",
+    responses=_errors(401),
+    openapi_extra=BEARER_DOC,
+    summary="Ollama: version",
+)
+async def api_version(request: Request) -> Any:
+    """The first Ollama host's version (what its features are), and ollang's."""
+    owner_now(request)
+    ctx = context_of(request)
+    version = next(
+        (
+            h.state.version
+            for h in ctx.router.hosts
+            if isinstance(h, OllamaHost) and h.state.up and h.state.version
+        ),
+        OLLAMA_API_VERSION,
+    )
+    return {"version": version, "ollang": __version__}
+
+
+async def _pull_lines(
+    ctx: ServerContext, name: str, hosts: list[str]
+) -> AsyncIterator[list[StreamItem]]:
+    for host in hosts:
+        try:
+            async for progress in ctx.managers[host].apull(name):
+                data = {
+                    "status": progress.status,
+                    "digest": progress.digest,
+                    "total": progress.total,
+                    "completed": progress.completed,
+                }
+                yield [
+                    StreamItem("progress", data={k: v for k, v in data.items() if v is not None})
+                ]
+        finally:
+            await ctx.router.recheck(host)
+
+
+@router.post(
+    "/api/pull",
+    response_class=Response,
+    responses={200: _NDJSON, **_errors(400, 401, 403, 404, 503)},
+    openapi_extra={**body_schema(ol.OllamaPullRequest), **BEARER_DOC},
+    summary="Ollama: pull a model (only with --allow-pull)",
+)
+async def api_pull(request: Request) -> Response:
+    """Pull the model on every Ollama host that is up, one after the other, with Ollama's
+    progress lines. 403 unless the server runs with `--allow-pull` (or when `--allow-model`
+    excludes the name); only `[namespace/]model[:tag]` names, never another registry."""
+    owner_now(request)
+    ctx = context_of(request)
+    if not ctx.settings.allow_pull:
+        raise ForbiddenError(
+            "pulling models is disabled on this server",
+            "start the server with --allow-pull, or run `ollama pull` on its machine",
+        )
+    body = await parse_request(request, ol.OllamaPullRequest)
+    name = body.which
+    ctx.gate.check_allowed(name)
+    hosts = [h.name for h in ctx.router.hosts if h.state.up and not h.is_embedded]
+    if not hosts:
+        raise NoHostError(name, [h for h in ctx.router.hosts if not h.is_embedded])
+    lines = _pull_lines(ctx, name, hosts)
+    if body.stream:
+        return DialectStream(lines, ol.OllamaLines(), ol.error_response)
+    async with aclosing_iter(lines):
+        async for _ in lines:
+            pass
+    return _json({"status": "success"})
+
+
+@router.post(
+    "/api/embed",
+    response_class=Response,
+    responses={
+        200: {"description": "Ollama's `embed` answer."},
+        **_errors(400, 401, 403, 404, 413, 502, 503, 504),
+    },
+    openapi_extra={**body_schema(ol.OllamaEmbedRequest), **BEARER_DOC},
+    summary="Ollama: embeddings (passed on to a host that has the model)",
+)
+async def api_embed(request: Request) -> Response:
+    """Passed on to an Ollama host that has the model (the embedded backend has no
+    embeddings)."""
+    owner_now(request)
+    ctx = context_of(request)
+    body = await parse_request(request, ol.OllamaEmbedRequest)
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    for index, text in enumerate(inputs):
+        check_length(ctx.settings.max_message_chars, **{f"input[{index}]": text})
+    model = ctx.gate.resolve(body.model)
+    embedded = [h for h in ctx.router.hosts if h.is_embedded]
+    if not any(isinstance(h, OllamaHost) for h in ctx.router.order(model)):
+        missing = ModelNotFoundError(model)
+        missing.message = f"no Ollama host has {model!r}: embeddings need an Ollama server"
+        missing.hint = "the embedded backend serves chat only; pull the model on an Ollama host"
+        raise missing
+    lease = await ctx.router.lease(model, exclude=embedded)
+    try:
+        host = lease.host
+        assert isinstance(host, OllamaHost)
+        ask = {**body.model_dump(exclude_none=True), "model": host.installed_name(model)}
+        answer = await host.wire.post_json("/api/embed", ask)
+    finally:
+        lease.release()
+    return _json(answer)

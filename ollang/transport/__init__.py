@@ -1,0 +1,69 @@
+"""The way to Ollama: clients, the wire format, model management, and error translation.
+
+* :mod:`~ollang.transport.client` — the official ``ollama`` client (sync and async) with
+  ollang's timeouts and connection limits: what probes and model management use;
+* :mod:`~ollang.transport.wire` — the server's hot path: a lean keep-alive HTTP/1.1 client
+  that streams ``/api/chat`` NDJSON in batches;
+* :mod:`~ollang.transport.chat_model` — ``ChatOllama``/``OllamaLLM`` subclasses on the same
+  client settings, for LangChain apps and the CLI;
+* :mod:`~ollang.transport.manage` — list, pull, show, rm, ps, stop through the client;
+* :mod:`~ollang.transport.errors` — the one place raw transport errors become ollang's.
+
+Imports only the leaves and :mod:`ollang.memory`'s message conventions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ollang._lazy import lazy_exports
+
+_WHERE = {
+    "LIMITS": "ollang.transport.client",
+    "client_timeout": "ollang.transport.client",
+    "ollama_client": "ollang.transport.client",
+    "OllamaWire": "ollang.transport.wire",
+    "OllangChatOllama": "ollang.transport.chat_model",
+    "make_chat_model": "ollang.transport.chat_model",
+    "make_llm": "ollang.transport.chat_model",
+    "wire_messages": "ollang.transport.wire",
+    "ModelDetails": "ollang.transport.manage",
+    "ModelManager": "ollang.transport.manage",
+    "PullProgress": "ollang.transport.manage",
+    "LoadedModel": "ollang.transport.manage",
+    "normalise_model": "ollang.transport.manage",
+    "translate_error": "ollang.transport.errors",
+    "translating": "ollang.transport.errors",
+}
+__all__ = [
+    "LIMITS",
+    "LoadedModel",
+    "ModelDetails",
+    "ModelManager",
+    "OllamaWire",
+    "OllangChatOllama",
+    "PullProgress",
+    "client_timeout",
+    "make_chat_model",
+    "make_llm",
+    "normalise_model",
+    "ollama_client",
+    "translate_error",
+    "translating",
+    "wire_messages",
+]
+
+if TYPE_CHECKING:
+    from ollang.transport.chat_model import OllangChatOllama, make_chat_model, make_llm
+    from ollang.transport.client import LIMITS, client_timeout, ollama_client
+    from ollang.transport.errors import translate_error, translating
+    from ollang.transport.manage import (
+        LoadedModel,
+        ModelDetails,
+        ModelManager,
+        PullProgress,
+        normalise_model,
+    )
+    from ollang.transport.wire import OllamaWire, wire_messages
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)
