@@ -90,15 +90,25 @@ class ModelNotFoundError(OllangError, LookupError):
     exit_code = 4
     http_status = 404
 
-    def __init__(self, model: str, installed: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        installed: Sequence[str] | None = None,
+        *,
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        """``message``/``hint``: say where the model was looked for, when that is not a
+        model host (a GGUF path, the registry); by default, the pull hint."""
         self.model = model
         self.installed = list(installed) if installed is not None else None
-        hint = f"pull it with `ollama pull {model}` (or `ollang models pull {model}`)"
-        if self.installed:
-            hint += "; installed: " + ", ".join(self.installed)
-        elif self.installed == []:
-            hint += "; no models are installed yet"
-        super().__init__(f"model {model!r} not found", hint)
+        if hint is None:
+            hint = f"pull it with `ollama pull {model}` (or `ollang models pull {model}`)"
+            if self.installed:
+                hint += "; installed: " + ", ".join(self.installed)
+            elif self.installed == []:
+                hint += "; no models are installed yet"
+        super().__init__(message or f"model {model!r} not found", hint)
 
 
 class OllamaTimeoutError(OllangError, TimeoutError):

@@ -464,8 +464,9 @@ class Repl:
         try:
             self.store.fork_session(self.session_id, target)
         except SessionExistsError as err:
-            err.hint = f"/load {target} to continue it, or /save another name"
-            raise
+            raise SessionExistsError(
+                target, f"/load {target} to continue it, or /save another name"
+            ) from err
         self.session_id = target
         self.say(f"saved as {target}; continuing there")
 

@@ -168,10 +168,7 @@ def resolve_embedded_model(name: str | None, settings: Settings | None = None) -
         path = Path(name).expanduser()
         if path.is_file():
             return EmbeddedModel(path.name, path.resolve(), "file")
-        err = ModelNotFoundError(name)
-        err.message = f"no GGUF file at {name}"
-        err.hint = "check the path"
-        raise err
+        raise ModelNotFoundError(name, message=f"no GGUF file at {name}", hint="check the path")
     host, namespace, model, tag = _split_name(name)
     store = ollama_models_dir(settings)
     manifest = store / "manifests" / host / namespace / model / tag
@@ -179,9 +176,9 @@ def resolve_embedded_model(name: str | None, settings: Settings | None = None) -
     if blob is not None:
         return EmbeddedModel(_display_name(host, namespace, model, tag), blob, "ollama-store")
     available = [m.name for m in list_embedded_models(settings)]
-    err = ModelNotFoundError(name, available)
-    err.hint = (
-        f"the embedded backend runs {EMBEDDED_DEFAULT_MODEL}, a .gguf path, or models pulled "
-        f"with Ollama into {store}; available: " + (", ".join(available) or "none")
+    raise ModelNotFoundError(
+        name,
+        available,
+        hint=f"the embedded backend runs {EMBEDDED_DEFAULT_MODEL}, a .gguf path, or models "
+        f"pulled with Ollama into {store}; available: " + (", ".join(available) or "none"),
     )
-    raise err

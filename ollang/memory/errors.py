@@ -64,9 +64,11 @@ class SessionNotFoundError(StoreError, LookupError):
     exit_code = 1
     http_status = 404
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(
+        self, session_id: str, hint: str = "list sessions with `ollang sessions list`"
+    ) -> None:
         self.session_id = session_id
-        super().__init__(f"no session {session_id!r}", "list sessions with `ollang sessions list`")
+        super().__init__(f"no session {session_id!r}", hint)
 
 
 class SessionExistsError(StoreError):

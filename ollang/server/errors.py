@@ -80,6 +80,20 @@ class AddressInUseError(OllangError):
         )
 
 
+class EndpointError(OllangError):
+    """Starlette's own answer (no such route, a method it does not take) in our shape."""
+
+    _SAID = {
+        404: ("no such endpoint", "see /docs for the API"),
+        405: ("method not allowed", "see /docs for the API"),
+    }
+
+    def __init__(self, status: int, detail: str) -> None:
+        message, hint = self._SAID.get(status, (detail, ""))
+        super().__init__(message, hint)
+        self.http_status = status
+
+
 class InternalServerError(OllangError):
     """Something unexpected; details go to the server log only."""
 
@@ -98,9 +112,9 @@ class ValidationFailedError(OllangError):
 
 def session_not_found(session_id: str) -> SessionNotFoundError:
     """The 404 for a session that does not exist *or belongs to another key* (same answer)."""
-    err = SessionNotFoundError(session_id)
-    err.hint = "GET /sessions lists your sessions; omit session_id to start a new one"
-    return err
+    return SessionNotFoundError(
+        session_id, "GET /sessions lists your sessions; omit session_id to start a new one"
+    )
 
 
 def _fields(errors: list[Any]) -> list[dict[str, Any]]:
@@ -131,13 +145,7 @@ def to_ollang_error(exc: BaseException) -> OllangError:
     if isinstance(exc, (RequestValidationError, ValidationError)):
         return validation_error(list(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
-        err = OllangError(str(exc.detail), "")
-        err.http_status = exc.status_code
-        if exc.status_code == 404:
-            err.message, err.hint = "no such endpoint", "see /docs for the API"
-        elif exc.status_code == 405:
-            err.message, err.hint = "method not allowed", "see /docs for the API"
-        return err
+        return EndpointError(exc.status_code, str(exc.detail))
     return InternalServerError("internal server error", "the server log has the details")
 
 

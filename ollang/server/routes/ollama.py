@@ -373,6 +373,17 @@ async def api_pull(request: Request) -> Response:
     return _json({"status": "success"})
 
 
+class EmbeddingsNeedOllamaError(ModelNotFoundError):
+    """No Ollama host has the model; the embedded backend has no embeddings."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            model,
+            message=f"no Ollama host has {model!r}: embeddings need an Ollama server",
+            hint="the embedded backend serves chat only; pull the model on an Ollama host",
+        )
+
+
 @router.post(
     "/api/embed",
     response_class=Response,
@@ -395,10 +406,7 @@ async def api_embed(request: Request) -> Response:
     model = ctx.gate.resolve(body.model)
     embedded = [h for h in ctx.router.hosts if h.is_embedded]
     if not any(isinstance(h, OllamaHost) for h in ctx.router.order(model)):
-        missing = ModelNotFoundError(model)
-        missing.message = f"no Ollama host has {model!r}: embeddings need an Ollama server"
-        missing.hint = "the embedded backend serves chat only; pull the model on an Ollama host"
-        raise missing
+        raise EmbeddingsNeedOllamaError(model)
     lease = await ctx.router.lease(model, exclude=embedded)
     try:
         host = lease.host
