@@ -18,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from langchain_core.messages import BaseMessage
 
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "SNIPPET_ELLIPSIS",
@@ -32,7 +35,9 @@ __all__ = [
     "Exchange",
     "MessageStatus",
     "SearchHit",
+    "SessionChanges",
     "SessionInfo",
+    "session_changes",
 ]
 
 #: How a stored reply ended: ``complete``; ``interrupted`` (the user stopped it,
@@ -82,6 +87,39 @@ class SessionInfo:
     owner: str | None = None
     system: str | None = None
     options: dict[str, Any] | None = None
+
+
+class SessionChanges(TypedDict, total=False):
+    """The keyword arguments of :meth:`ChatStore.update_session`: what to set.
+
+    ``None`` (or leaving a key out) keeps that field as it is; ``system=""``
+    removes the system prompt and ``options={}`` the options.
+    """
+
+    title: str | None
+    model: str | None
+    system: str | None
+    options: Mapping[str, Any] | None
+
+
+def session_changes(
+    changes: SessionChanges,
+) -> tuple[str | None, str | None, str | None, Mapping[str, Any] | None]:
+    """``(title, model, system, options)`` from ``update_session``'s keyword arguments.
+
+    Raises:
+        TypeError: a keyword that ``update_session`` does not take, as Python
+            raises for an unexpected keyword argument.
+    """
+    unknown = sorted(changes.keys() - SessionChanges.__optional_keys__)
+    if unknown:
+        raise TypeError(f"update_session() got an unexpected keyword argument {unknown[0]!r}")
+    return (
+        changes.get("title"),
+        changes.get("model"),
+        changes.get("system"),
+        changes.get("options"),
+    )
 
 
 @dataclass(frozen=True)
@@ -216,15 +254,7 @@ class ChatStore(ABC):
         """
 
     @abstractmethod
-    def update_session(
-        self,
-        session_id: str,
-        *,
-        title: str | None = None,
-        model: str | None = None,
-        system: str | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
+    def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """Set a session's title, model, system prompt and/or options.
 
         ``None`` leaves a field as it is; ``system=""`` removes the system prompt and

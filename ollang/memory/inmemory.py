@@ -10,13 +10,13 @@ import copy
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
 
-from ollang.memory.base import ChatStore, SearchHit, SessionInfo
+from ollang.memory.base import ChatStore, SearchHit, SessionChanges, SessionInfo, session_changes
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
 from ollang.memory.messages import (
     content_text,
@@ -26,6 +26,9 @@ from ollang.memory.messages import (
     title_from_text,
 )
 from ollang.memory.search import matches, query_terms, snippet
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["InMemoryChatStore"]
 
@@ -177,16 +180,9 @@ class InMemoryChatStore(ChatStore):
                 session = self._sessions[session_id] = _Session(session_id, now, now, owner=owner)
             return owner is None or session.owner == owner
 
-    def update_session(
-        self,
-        session_id: str,
-        *,
-        title: str | None = None,
-        model: str | None = None,
-        system: str | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
+    def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session`."""
+        title, model, system, options = session_changes(changes)
         with self._lock:
             now = self._now()
             session = self._session(session_id, now)

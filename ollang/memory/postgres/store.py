@@ -45,14 +45,22 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from langchain_core.messages import BaseMessage
 
 from ollang.errors import InvalidInputError
-from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
+from ollang.memory.base import (
+    SNIPPET_ELLIPSIS,
+    SNIPPET_MARK,
+    ChatStore,
+    SearchHit,
+    SessionChanges,
+    SessionInfo,
+    session_changes,
+)
 from ollang.memory.errors import (
     NotAnOllangDatabaseError,
     SessionExistsError,
@@ -84,6 +92,9 @@ from ollang.memory.postgres.sql import (
     settings_values,
 )
 from ollang.memory.search import Term, query_terms, query_words, snippet
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["PostgresChatStore"]
 
@@ -327,18 +338,10 @@ class PostgresChatStore(ChatStore):
         found, stored = self._db.run("write to", claim)
         return owner is None or (found and stored == owner)
 
-    def update_session(
-        self,
-        session_id: str,
-        *,
-        title: str | None = None,
-        model: str | None = None,
-        system: str | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
+    def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session` (one statement: an upsert of the row)."""
         _check_text(session_id)
-        values = settings_values(session_id, title, model, system, options)
+        values = settings_values(session_id, *session_changes(changes))
         self._db.run("write to", lambda conn: conn.execute(self._sql.update_session, values))
 
     def delete_session(self, session_id: str) -> bool:

@@ -32,14 +32,22 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.messages import BaseMessage
 
 from ollang.errors import InvalidInputError
-from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
+from ollang.memory.base import (
+    SNIPPET_ELLIPSIS,
+    SNIPPET_MARK,
+    ChatStore,
+    SearchHit,
+    SessionChanges,
+    SessionInfo,
+    session_changes,
+)
 from ollang.memory.errors import (
     NotAnOllangDatabaseError,
     SessionExistsError,
@@ -54,13 +62,16 @@ from ollang.memory.messages import (
     message_to_dict,
     title_from_text,
 )
+from ollang.memory.search import fts_query
 from ollang.memory.sqlite.migrations import (
     APPLICATION_ID,
     MigrationError,
     apply_migrations,
     pending_migrations,
 )
-from ollang.memory.search import fts_query
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SQLiteChatStore"]
 
@@ -662,16 +673,9 @@ class SQLiteChatStore(ChatStore):
         row = self._read(owner_of) or self._write(write)
         return owner is None or row[0] == owner
 
-    def update_session(
-        self,
-        session_id: str,
-        *,
-        title: str | None = None,
-        model: str | None = None,
-        system: str | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
+    def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session`."""
+        title, model, system, options = session_changes(changes)
         encoded = None if options is None else _compact(dict(options)) if options else ""
 
         def write(conn: sqlite3.Connection) -> None:
