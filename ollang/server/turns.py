@@ -188,13 +188,13 @@ class TurnEngine:
         opening = life.open(req.human, recent)
         if opening.write is not None:  # before the model is called
             store.add_messages(opening.write.session_id, opening.write.messages)
-        if req.fresh:  # an id the server just made: nothing to read back
-            return self._fresh(req, window, reserve)
-        human = opening.question
         if req.remember is not None:  # the session continues as this turn runs
             store.update_session(
                 session_id, model=req.model, system=req.system or "", options=req.remember
             )
+        if req.fresh:  # an id the server just made: nothing to read back
+            return self._fresh(req, window, reserve)
+        human = opening.question
         last = next((m for m in reversed(recent) if m.type == "ai"), None)
         host = str(last.response_metadata.get(HOST_KEY) or "") if last is not None else ""
         affinity = host if last is not None and host and answered(last) else None
@@ -214,12 +214,7 @@ class TurnEngine:
         return _Setup(prepared.messages, prepared.budget, affinity, avoid)
 
     def _fresh(self, req: TurnRequest, window: int, reserve: int) -> _Setup:
-        """The first turn of a new session (its question stored): settings, and fit it."""
-        assert req.session_id is not None
-        if req.remember is not None:
-            self.store.update_session(
-                req.session_id, model=req.model, system=req.system or "", options=req.remember
-            )
+        """The first turn of a new session (its question and settings stored): fit it."""
         system = [SystemMessage(req.system)] if req.system else []
         fixed = [*system, *req.context, req.human]
         try:
