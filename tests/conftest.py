@@ -39,9 +39,11 @@ def fake_ollama(monkeypatch) -> Iterator[FakeOllama]:
 
 
 # -- the reliability ledger (issue 6) ----------------------------------------------------
-# Tests marked ``@pytest.mark.reliability("Group", "case")`` are the rows of README's
-# "Reliability" table. A test that sends messages accounts for them with the ``ledger``
-# fixture; with OLLANG_RELIABILITY_REPORT=FILE the run writes the table to FILE.
+# Tests marked ``@pytest.mark.reliability("Group", "case")`` are the rows of the table in
+# docs/reliability.md. A test that sends messages accounts for them with the ``ledger``
+# fixture; with OLLANG_RELIABILITY_REPORT=FILE the run writes the table to FILE: between
+# its ``<!-- reliability:start -->`` and ``<!-- reliability:end -->`` markers when it has
+# them (OLLANG_RELIABILITY_REPORT=docs/reliability.md), else as the whole file.
 
 
 @dataclass
@@ -128,7 +130,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         f"| **All** | {len(rows)} cases, {tried} tests | **{passed}/{tried} passed** "
         f"| {total_sent} | **{total_lost}** | |"
     )
-    Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_report(Path(target), "\n".join(lines) + "\n")
+
+
+_REPORT_START, _REPORT_END = "<!-- reliability:start -->", "<!-- reliability:end -->"
+
+
+def _write_report(path: Path, table: str) -> None:
+    """The table into ``path``: between its markers if it has them, else as the whole file."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start, end = text.find(_REPORT_START), text.find(_REPORT_END)
+    if 0 <= start < end:
+        head = text[: start + len(_REPORT_START)]
+        text = f"{head}\n{table}{text[end:]}"
+    else:
+        text = table
+    path.write_text(text, encoding="utf-8")
 
 
 # -- store backends (PostgreSQL) --------------------------------------------------------
