@@ -404,15 +404,27 @@ def _now() -> str:
 def make_hosts(settings: Settings, backend: str | None = None) -> list[Host]:
     """The hosts for ``backend`` (default ``settings.backend``): ``ollama`` the configured
     servers; ``embedded`` the embedded backend alone; ``auto`` both, the embedded backend
-    last (in a tier of its own) unless the configuration lists it itself."""
+    last (in a tier of its own) unless the configuration lists it itself.
+
+    Under ``auto`` the embedded backend is a host only when llama-cpp-python is installed
+    (the ``embedded`` extra): one that is not would be a host that is always down, and a
+    model merely not pulled would look like "no host reachable". Asked for alone
+    (``embedded``), it stays, so the error says how to install it.
+    """
     name = (backend or settings.backend).lower()
     hosts: list[Host] = []
     if name in ("auto", "ollama"):
         hosts += [OllamaHost(spec, settings) for spec in settings.ollama_hosts]
-    listed = next((spec for spec in settings.hosts if spec.is_embedded), None)
-    if name == "embedded" or (name == "auto" and listed is None):
+    if name == "embedded":
+        hosts.append(EmbeddedHost(HostSpec("embedded"), settings))
+    elif name == "auto" and _embedded_installed():
+        listed = next((spec for spec in settings.hosts if spec.is_embedded), None)
         lowest = max((h.spec.priority for h in hosts), default=-1) + 1
-        hosts.append(EmbeddedHost(HostSpec("embedded", priority=lowest), settings))
-    elif name == "auto" and listed is not None:
-        hosts.append(EmbeddedHost(listed, settings))
+        hosts.append(EmbeddedHost(listed or HostSpec("embedded", priority=lowest), settings))
     return hosts
+
+
+def _embedded_installed() -> bool:
+    from ollang.embedded.gguf import embedded_available
+
+    return embedded_available()

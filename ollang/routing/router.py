@@ -1,23 +1,17 @@
 """Routing requests over several model hosts: health-checked, model-aware, session-affine.
 
-The order a request tries hosts in (README: "Several Ollama hosts"):
+The decisions — the order a request tries hosts in, whether a model can be served at
+all — are pure functions of the hosts' states in :mod:`ollang.routing.order` (README:
+"Several Ollama hosts"). This module keeps the I/O around them: the health checks, the
+leases on a host's in-flight slots, and waiting for a free one.
 
-1. only hosts that are up and have the model;
-2. by **priority tier** (``?priority=N``, lower first): a later tier only when no host of
-   an earlier one can take the request (down, lacking the model, or full);
-3. within a tier: the host the **session** used last (Ollama keeps its prompt cache);
-   then the fewest requests **in flight** per unit of ``weight``, where a host that has
-   not loaded the model counts :data:`COLD_PENALTY` requests more (a cold load costs
-   seconds, but so does queueing: a busy loaded host sends new work to a cold one);
-   ties broken at random;
-4. a host at its ``max`` concurrent requests is skipped; when every candidate is full the
-   request waits for a free slot.
-
-Before the first token, a refused connection, a 5xx or "model not found" on one host
-fails over to the next (the host is marked down, or its model list corrected). Health
-checks run in the background (``/api/version``, ``/api/tags``, ``/api/ps``): every few
-seconds while a host is up, with a short backoff (at most :data:`MAX_BACKOFF` s) while
-it is down, so a host that comes back is used within seconds, without a restart.
+A host at its ``max`` concurrent requests is skipped; when every candidate is full the
+request waits for a free slot. Before the first token, a refused connection, a 5xx or
+"model not found" on one host fails over to the next (the host is marked down, or its
+model list corrected). Health checks run in the background (``/api/version``,
+``/api/tags``, ``/api/ps``): every few seconds while a host is up, with a short backoff
+(at most :data:`MAX_BACKOFF` s) while it is down, so a host that comes back is used
+within seconds, without a restart.
 """
 
 from __future__ import annotations
@@ -26,23 +20,40 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ollang.errors import ModelNotFoundError, OllamaUnavailableError
 from ollang.routing.hosts import Host, make_hosts
+from ollang.routing.order import (
+    AVAILABLE,
+    COLD_PENALTY,
+    NOT_FOUND,
+    HostView,
+    Tie,
+    availability,
+    first_free,
+    rank,
+)
 from ollang.settings import Settings
 from ollang.transport.manage import ModelDetails, normalise_model
 
-__all__ = ["CHECK_INTERVAL", "COLD_PENALTY", "MAX_BACKOFF", "HostLease", "NoHostError", "Router"]
+__all__ = [
+    "CHECK_INTERVAL",
+    "COLD_PENALTY",
+    "MAX_BACKOFF",
+    "HostLease",
+    "NoHostError",
+    "Router",
+    "model_not_found",
+    "view_of",
+]
 
 #: Seconds between checks of a host that is up.
 CHECK_INTERVAL = 5.0
 #: Longest wait between checks of a host that is down.
 MAX_BACKOFF = 2.0
-#: How many in-flight requests a cold load (the model not in the host's memory) is worth.
-COLD_PENALTY = 2.0
 
 
 class NoHostError(OllamaUnavailableError):
@@ -92,11 +103,19 @@ class Router:
     Args:
         hosts: The hosts, in configuration order.
         check_interval: Seconds between checks of a host that is up.
+        tie: Breaks ties in the routing order (:func:`~ollang.routing.order.rank`).
     """
 
-    def __init__(self, hosts: Sequence[Host], *, check_interval: float = CHECK_INTERVAL) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        *,
+        check_interval: float = CHECK_INTERVAL,
+        tie: Tie = random.random,
+    ) -> None:
         self.hosts = list(hosts)
         self.check_interval = check_interval
+        self.tie = tie
         self._tasks: list[asyncio.Task[None]] = []
         self._freed: asyncio.Condition | None = None
         self._wake: dict[str, asyncio.Event] = {}
@@ -204,41 +223,44 @@ class Router:
                 return host.installed_name(model)
         return model
 
-    def check_model(self, model: str) -> None:
-        """Raise unless some up host has ``model``.
+    def views(self, model: str) -> list[HostView]:
+        """Every host as the routing decisions see it, for ``model`` (in host order)."""
+        return [view_of(host, model) for host in self.hosts]
+
+    def check_model(self, model: str, allowed: Callable[[str], bool] | None = None) -> None:
+        """Raise unless some up host has ``model`` (:func:`~ollang.routing.order.availability`).
+
+        Args:
+            model: The model asked for.
+            allowed: Which installed models the errors may name (default: every one).
 
         Raises:
-            NoHostError: no host is up (503), or only down hosts were known to have it.
-            ModelNotFoundError: the up hosts lack it (404, naming what they have).
+            NoHostError: no host is up, or a host that is down was last seen with the
+                model (503, naming those hosts).
+            ModelNotFoundError: every host that answered lacks it (404, naming what they
+                have, and the hosts that are down and were not asked).
         """
-        if self.has_model(model):
+        verdict = availability(self.views(model))
+        if verdict.status == AVAILABLE:
             return
-        down = [h for h in self.hosts if not h.state.up]
-        available = [details.name for details, _ in self.models()]
-        # A down host that was never seen up may have it; one that was may still.
-        maybe = [h for h in down if h.state.version is None or h.has(model)]
-        if not any(h.state.up for h in self.hosts) or maybe:
-            raise NoHostError(model, down, available)
-        raise ModelNotFoundError(model, available)
+        available = [d.name for d, _ in self.models() if allowed is None or allowed(d.name)]
+        named = [self.hosts[i] for i in verdict.hosts]
+        if verdict.status == NOT_FOUND:
+            raise model_not_found(model, available, named)
+        raise NoHostError(model, named, available)
 
     def order(
         self, model: str, *, affinity: str | None = None, exclude: Iterable[Host] = ()
     ) -> list[Host]:
-        """The hosts to try for ``model``, best first (see the module docstring)."""
+        """The hosts to try for ``model``, best first (:func:`~ollang.routing.order.rank`)."""
+        return [self.hosts[i] for i in self._rank(self.views(model), affinity, exclude)]
+
+    def _rank(
+        self, views: Sequence[HostView], affinity: str | None, exclude: Iterable[Host]
+    ) -> list[int]:
         skipped = set(map(id, exclude))
-        usable = [h for h in self.hosts if h.state.up and h.has(model) and id(h) not in skipped]
-        ordered: list[Host] = []
-        for tier in sorted({h.spec.priority for h in usable}):
-            group = [h for h in usable if h.spec.priority == tier]
-            group.sort(
-                key=lambda h: (
-                    h.name != affinity,
-                    h.in_flight / h.spec.weight + (0.0 if h.loaded(model) else COLD_PENALTY),
-                    random.random(),
-                )
-            )
-            ordered += group
-        return ordered
+        positions = {i for i, h in enumerate(self.hosts) if id(h) in skipped} if skipped else ()
+        return rank(views, affinity=affinity, exclude=positions, tie=self.tie)
 
     # -- leasing ----------------------------------------------------------------
     async def lease(
@@ -257,16 +279,19 @@ class Router:
         """
         deadline = time.monotonic() + wait
         while True:
-            candidates = self.order(model, affinity=affinity, exclude=exclude)
-            if not candidates:
+            views = self.views(model)
+            ranked = self._rank(views, affinity, exclude)
+            if not ranked:
                 if exclude:
                     raise NoHostError(model, list(exclude))
                 self.check_model(model)
                 raise NoHostError(model, [h for h in self.hosts if h.has(model)])
-            for host in candidates:
-                if not host.full:
-                    host.in_flight += 1
-                    return HostLease(host, self)
+            free = first_free(views, ranked)
+            if free is not None:
+                host = self.hosts[free]
+                host.in_flight += 1
+                return HostLease(host, self)
+            candidates = [self.hosts[i] for i in ranked]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 err = NoHostError(model, candidates)
@@ -311,6 +336,31 @@ class Router:
             yield self
         finally:
             await self.stop()
+
+
+def view_of(host: Host, model: str) -> HostView:
+    """``host`` as the routing decisions see it, for ``model``."""
+    spec = host.spec
+    return HostView(
+        name=host.name,
+        up=bool(host.state.up),
+        has_model=host.has(model),
+        loaded=host.loaded(model),
+        priority=spec.priority,
+        weight=spec.weight,
+        in_flight=host.in_flight,
+        max_concurrent=spec.max_concurrent,
+    )
+
+
+def model_not_found(
+    model: str, installed: Sequence[str], down: Sequence[Host] = ()
+) -> ModelNotFoundError:
+    """The 404 for ``model``: the pull hint, what is installed, and the hosts not asked."""
+    err = ModelNotFoundError(model, installed)
+    if down:
+        err.hint += "; not asked (down): " + ", ".join(h.name for h in down)
+    return err
 
 
 def normalised(names: Iterable[str]) -> set[str]:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from ollang.embedded.gguf import EMBEDDED_DEFAULT_MODEL
-from ollang.errors import ModelNotFoundError
 from ollang.routing.router import Router
 from ollang.server.errors import ForbiddenError
 from ollang.settings import DEFAULT_MODEL
@@ -73,13 +72,11 @@ class ModelGate:
 
         Raises:
             ForbiddenError: the allow patterns exclude it (403).
-            ModelNotFoundError: no host has it (404, naming the allowed models there are).
-            NoHostError: no host that could have it is up (503).
+            ModelNotFoundError: every host that answered lacks it (404, naming the allowed
+                models there are).
+            NoHostError: no host is up, or one that is down was last seen with it (503).
         """
         name = requested or self.default_model
         self.check_allowed(name)
-        try:
-            self.router.check_model(name)
-        except ModelNotFoundError as err:
-            raise ModelNotFoundError(name, [d.name for d, _ in self.usable()]) from err
+        self.router.check_model(name, allowed=self.allowed)
         return self.router.installed_name(name)
