@@ -23,6 +23,9 @@ the server):
                            ``1/true/yes/on/y/t`` and ``0/false/no/off/n/f`` (any case).
 =========================  ==============================================================
 
+The server's settings (``OLLANG_SERVER_*``, :class:`ollang.server.settings.ServerSettings`)
+contain a :class:`Settings` (``ServerSettings.core``) rather than reading these again.
+
 A bad value raises :class:`~ollang.errors.SettingsError` naming the variable. Standard
 library only, so that ``ollang --help`` stays fast and every layer may import it.
 """
@@ -45,8 +48,7 @@ __all__ = [
     "EMBEDDED_HOST",
     "HostSpec",
     "Settings",
-    "data_dir",
-    "default_store_path",
+    "parse_backend",
     "parse_bool",
     "parse_hosts",
     "parse_ollama_host",
@@ -83,7 +85,19 @@ def parse_bool(value: str | bool, name: str = "value") -> bool:
     )
 
 
-def parse_ollama_host(value: str | None) -> str:
+def parse_backend(value: str, name: str = "OLLANG_BACKEND") -> str:
+    """A backend name: ``auto``, ``ollama`` or ``embedded``, in any case.
+
+    Raises:
+        SettingsError: any other name (the message names ``name``).
+    """
+    backend = value.strip().lower()
+    if backend not in BACKENDS:
+        raise SettingsError(f"{name} must be one of {', '.join(BACKENDS)}, got {value!r}")
+    return backend
+
+
+def parse_ollama_host(value: str | None, name: str = "OLLAMA_HOST") -> str:
     """Normalise an ``OLLAMA_HOST`` value to a base URL such as ``http://host:port``.
 
     Mirrors Ollama's own parsing (``ollama._client._parse_host``): the scheme
@@ -92,7 +106,7 @@ def parse_ollama_host(value: str | None) -> str:
     127.0.0.1; ``0.0.0.0`` (a bind address) is reached via 127.0.0.1.
 
     Raises:
-        ValueError: if the value cannot be read as a host.
+        ValueError: if the value cannot be read as a host (the message names ``name``).
     """
     raw = (value or "").strip()
     if not raw:
@@ -103,11 +117,11 @@ def parse_ollama_host(value: str | None) -> str:
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise ValueError(f"OLLAMA_HOST has an unsupported scheme: {value!r}")
+        raise ValueError(f"{name} has an unsupported scheme: {value!r}")
     try:
         port = parts.port
     except ValueError as err:
-        raise ValueError(f"OLLAMA_HOST has an invalid port: {value!r}") from err
+        raise ValueError(f"{name} has an invalid port: {value!r}") from err
     host = parts.hostname or "127.0.0.1"
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
@@ -170,9 +184,9 @@ class HostSpec:
             url = EMBEDDED_HOST
         else:
             try:
-                url = parse_ollama_host(address)
+                url = parse_ollama_host(address, name)
             except ValueError as err:
-                raise SettingsError(f"{name}: {err}", "e.g. gpu1:11434?max=4") from err
+                raise SettingsError(str(err), "e.g. gpu1:11434?max=4") from err
         options: dict[str, str] = {}
         for part in filter(None, query.split("&")):
             key, sep, value = part.partition("=")
@@ -234,18 +248,23 @@ class Settings:
     and pass it to the factories (``make_chat_model(..., settings=...)``).
 
     Attributes:
-        ollama_url: Ollama's base URL (``OLLAMA_HOST``, normalised): the first host.
+        ollama_url: Ollama's base URL (``OLLAMA_HOST``, normalised; default
+            ``http://127.0.0.1:11434``): the first Ollama host of :attr:`hosts`.
         hosts: Every configured host (``OLLANG_OLLAMA_HOSTS``; else the one
             ``OLLAMA_HOST``); the embedded backend is added by ``auto``, not listed here.
         model: The default model named by ``OLLANG_MODEL``; ``None`` when unset (each
             backend then has its own default: :attr:`default_model` for Ollama).
-        backend: ``auto``, ``ollama`` or ``embedded`` (``OLLANG_BACKEND``).
-        home: The data directory.
-        store_url: The session store URL, or ``None`` for ``sessions.db`` in :attr:`home`.
-        ollama_models: Ollama's model store (for the embedded backend).
-        connect_timeout: Seconds to connect to Ollama.
-        read_timeout: Seconds to wait for the next piece of an answer.
-        debug: Show tracebacks and llama.cpp's own log.
+        backend: ``auto`` (default), ``ollama`` or ``embedded`` (``OLLANG_BACKEND``).
+        home: The data directory (``OLLANG_HOME``; else ``$XDG_DATA_HOME/ollang``, else
+            ``~/.local/share/ollang``).
+        store_url: The session store URL (``OLLANG_STORE_URL``), or ``None`` for
+            ``sessions.db`` in :attr:`home`.
+        ollama_models: Ollama's model store, read by the embedded backend (``OLLAMA_MODELS``;
+            default ``~/.ollama/models``).
+        connect_timeout: Seconds to connect to Ollama (``OLLANG_CONNECT_TIMEOUT``; 5).
+        read_timeout: Seconds to wait for the next piece of an answer
+            (``OLLANG_READ_TIMEOUT``; 120).
+        debug: Show tracebacks and llama.cpp's own log (``OLLANG_DEBUG``; off).
     """
 
     ollama_url: str = DEFAULT_OLLAMA_URL
@@ -279,11 +298,7 @@ class Settings:
             ollama_url = parse_ollama_host(env.get("OLLAMA_HOST"))
         except ValueError as err:
             raise SettingsError(str(err), "e.g. OLLAMA_HOST=127.0.0.1:11434") from err
-        backend = text("OLLANG_BACKEND").lower() or "auto"
-        if backend not in BACKENDS:
-            raise SettingsError(
-                f"OLLANG_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}"
-            )
+        backend = parse_backend(text("OLLANG_BACKEND") or "auto")
         hosts = parse_hosts(text("OLLANG_OLLAMA_HOSTS")) if text("OLLANG_OLLAMA_HOSTS") else ()
         ollama_hosts = [h for h in hosts if not h.is_embedded]
         if ollama_hosts:
@@ -323,13 +338,3 @@ class Settings:
     def store_path(self) -> Path:
         """The default SQLite session database: ``sessions.db`` in :attr:`home`."""
         return self.home / "sessions.db"
-
-
-def data_dir() -> Path:
-    """Where ollang keeps its data (see :attr:`Settings.home`)."""
-    return Settings.from_env().home
-
-
-def default_store_path() -> Path:
-    """The default SQLite session database: ``<data dir>/sessions.db``."""
-    return Settings.from_env().store_path

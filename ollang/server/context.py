@@ -16,7 +16,6 @@ No route reaches into the store by itself.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from fastapi import FastAPI, Request
@@ -30,7 +29,6 @@ from ollang.server.sessions import SessionAccess
 from ollang.server.settings import ServerSettings
 from ollang.server.turns import TurnEngine
 from ollang.server.writer import StoreWriter
-from ollang.settings import HostSpec, Settings, parse_hosts, parse_ollama_host
 from ollang.transport.manage import ModelManager
 
 __all__ = ["ServerContext", "context_of"]
@@ -41,41 +39,34 @@ log = logging.getLogger("ollang.server")
 class ServerContext:
     """Shared state of one app instance (see the module docstring).
 
-    Server settings that are ``None`` fall back to the environment's
-    :class:`~ollang.settings.Settings` (``OLLAMA_HOST``, ``OLLANG_BACKEND``, ...).
-    Call :meth:`start` on the app's event loop (the lifespan does) before serving.
+    Built from one :class:`ServerSettings`: the routes read its server fields
+    (``ctx.settings.max_message_chars``...), and everything about models and storage
+    comes from its core settings, ``settings.core`` (hosts, backend, default model,
+    store, timeouts). Call :meth:`start` on the app's event loop (the lifespan does)
+    before serving.
     """
 
-    def __init__(self, settings: ServerSettings, base: Settings | None = None) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        base = base or Settings.from_env()
-        if settings.ollama_hosts:
-            base = base.with_hosts(parse_hosts(",".join(settings.ollama_hosts)))
-        elif settings.ollama_url:
-            base = base.with_hosts((HostSpec(parse_ollama_host(settings.ollama_url)),))
-        self.chain_settings = dataclasses.replace(
-            base,
-            model=settings.default_model or base.model,
-            backend=settings.backend or base.backend,
-        )
-        self.ollama_url = self.chain_settings.ollama_url
+        core = settings.core
         self.auth = Authenticator(settings.key_values())
-        self.store: ChatStore = open_store(
-            settings.store_url or base.store_url, settings=self.chain_settings
-        )
-        self.router = Router.from_settings(self.chain_settings)
+        self.store: ChatStore = open_store(core.store_url, settings=core)
+        self.router = Router.from_settings(core)
         self.managers = {
-            h.name: ModelManager(h.name, settings=self.chain_settings)
+            h.name: ModelManager(h.name, settings=core)
             for h in self.router.hosts
             if not h.is_embedded
         }
-        self.gate = ModelGate(
-            settings.allow_models, self.router, default_model=self.chain_settings.model
-        )
+        self.gate = ModelGate(settings.allow_models, self.router, default_model=core.model)
         self.writer = StoreWriter(self.store)
         self.metrics = Metrics(self.router, self.writer)
         self.engine = TurnEngine(self.router, self.store, self.writer, self.metrics)
         self.sessions = SessionAccess(self.store)
+
+    @property
+    def ollama_url(self) -> str:
+        """The first Ollama host's base URL."""
+        return self.settings.core.ollama_url
 
     @property
     def manager(self) -> ModelManager:
@@ -83,7 +74,7 @@ class ServerContext:
         return (
             next(iter(self.managers.values()))
             if self.managers
-            else ModelManager(self.ollama_url, settings=self.chain_settings)
+            else ModelManager(self.ollama_url, settings=self.settings.core)
         )
 
     async def start(self) -> None:

@@ -1,31 +1,69 @@
-"""The server's configuration: one pydantic-settings object, read from ``OLLANG_SERVER_*``.
+"""The server's configuration: one object, the core settings plus the server's own.
 
-What the server shares with the rest of ollang (Ollama's address, the backend, the
-default model, the store) is left ``None`` here unless ``OLLANG_SERVER_*`` (or
-``ollang serve``'s options) set it, and then comes from :class:`ollang.settings.Settings`
-(``OLLAMA_HOST``, ``OLLANG_BACKEND``, ``OLLANG_MODEL``, ``OLLANG_STORE_URL``), so each
-variable has one meaning and one parsing rule everywhere.
+:class:`ServerSettings` *contains* the core :class:`ollang.settings.Settings`
+(:attr:`ServerSettings.core`: ``OLLAMA_HOST``, ``OLLANG_OLLAMA_HOSTS``, ``OLLANG_BACKEND``,
+``OLLANG_MODEL``, ``OLLANG_STORE_URL``, the timeouts...), read from the environment
+unless given, and adds what only the server has, read from ``OLLANG_SERVER_*`` (or given
+as keywords). Five server fields may override a core value for the server alone:
+``store_url``, ``ollama_url``, ``ollama_hosts``, ``backend`` and ``default_model``. They
+are applied to :attr:`~ServerSettings.core` once, when the settings are built; everything
+downstream reads only ``core``.
 
-Lists may be given in the environment as JSON (``["a", "b"]``) or comma-separated
-(``a,b``). Booleans take the spellings of :func:`ollang.settings.parse_bool`. API keys
-are held as secrets, so printing or logging the settings never shows them.
+Each variable has one parsing rule everywhere: the overrides are read by the same
+functions as their core variables (:func:`~ollang.settings.parse_ollama_host`,
+:func:`~ollang.settings.parse_hosts`, :func:`~ollang.settings.parse_backend`), and
+booleans by :func:`~ollang.settings.parse_bool`. Lists may be given in the environment as
+JSON (``["a", "b"]``) or comma-separated (``a,b``). A bad value raises
+:class:`~ollang.errors.SettingsError` naming the variable (and the keyword). API keys are
+held as secrets, so printing or logging the settings never shows them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Self
 
-from ollang.settings import BACKENDS, parse_bool
+from ollang.errors import SettingsError
+from ollang.settings import (
+    HostSpec,
+    Settings,
+    parse_backend,
+    parse_bool,
+    parse_hosts,
+    parse_ollama_host,
+)
 
-__all__ = ["ServerSettings"]
+__all__ = ["CORE_OVERRIDES", "ServerSettings"]
+
+#: The environment variables' prefix: field ``api_keys`` is ``OLLANG_SERVER_API_KEYS``.
+ENV_PREFIX = "OLLANG_SERVER_"
+
+#: The server fields that override a core setting: field name -> the core's attribute.
+CORE_OVERRIDES = {
+    "store_url": "store_url",
+    "ollama_url": "ollama_url",
+    "ollama_hosts": "hosts",
+    "backend": "backend",
+    "default_model": "model",
+}
 
 _StrList = Annotated[list[str], NoDecode]
 #: A boolean read with the same rule as every other ollang boolean.
-_Bool = Annotated[bool, BeforeValidator(lambda value: parse_bool(value, "a boolean setting"))]
+_Bool = Annotated[
+    bool, BeforeValidator(lambda value, info: parse_bool(value, _variable(info.field_name or "")))
+]
 
 
 def _split(value: Any) -> Any:
@@ -38,14 +76,50 @@ def _split(value: Any) -> Any:
     return value
 
 
-class ServerSettings(BaseSettings):
-    """Everything ``ollang serve`` can be told, with safe defaults.
+def _variable(field: str) -> str:
+    return ENV_PREFIX + field.upper()
 
-    Build it with keyword arguments (tests, :func:`server.serve`) or let it read
-    ``OLLANG_SERVER_HOST``, ``OLLANG_SERVER_API_KEYS``... from the environment.
+
+def _settings_error(err: ValidationError) -> SettingsError:
+    """A pydantic error as a :class:`SettingsError` naming the variable and the keyword."""
+    problems = err.errors()
+    first = problems[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    variable = _variable(field)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingsError):
+        message = cause.message
+    else:
+        message = str(cause) if isinstance(cause, Exception) else str(first["msg"])
+    if message.startswith(variable):  # ollang's own parsers name the variable already
+        message = f"{variable} ({field}=){message[len(variable) :]}"
+    else:
+        shown = "" if field == "api_keys" else f", got {first.get('input')!r}"
+        message = f"{variable} ({field}=): {message}{shown}"
+    others = sorted({_variable(str(p["loc"][0])) for p in problems[1:] if p["loc"]} - {variable})
+    if others:
+        message += f" (also {', '.join(others)})"
+    hint = cause.hint if isinstance(cause, SettingsError) else ""
+    return SettingsError(message, hint)
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``ollang serve`` can be told, with safe defaults: the core settings
+    (:attr:`core`) plus the server's own fields.
+
+    Build it with keyword arguments (tests, :func:`ollang.server.serve`), e.g.
+    ``ServerSettings(api_keys=["k"], allow_models=["llama3*"])``, or let it read
+    ``OLLANG_SERVER_HOST``, ``OLLANG_SERVER_API_KEYS``... from the environment; a keyword
+    wins over the environment. ``core=`` gives the core settings (default:
+    :meth:`Settings.from_env() <ollang.settings.Settings.from_env>`); the override fields
+    (:data:`CORE_OVERRIDES`), when set, win over it.
+
+    Raises:
+        SettingsError: a value cannot be read (named: ``OLLANG_SERVER_PORT (port=): ...``),
+            or a core variable cannot (``OLLANG_BACKEND must be ...``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="OLLANG_SERVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     host: str = Field("127.0.0.1", description="Interface to bind; loopback unless told.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
@@ -63,23 +137,27 @@ class ServerSettings(BaseSettings):
     )
     store_url: str | None = Field(
         None,
-        description="Session store URL (ollang.memory.open_store); default: $OLLANG_STORE_URL.",
+        description="Session store URL (ollang.memory.open_store) for the server; "
+        "overrides $OLLANG_STORE_URL (core.store_url).",
     )
     ollama_url: str | None = Field(
-        None, description="Ollama address in any OLLAMA_HOST form; default: $OLLAMA_HOST."
+        None,
+        description="The one Ollama address, in any OLLAMA_HOST form; overrides $OLLAMA_HOST "
+        "(core.ollama_url and core.hosts).",
     )
     ollama_hosts: _StrList = Field(
         default_factory=list,
         description="Ollama hosts (URL[?priority=N&weight=W&max=M], or 'embedded'); "
-        "default: $OLLANG_OLLAMA_HOSTS, else ollama_url / $OLLAMA_HOST.",
+        "overrides $OLLANG_OLLAMA_HOSTS and ollama_url (core.hosts).",
     )
     backend: str | None = Field(
         None,
         description="Where models run: auto (Ollama if reachable, else embedded), ollama, "
-        "embedded; default: $OLLANG_BACKEND.",
+        "embedded; overrides $OLLANG_BACKEND (core.backend).",
     )
     default_model: str | None = Field(
-        None, description="Model used when a request names none; default: $OLLANG_MODEL."
+        None,
+        description="Model used when a request names none; overrides $OLLANG_MODEL (core.model).",
     )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
     max_image_body_bytes: int = Field(
@@ -90,12 +168,6 @@ class ServerSettings(BaseSettings):
     )
     max_message_chars: int = Field(
         100_000, ge=1, description="Longest message, prompt or system prompt, in characters."
-    )
-    models_cache_seconds: float = Field(
-        5.0, ge=0, description="How long the installed-model list is reused."
-    )
-    chain_cache_size: int = Field(
-        32, ge=1, description="Chat models (per model and options) kept with their HTTP clients."
     )
     public_docs: _Bool = Field(
         True,
@@ -112,20 +184,81 @@ class ServerSettings(BaseSettings):
         "even when the client names none (X-Session-Id); see server/recording.py.",
     )
 
+    #: The core settings as given (or read), before the override fields apply.
+    _base: Settings | None = PrivateAttr(None)
+    #: The core settings the server uses: :attr:`_base` with the overrides applied.
+    _core: Settings | None = PrivateAttr(None)
+
+    def __init__(self, core: Settings | None = None, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise _settings_error(err) from None
+        self._base = core if core is not None else Settings.from_env()
+        self._core = self._apply(self._base)
+
+    @property
+    def core(self) -> Settings:
+        """The core settings the server runs on (Ollama hosts, backend, default model,
+        store, timeouts): the given or environment's, with this object's overrides."""
+        if self._core is None:  # built without __init__ (model_construct, model_validate)
+            self._base = Settings.from_env()
+            self._core = self._apply(self._base)
+        return self._core
+
+    def _apply(self, base: Settings) -> Settings:
+        """``base`` with the override fields that are set (see :data:`CORE_OVERRIDES`)."""
+        core = base
+        if self.ollama_hosts:
+            core = core.with_hosts(parse_hosts(",".join(self.ollama_hosts), "ollama_hosts"))
+        elif self.ollama_url:
+            core = core.with_hosts((HostSpec(self.ollama_url),))
+        changes: dict[str, Any] = {}
+        if self.backend:
+            changes["backend"] = self.backend
+        if self.default_model:
+            changes["model"] = self.default_model
+        if self.store_url:
+            changes["store_url"] = self.store_url
+        return dataclasses.replace(core, **changes) if changes else core
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Self:
+        """A copy (pydantic's, unvalidated); an updated override applies to the copy's
+        :attr:`core` as it would have at construction."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update and set(update) & set(CORE_OVERRIDES):
+            copied._core = copied._apply(self._base or self.core)
+        return copied
+
     @field_validator("api_keys", "allow_models", "cors_origins", "ollama_hosts", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("store_url", "default_model")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        # As their core variables: surrounding blanks dropped, empty is unset.
+        return (value or "").strip() or None
+
+    @field_validator("ollama_url")
+    @classmethod
+    def _ollama_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return parse_ollama_host(value, _variable("ollama_url"))
+
+    @field_validator("ollama_hosts")
+    @classmethod
+    def _ollama_hosts(cls, value: list[str]) -> list[str]:
+        return [h.text for h in parse_hosts(",".join(value), _variable("ollama_hosts"))]
+
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str | None) -> str | None:
-        if value is None:
+        if value is None or not value.strip():
             return None
-        name = value.strip().lower()
-        if name not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {value!r}")
-        return name
+        return parse_backend(value, _variable("backend"))
 
     @field_validator("api_keys")
     @classmethod
