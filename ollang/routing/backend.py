@@ -46,13 +46,15 @@ class BackendChoice:
 
 
 def ollama_reachable(url: str, timeout: float = 1.0) -> bool:
-    """Whether an Ollama server answers ``/api/version`` at ``url``."""
-    import httpx
+    """Whether an Ollama server answers ``/api/version`` at ``url`` (within ``timeout``)."""
+    from ollang.transport.client import OllamaClient
 
     try:
-        return httpx.get(f"{url}/api/version", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        with OllamaClient(url, connect_timeout=timeout, read_timeout=timeout) as client:
+            client.get_json("/api/version", timeout=timeout)
+    except OllangError:
         return False
+    return True
 
 
 def choose_backend(

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from ollang.errors import InvalidInputError, ModelNotFoundError
 from ollang.settings import HostSpec, Settings
-from ollang.transport.manage import ModelDetails, normalise_model
+from ollang.transport.manage import ModelDetails, context_length, model_details, normalise_model
 from ollang.turns.context import MAX_AUTO_CONTEXT
 
-if TYPE_CHECKING:  # the wire client is imported only by the server's path (the CLI uses httpx)
+if TYPE_CHECKING:  # the async client is imported only by the server's path (the CLI's is sync)
     from langchain_core.messages import BaseMessage
 
     from ollang.transport.wire import OllamaWire
@@ -139,7 +139,7 @@ class Host(ABC):
         state.version = str(version.get("version", "unknown"))
         state.models = {
             normalise_model(d.name): d
-            for d in (_details(entry) for entry in tags.get("models") or [])
+            for d in (model_details(entry) for entry in tags.get("models") or [])
             if d.name
         }
         state.loaded = {
@@ -179,7 +179,9 @@ class Host(ABC):
 
 
 class OllamaHost(Host):
-    """An Ollama server, reached through :class:`~ollang.transport.wire.OllamaWire`."""
+    """An Ollama server, reached through ollang's clients: the async
+    :class:`~ollang.transport.wire.OllamaWire` (requests, probes), the sync
+    :class:`~ollang.transport.client.OllamaClient` (:meth:`probe_sync`)."""
 
     def __init__(self, spec: HostSpec, settings: Settings) -> None:
         super().__init__(spec)
@@ -189,7 +191,7 @@ class OllamaHost(Host):
 
     @property
     def wire(self) -> OllamaWire:
-        """The host's keep-alive pool (made on first use)."""
+        """The host's async client, a keep-alive pool (made on first use)."""
         if self._wire is None:
             from ollang.transport.wire import OllamaWire
 
@@ -215,20 +217,21 @@ class OllamaHost(Host):
             self._checked(version, tags, ps)
 
     def probe_sync(self) -> None:
-        """The same checks over httpx (already loaded by the CLI's ollama client)."""
-        import httpx
-
-        from ollang.transport.errors import translate_error
+        """The same checks over the sync client (the CLI's, with no event loop)."""
+        from ollang.transport.client import OllamaClient
 
         try:
-            with httpx.Client(base_url=self.spec.url, timeout=self.check_timeout) as client:
-                answers = []
-                for path in ("/api/version", "/api/tags", "/api/ps"):
-                    response = client.get(path)
-                    response.raise_for_status()
-                    answers.append(response.json())
+            with OllamaClient(
+                self.spec.url,
+                connect_timeout=self.check_timeout,
+                read_timeout=self.check_timeout,
+            ) as client:
+                answers = [
+                    client.get_json(path, timeout=self.check_timeout)
+                    for path in ("/api/version", "/api/tags", "/api/ps")
+                ]
         except Exception as err:  # any failure means "down"; say which
-            self._unreachable(translate_error(err, url=self.spec.url) or err)
+            self._unreachable(err)
         else:
             self._checked(*answers)
 
@@ -238,36 +241,12 @@ class OllamaHost(Host):
 
     async def fetch_context_length(self, model: str) -> int | None:
         """``<architecture>.context_length`` from ``/api/show``."""
-        info = await self.wire.post_json("/api/show", {"model": model})
-        for key, value in (info.get("model_info") or {}).items():
-            if key.endswith(".context_length") and isinstance(value, int) and value > 0:
-                return value
-        return None
+        return context_length(await self.wire.post_json("/api/show", {"model": model}))
 
     async def close(self) -> None:
         """Close the connection pool of the running loop."""
         if self._wire is not None:
             await self._wire.close()
-
-
-def _details(entry: Mapping[str, Any]) -> ModelDetails:
-    details = entry.get("details") or {}
-    modified = entry.get("modified_at")
-    when: datetime | None = None
-    if isinstance(modified, str):
-        try:
-            when = datetime.fromisoformat(modified.replace("Z", "+00:00"))
-        except ValueError:
-            when = None
-    return ModelDetails(
-        name=str(entry.get("model") or entry.get("name") or ""),
-        size=int(entry.get("size") or 0),
-        modified_at=when,
-        digest=entry.get("digest"),
-        family=details.get("family"),
-        parameter_size=details.get("parameter_size"),
-        quantization_level=details.get("quantization_level"),
-    )
 
 
 class EmbeddedHost(Host):
@@ -361,34 +340,13 @@ class EmbeddedHost(Host):
 
 def _from_wire(m: Mapping[str, Any], model: str) -> BaseMessage:
     """One of Ollama's wire messages as the LangChain message the embedded model takes."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+    from ollang.transport.translate import from_ollama
 
-    role, content = m.get("role", "user"), str(m.get("content") or "")
     if m.get("images"):
         raise InvalidInputError(
             f"the embedded model {model} takes no images", "use a vision model on an Ollama host"
         )
-    if role == "system":
-        return SystemMessage(content)
-    if role == "assistant":
-        calls = [
-            {
-                "name": str((call.get("function") or {}).get("name", "")),
-                "args": (call.get("function") or {}).get("arguments") or {},
-                "id": str(call.get("id") or f"call_{n}"),
-            }
-            for n, call in enumerate(m.get("tool_calls") or [])
-        ]
-        return AIMessage(content, tool_calls=calls)
-    if role == "tool":  # Ollama names the tool, not the call
-        return ToolMessage(
-            content, tool_call_id=str(m.get("tool_call_id") or m.get("tool_name") or "tool")
-        )
-    if role == "user":
-        return HumanMessage(content)
-    raise InvalidInputError(
-        f"unknown message role {role!r}", "roles: system, user, assistant, tool"
-    )
+    return from_ollama(m)
 
 
 def _is_file(path: str) -> bool:

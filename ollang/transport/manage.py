@@ -1,33 +1,35 @@
-"""Model management through the official ``ollama`` client: list, pull, show, rm, ps.
+"""Model management: list, pull, show, rm, ps, stop, copy — over ollang's clients.
 
-The CLI and the HTTP server both call these; raw client errors become ollang's
-errors here (via :func:`chains.errors.translating`), including in-stream errors
-of a pull.
+The CLI and the HTTP server both call these. The synchronous calls go through
+:class:`~ollang.transport.client.OllamaClient` (the official client's httpx client), an
+async pull through :class:`~ollang.transport.wire.OllamaWire`; both raise ollang's errors
+(:mod:`ollang.transport.errors`), in-stream errors of a pull included. Ollama's JSON
+for a model (``/api/tags``, ``/api/show``, ``/api/ps`` entries) is read here once, for
+the manager and for the router's health checks alike (:func:`model_details`,
+:func:`context_length`).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ollang.errors import ModelNotFoundError, OllamaResponseError
 from ollang.settings import Settings, parse_ollama_host
-from ollang.transport.client import ollama_client
-from ollang.transport.errors import translating
-
-if TYPE_CHECKING:  # the client is imported when first used (`ollang --help` stays fast)
-    import ollama
+from ollang.transport.client import OllamaClient
 
 __all__ = [
     "LoadedModel",
     "ModelDetails",
     "ModelManager",
     "PullProgress",
+    "context_length",
     "format_gb",
+    "model_details",
     "normalise_model",
 ]
 
@@ -106,17 +108,39 @@ class PullProgress:
     completed: int | None = None
 
 
-def _details(model: ollama.ListResponse.Model) -> ModelDetails:
-    details = getattr(model, "details", None)
+def _when(value: Any) -> datetime | None:
+    """A time as Ollama writes it (RFC 3339, nanoseconds and all), or ``None``."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def model_details(entry: Mapping[str, Any]) -> ModelDetails:
+    """A model as ``/api/tags`` (or ``/api/ps``) lists it."""
+    details = entry.get("details") or {}
     return ModelDetails(
-        name=model.model or "",
-        size=int(model.size or 0),
-        modified_at=model.modified_at,
-        digest=model.digest,
-        family=getattr(details, "family", None),
-        parameter_size=getattr(details, "parameter_size", None),
-        quantization_level=getattr(details, "quantization_level", None),
+        name=str(entry.get("model") or entry.get("name") or ""),
+        size=int(entry.get("size") or 0),
+        modified_at=_when(entry.get("modified_at")),
+        digest=entry.get("digest"),
+        family=details.get("family"),
+        parameter_size=details.get("parameter_size"),
+        quantization_level=details.get("quantization_level"),
     )
+
+
+def context_length(show: Mapping[str, Any]) -> int | None:
+    """A model's trained context length from its ``/api/show`` answer
+    (``model_info``'s ``<architecture>.context_length``), or ``None``."""
+    for key, value in (show.get("model_info") or {}).items():
+        if key.endswith(".context_length") and isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def normalise_model(name: str) -> str:
@@ -130,35 +154,27 @@ class ModelManager:
     def __init__(self, base_url: str | None = None, *, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.url = parse_ollama_host(base_url) if base_url else self.settings.ollama_url
-        self._client: ollama.Client | None = None
+        self._client: OllamaClient | None = None
 
     @property
-    def client(self) -> ollama.Client:
-        """The official ``ollama.Client``, created on first use."""
+    def client(self) -> OllamaClient:
+        """The synchronous client (the official ``ollama.Client`` under it), made on first use."""
         if self._client is None:
-            self._client = ollama_client(self.url, settings=self.settings)
+            self._client = OllamaClient.from_settings(self.url, settings=self.settings)
         return self._client
 
-    def _translating(self, model: str | None = None) -> AbstractContextManager[None]:
-        return translating(url=self.url, model=model, list_models=self._names)
-
     def _names(self) -> list[str]:
-        return [m.model or "" for m in self.client.list().models]
+        return [d.name for d in self.list()]
 
     def version(self) -> str:
         """Ollama's version string (``/api/version``)."""
-        import httpx
-
-        with self._translating():
-            response = httpx.get(f"{self.url}/api/version", timeout=self.settings.connect_timeout)
-            response.raise_for_status()
-            return str(response.json().get("version", "unknown"))
+        answer = self.client.get_json("/api/version", timeout=self.settings.connect_timeout)
+        return str(answer.get("version", "unknown"))
 
     def list(self) -> list[ModelDetails]:
         """Installed models, sorted by name."""
-        with self._translating():
-            models = self.client.list().models
-        return sorted((_details(m) for m in models), key=lambda d: d.name)
+        models = self.client.get_json("/api/tags").get("models") or []
+        return sorted((model_details(m) for m in models), key=lambda d: d.name)
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (``llama3`` means ``llama3:latest``) is installed."""
@@ -167,62 +183,52 @@ class ModelManager:
 
     def show(self, name: str) -> ModelDetails:
         """Details of one model (``/api/show``): family, parameters, context length, template."""
-        with self._translating(name):
-            info = self.client.show(name)
+        info = self.client.request_json(
+            "POST", "/api/show", {"model": name}, list_models=self._names
+        )
         listed = {d.name: d for d in self.list()}
         base = listed.get(normalise_model(name)) or listed.get(name)
-        model_info = info.modelinfo or {}
-        context = next(
-            (
-                v
-                for k, v in model_info.items()
-                if k.endswith(".context_length") and isinstance(v, int)
-            ),
-            None,
-        )
-        details = info.details
+        details = info.get("details") or {}
         return ModelDetails(
             name=normalise_model(name),
             size=base.size if base else 0,
-            modified_at=info.modified_at,
+            modified_at=_when(info.get("modified_at")),
             digest=base.digest if base else None,
-            family=getattr(details, "family", None),
-            parameter_size=getattr(details, "parameter_size", None),
-            quantization_level=getattr(details, "quantization_level", None),
-            context_length=context,
-            template=info.template,
-            parameters=info.parameters,
-            system=getattr(info, "system", None) or _modelfile_system(info.modelfile),
-            license=getattr(info, "license", None),
-            capabilities=list(info.capabilities or []),
+            family=details.get("family"),
+            parameter_size=details.get("parameter_size"),
+            quantization_level=details.get("quantization_level"),
+            context_length=context_length(info),
+            template=info.get("template"),
+            parameters=info.get("parameters"),
+            system=info.get("system") or _modelfile_system(info.get("modelfile")),
+            license=info.get("license"),
+            capabilities=list(info.get("capabilities") or []),
         )
 
     def delete(self, name: str) -> None:
         """Remove a model from the server."""
-        with self._translating(name):
-            self.client.delete(name)
+        self.client.request_json("DELETE", "/api/delete", {"model": name}, list_models=self._names)
 
     def stop(self, name: str) -> None:
         """Unload a model from memory now (what ``ollama stop`` does: ``keep_alive: 0``)."""
-        with self._translating(name):
-            self.client.generate(model=name, prompt="", keep_alive=0)
+        body = {"model": name, "prompt": "", "keep_alive": 0, "stream": False}
+        self.client.request_json("POST", "/api/generate", body, list_models=self._names)
 
     def copy(self, source: str, destination: str) -> None:
         """Copy a model under a new name (``/api/copy``)."""
-        with self._translating(source):
-            self.client.copy(source, destination)
+        body = {"source": source, "destination": destination}
+        self.client.request_json("POST", "/api/copy", body, model=source, list_models=self._names)
 
     def ps(self) -> builtins.list[LoadedModel]:
         """Models loaded in memory now."""
-        with self._translating():
-            models = self.client.ps().models
+        models = self.client.get_json("/api/ps").get("models") or []
         return [
             LoadedModel(
-                name=m.model or "",
-                size=int(m.size or 0),
-                size_vram=int(m.size_vram or 0),
-                expires_at=m.expires_at,
-                context_length=getattr(m, "context_length", None),
+                name=str(m.get("model") or m.get("name") or ""),
+                size=int(m.get("size") or 0),
+                size_vram=int(m.get("size_vram") or 0),
+                expires_at=_when(m.get("expires_at")),
+                context_length=m.get("context_length"),
             )
             for m in models
         ]
@@ -235,31 +241,34 @@ class ModelManager:
             OllamaResponseError: any other pull failure.
         """
         try:
-            with self._translating():
-                for part in self.client.pull(name, stream=True):
-                    yield _progress(part)
+            for line in self.client.stream("/api/pull", {"model": name, "stream": True}):
+                yield _progress(line)
         except OllamaResponseError as err:
             raise _pull_error(name, err) from err
 
     async def apull(self, name: str) -> AsyncIterator[PullProgress]:
-        """Async :meth:`pull` (for the HTTP server)."""
-        import ollama
+        """Async :meth:`pull` (for the HTTP server), over the async client."""
+        from ollang.transport.wire import OllamaWire
 
-        client = ollama.AsyncClient(host=self.url, timeout=self.client._client.timeout)
+        wire = OllamaWire.from_settings(self.url, settings=self.settings)
         try:
-            with self._translating():
-                async for part in await client.pull(name, stream=True):
-                    yield _progress(part)
+            stream = wire.stream("/api/pull", {"model": name, "stream": True})
+            async with contextlib.aclosing(stream):  # a client gone stops the pull's stream
+                async for lines in stream:
+                    for line in lines:
+                        yield _progress(line)
         except OllamaResponseError as err:
             raise _pull_error(name, err) from err
+        finally:
+            await wire.close()
 
 
-def _progress(part: ollama.ProgressResponse) -> PullProgress:
+def _progress(line: Mapping[str, Any]) -> PullProgress:
     return PullProgress(
-        status=part.status or "",
-        digest=part.digest,
-        total=part.total,
-        completed=part.completed,
+        status=str(line.get("status") or ""),
+        digest=line.get("digest"),
+        total=line.get("total"),
+        completed=line.get("completed"),
     )
 
 

@@ -19,6 +19,11 @@ of that, so the server talks to Ollama here instead:
   as one write to the client.
 * Errors become ollang's (:mod:`ollang.transport.errors`), as the library's do.
 
+:class:`OllamaWire` is the asynchronous member of ollang's client family
+(:mod:`ollang.transport.client`): the same configuration as the synchronous
+:class:`~ollang.transport.client.OllamaClient`, and the same ``get_json`` / ``post_json`` /
+``stream`` surface. Messages are translated by :mod:`ollang.transport.translate`.
+
 Closing the async iterator (a client gone, a cancelled task) closes the connection at
 once, which is what stops generation on the Ollama side.
 """
@@ -29,50 +34,27 @@ import asyncio
 import collections
 import ssl
 import weakref
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
 import orjson
-from langchain_core.messages import BaseMessage
 
 from ollang.errors import OllamaResponseError, OllamaTimeoutError, OllamaUnavailableError
+from ollang.transport.client import BaseOllamaClient
 from ollang.transport.errors import ConnectionClosed, GarbledResponse, status_error, translating
+from ollang.transport.translate import Line, to_ollama_messages
 
-__all__ = ["OllamaWire", "wire_messages"]
+__all__ = ["Line", "OllamaWire", "wire_messages"]
 
-Line = dict[str, Any]
+#: LangChain messages as ``/api/chat`` messages (:func:`~ollang.transport.translate.to_ollama`).
+wire_messages = to_ollama_messages
 
 #: Idle connections kept per host (per event loop).
 _KEEP_IDLE = 64
 #: Pause reading from Ollama when this many bytes wait for the consumer.
 _HIGH_WATER = 1 << 20
-
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-
-
-def wire_messages(messages: Sequence[BaseMessage]) -> list[Line]:
-    """LangChain messages as ``/api/chat`` messages (role, content, images, tool calls)."""
-    out: list[Line] = []
-    for message in messages:
-        entry: Line = {"role": _ROLES.get(message.type, "user"), "content": message.text}
-        images = [
-            block.get("base64") or block.get("data")
-            for block in (message.content if isinstance(message.content, list) else [])
-            if isinstance(block, dict) and block.get("type") == "image"
-        ]
-        if images:
-            entry["images"] = [image for image in images if image]
-        calls = getattr(message, "tool_calls", None)
-        if calls:
-            entry["tool_calls"] = [
-                {"function": {"name": call["name"], "arguments": call["args"]}} for call in calls
-            ]
-        if message.type == "tool":
-            entry["tool_name"] = getattr(message, "name", None) or ""
-        out.append(entry)
-    return out
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -193,13 +175,14 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class OllamaWire:
-    """One Ollama server's API over a keep-alive pool per event loop.
+class OllamaWire(BaseOllamaClient):
+    """One Ollama server's API over a keep-alive pool per event loop (the async client).
 
     Args:
         url: The base URL (``http://host:port`` or ``https://...``).
         connect_timeout: Seconds to connect (a missing server fails fast).
         read_timeout: Seconds to wait for the next piece of an answer (a model may load).
+        headers: Extra headers sent with every request.
         max_connections: Unused beyond bookkeeping: the router limits requests per host.
     """
 
@@ -209,25 +192,24 @@ class OllamaWire:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
+        headers: Mapping[str, str] | None = None,
         max_connections: int | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        super().__init__(
+            url, connect_timeout=connect_timeout, read_timeout=read_timeout, headers=headers
+        )
         parts = urlsplit(self.url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.tls = parts.scheme == "https"
         self.base_path = parts.path.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
         self.max_connections = max_connections
         netloc = self.host if ":" not in self.host else f"[{self.host}]"
         self._host_header = f"{netloc}:{self.port}".encode()
+        self._extra_headers = [f"{key}: {value}".encode() for key, value in self.headers.items()]
         self._idle: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, collections.deque[_Connection]
         ] = weakref.WeakKeyDictionary()
-
-    def __repr__(self) -> str:
-        return f"OllamaWire({self.url!r})"
 
     # -- connections ------------------------------------------------------------
     def _pool(self) -> collections.deque[_Connection]:
@@ -280,6 +262,7 @@ class OllamaWire:
             b"Host: " + self._host_header,
             b"User-Agent: ollang",
             b"Accept: application/json, application/x-ndjson",
+            *self._extra_headers,
         ]
         if body is not None:
             head += [b"Content-Type: application/json", b"Content-Length: %d" % len(body)]

@@ -10,43 +10,65 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from langchain_core.messages import AIMessage, BaseMessageChunk
+from langchain_core.messages import AIMessage, BaseMessageChunk, ToolCall
+from langchain_core.messages.ai import UsageMetadata
 
 from ollang.turns.context import ContextBudget
 
-__all__ = ["ChatEvent", "Timings", "TurnRecorder", "TurnResult", "Usage"]
+__all__ = [
+    "ChatEvent",
+    "LineReader",
+    "StreamDelta",
+    "Timings",
+    "TurnRecorder",
+    "TurnResult",
+    "Usage",
+    "set_line_reader",
+]
 
 Status = Literal["complete", "interrupted", "error"]
 
 
-#: Fields of Ollama's final stream line kept in a reply's metadata (as ChatOllama does).
-_DONE_FIELDS = (
-    "model",
-    "created_at",
-    "done_reason",
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
+class StreamDelta(NamedTuple):
+    """A batch of a streaming reply, already read: what a recorder takes from any host.
+
+    Made from a host's stream lines by :func:`ollang.transport.translate.read_lines`
+    (this layer knows no wire format).
+
+    Attributes:
+        text: The answer text of the batch, joined.
+        reasoning: Its reasoning text, joined.
+        tool_calls: Tool calls it completed, as LangChain's ``ToolCall`` dicts.
+        metadata: The final statistics for ``response_metadata`` (the last batch only).
+        usage: Token counts as ``usage_metadata`` (the last batch only).
+        pieces: How many stream pieces (lines) the batch held.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: Sequence[ToolCall] = ()
+    metadata: dict[str, Any] | None = None
+    usage: UsageMetadata | None = None
+    pieces: int = 0
 
 
-def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
-    """An Ollama tool call (``{"function": {"name", "arguments"}}``) as LangChain's."""
-    function = call.get("function") or {}
-    arguments = function.get("arguments")
-    return {
-        "name": str(function.get("name", "")),
-        "args": arguments if isinstance(arguments, dict) else {},
-        "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-        "type": "tool_call",
-    }
+#: Reads a batch of stream lines as a :class:`StreamDelta`, for :meth:`TurnRecorder.observe_lines`.
+LineReader = Callable[[Sequence[Mapping[str, Any]]], StreamDelta]
+_line_reader: LineReader | None = None
+
+
+def set_line_reader(reader: LineReader) -> None:
+    """Install the reader of stream lines :meth:`TurnRecorder.observe_lines` uses.
+
+    The lines are Ollama's JSON, which only the transport layer (above this one) reads:
+    :mod:`ollang.transport.translate` installs its ``read_lines`` here when imported.
+    """
+    global _line_reader
+    _line_reader = reader
 
 
 @dataclass(frozen=True)
@@ -118,7 +140,7 @@ class TurnRecorder:
     _pending_reasoning: list[str] = field(default_factory=list)
     _metadata: dict[str, Any] = field(default_factory=dict)
     _usage: dict[str, Any] | None = None
-    _tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    _tool_calls: list[ToolCall] = field(default_factory=list)
     _chunks: int = 0
 
     # -- fed by the pipeline -------------------------------------------------
@@ -145,41 +167,23 @@ class TurnRecorder:
             self._usage = dict(usage)
         return text
 
-    def observe_lines(self, lines: list[dict[str, Any]]) -> tuple[str, str]:
-        """Record a batch of Ollama ``/api/chat`` stream lines (the server's lean path).
+    def observe_delta(self, delta: StreamDelta) -> tuple[str, str]:
+        """Record a batch of the reply (the server's lean path): text, reasoning, tool calls,
+        and with the last batch the statistics and token counts.
 
-        The stored message ends up as the one ``ChatOllama`` would have produced: the
-        final line's statistics in ``response_metadata``, token counts as usage, tool
-        calls as LangChain tool calls.
+        The stored message ends up as the one ``ChatOllama`` would have produced.
 
         Returns:
-            The batch's answer text and reasoning text, each joined.
+            The batch's answer text and reasoning text.
         """
-        texts: list[str] = []
-        thoughts: list[str] = []
-        for line in lines:
-            self._chunks += 1
-            message = line.get("message")
-            if message:
-                content = message.get("content")
-                if content:
-                    texts.append(content)
-                thinking = message.get("thinking")
-                if thinking:
-                    thoughts.append(thinking)
-                calls = message.get("tool_calls")
-                if calls:
-                    self._tool_calls.extend(_tool_call(call) for call in calls)
-            if line.get("done"):
-                self._metadata.update({k: line[k] for k in _DONE_FIELDS if k in line})
-                inputs, outputs = line.get("prompt_eval_count"), line.get("eval_count")
-                if inputs is not None or outputs is not None:
-                    self._usage = {
-                        "input_tokens": inputs or 0,
-                        "output_tokens": outputs or 0,
-                        "total_tokens": (inputs or 0) + (outputs or 0),
-                    }
-        text, reasoning = "".join(texts), "".join(thoughts)
+        self._chunks += delta.pieces
+        text, reasoning = delta.text, delta.reasoning
+        if delta.tool_calls:
+            self._tool_calls.extend(delta.tool_calls)
+        if delta.metadata:
+            self._metadata.update(delta.metadata)
+        if delta.usage is not None:
+            self._usage = dict(delta.usage)
         if (text or reasoning or self._tool_calls) and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         if text:
@@ -187,6 +191,18 @@ class TurnRecorder:
         if reasoning:
             self._reasoning.append(reasoning)
         return text, reasoning
+
+    def observe_lines(self, lines: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+        """:meth:`observe_delta` of a batch of a host's ``/api/chat`` stream lines, read by
+        the installed line reader (:func:`set_line_reader`).
+
+        Raises:
+            RuntimeError: no reader is installed (``ollang.transport.translate`` was not
+                imported; whatever has stream lines has imported it).
+        """
+        if _line_reader is None:
+            raise RuntimeError("no stream line reader: import ollang.transport.translate")
+        return self.observe_delta(_line_reader(lines))
 
     def set_metadata(self, **values: Any) -> None:
         """Add ``response_metadata`` entries to the stored reply (e.g. the host it came from)."""

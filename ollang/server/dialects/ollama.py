@@ -14,23 +14,28 @@ invalid request a 400 as Ollama answers it.
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import orjson
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import BaseMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
-from ollang.errors import OllangError
-from ollang.server.dialects.common import INT64_MAX, image_blocks
+from ollang.errors import ModelNotFoundError, OllangError
+from ollang.server.dialects.common import INT64_MAX
 from ollang.server.errors import ValidationFailedError
 from ollang.server.errors import error_body as ollang_error_body
 from ollang.server.schemas import MODEL_NAME_PATTERN, PULL_NAME_PATTERN
 from ollang.server.streaming import StreamFormat, StreamItem
 from ollang.transport.manage import ModelDetails
+from ollang.transport.translate import (
+    done_fields,
+    from_ollama,
+    from_ollama_messages,
+    to_ollama,
+    tool_call_to_ollama,
+)
 from ollang.turns.recorder import TurnResult
 
 __all__ = [
@@ -51,17 +56,6 @@ __all__ = [
 
 #: The paths answered in this dialect's error shape.
 ERROR_PREFIX = "/api/"
-
-#: The fields of Ollama's final line that describe the whole answer.
-DONE_FIELDS = (
-    "done_reason",
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
 
 _Scalar = bool | int | float | str
 OptionValue = _Scalar | list[_Scalar] | None
@@ -211,64 +205,23 @@ class OllamaPullRequest(_Wire):
 
 
 # -- request -> turn --------------------------------------------------------------------
-def _human(text: str, images: list[str] | None, where: str) -> HumanMessage:
-    if not images:
-        return HumanMessage(text)
-    blocks: list[Any] = [{"type": "text", "text": text}] if text else []
-    return HumanMessage([*blocks, *image_blocks(images, f"{where}.images")])
-
-
-def _arguments(value: dict[str, Any] | str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value or "{}")
-    except ValueError as err:
-        raise ValidationFailedError(
-            "tool call arguments are not a JSON object", "send arguments as an object"
-        ) from err
-    if not isinstance(parsed, dict):
-        raise ValidationFailedError(
-            "tool call arguments are not a JSON object", "send arguments as an object"
-        )
-    return parsed
-
-
 def to_messages(messages: list[OllamaMessage]) -> list[BaseMessage]:
-    """The client's messages as LangChain messages, in order (system messages included)."""
-    out: list[BaseMessage] = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if message.role == "system":
-            out.append(SystemMessage(message.content))
-        elif message.role == "user":
-            out.append(_human(message.content, message.images, where))
-        elif message.role == "assistant":
-            calls = [
-                {
-                    "name": call.function.name,
-                    "args": _arguments(call.function.arguments),
-                    "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
-                    "type": "tool_call",
-                }
-                for call in message.tool_calls or []
-            ]
-            out.append(AIMessage(message.content, tool_calls=calls))
-        else:
-            out.append(
-                ToolMessage(
-                    message.content,
-                    tool_call_id=message.tool_call_id or "",
-                    name=message.tool_name,
-                )
-            )
-    return out
+    """The client's messages as LangChain messages, in order (system messages included),
+    translated by :func:`ollang.transport.translate.from_ollama`.
+
+    Raises:
+        InvalidInputError: tool call arguments that are not a JSON object, images that are
+            not images or too many (a 400 here).
+        ImageTooLargeError: an image over the size limit (413).
+    """
+    return from_ollama_messages(m.model_dump(exclude_none=True) for m in messages)
 
 
 def generate_messages(request: OllamaGenerateRequest) -> list[BaseMessage]:
     """``/api/generate``'s system prompt and prompt as a conversation of one turn."""
     system: list[BaseMessage] = [SystemMessage(request.system)] if request.system else []
-    return [*system, _human(request.prompt, request.images, "prompt")]
+    prompt = {"role": "user", "content": request.prompt, "images": request.images}
+    return [*system, from_ollama(prompt, where="prompt")]
 
 
 def top_level(
@@ -295,10 +248,7 @@ def now_iso() -> str:
 def wire_tool_calls(result: TurnResult) -> list[dict[str, Any]]:
     """The answer's tool calls as Ollama sends them (with the ids stored)."""
     return [
-        {
-            "id": call.get("id"),
-            "function": {"index": i, "name": call["name"], "arguments": call["args"]},
-        }
+        tool_call_to_ollama(call, index=i, with_id=True)
         for i, call in enumerate(result.message.tool_calls)
     ]
 
@@ -307,19 +257,14 @@ def done_line(result: TurnResult, model: str) -> dict[str, Any]:
     """Ollama's final line for a turn (when the host's own did not arrive)."""
     meta = result.message.response_metadata
     line: dict[str, Any] = {"model": model, "created_at": now_iso(), "done": True}
-    line.update({k: meta[k] for k in DONE_FIELDS if k in meta})
+    line.update(done_fields(meta))
     line.setdefault("done_reason", result.done_reason or "stop")
     return line
 
 
 def chat_response(result: TurnResult, model: str) -> dict[str, Any]:
     """The one object of a ``"stream": false`` chat: the whole message and the counts."""
-    message: dict[str, Any] = {"role": "assistant", "content": result.text}
-    if result.reasoning:
-        message["thinking"] = result.reasoning
-    calls = wire_tool_calls(result)
-    if calls:
-        message["tool_calls"] = calls
+    message = to_ollama(result.message, thinking=True, call_ids=True)
     line = done_line(result, model)
     return {
         "model": line.pop("model"),
@@ -354,7 +299,7 @@ def as_generate(line: dict[str, Any]) -> dict[str, Any]:
         out["thinking"] = message["thinking"]
     out["done"] = bool(line.get("done"))
     if out["done"]:
-        out.update({k: line[k] for k in DONE_FIELDS if k in line})
+        out.update(done_fields(line))
     return out
 
 
@@ -394,7 +339,7 @@ class OllamaLines(StreamFormat):
         return orjson.dumps(data, default=str) + b"\n"
 
     def error(self, err: OllangError) -> bytes:
-        return orjson.dumps(ollang_error_body(err)) + b"\n"
+        return orjson.dumps(_error_body(err)) + b"\n"
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -402,4 +347,13 @@ def error_response(err: OllangError) -> Response:
     """An error as Ollama answers it: ``{"error": "..."}`` (+ ``hint``), 400 if invalid."""
     status = 400 if err.http_status == 422 else err.http_status
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(ollang_error_body(err), status_code=status, headers=headers)
+    return JSONResponse(_error_body(err), status_code=status, headers=headers)
+
+
+def _error_body(err: OllangError) -> dict[str, Any]:
+    """``{"error": "...", "hint": "..."}``; a model no host has in Ollama's own words
+    (``model "x" not found, try pulling it first``), which its clients look for."""
+    body = ollang_error_body(err)
+    if isinstance(err, ModelNotFoundError) and err.message == f"model {err.model!r} not found":
+        body["error"] = f'model "{err.model}" not found, try pulling it first'
+    return body
