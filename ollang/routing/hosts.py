@@ -199,7 +199,6 @@ class OllamaHost(Host):
                 self.spec.url,
                 connect_timeout=self.settings.connect_timeout,
                 read_timeout=self.settings.read_timeout,
-                max_connections=self.spec.max_concurrent,
             )
         return self._wire
 

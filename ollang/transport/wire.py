@@ -183,7 +183,6 @@ class OllamaWire(BaseOllamaClient):
         connect_timeout: Seconds to connect (a missing server fails fast).
         read_timeout: Seconds to wait for the next piece of an answer (a model may load).
         headers: Extra headers sent with every request.
-        max_connections: Unused beyond bookkeeping: the router limits requests per host.
     """
 
     def __init__(
@@ -193,7 +192,6 @@ class OllamaWire(BaseOllamaClient):
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
         headers: Mapping[str, str] | None = None,
-        max_connections: int | None = None,
     ) -> None:
         super().__init__(
             url, connect_timeout=connect_timeout, read_timeout=read_timeout, headers=headers
@@ -203,7 +201,6 @@ class OllamaWire(BaseOllamaClient):
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.tls = parts.scheme == "https"
         self.base_path = parts.path.rstrip("/")
-        self.max_connections = max_connections
         netloc = self.host if ":" not in self.host else f"[{self.host}]"
         self._host_header = f"{netloc}:{self.port}".encode()
         self._extra_headers = [f"{key}: {value}".encode() for key, value in self.headers.items()]
