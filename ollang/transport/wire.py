@@ -97,9 +97,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.complete:
-            self._fail(exc or ConnectionClosed("connection closed by Ollama"))
-        self.closed = exc or ConnectionResetError("closed")
+        # A failure recorded already (bytes that were not HTTP) stays the reason.
+        if self.closed is None:
+            self.closed = exc or ConnectionResetError("closed")
         self.reusable = False
         self._wake()
 
