@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast, get_args
 
 from langchain_core.messages import (
@@ -48,6 +49,7 @@ from langchain_core.messages import (
 )
 
 from ollang.memory.base import TITLE_MAX_CHARS, MessageStatus
+from ollang.memory.images import IMAGE_REF, restore_images
 
 __all__ = [
     "CREATED_KEY",
@@ -278,3 +280,35 @@ def message_from_dict(data: Mapping[str, Any], *, copy_values: bool = True) -> B
         kwargs.setdefault("tool_calls", [])
         kwargs.setdefault("invalid_tool_calls", [])
     return cls(additional_kwargs=additional, response_metadata=metadata, **kwargs)
+
+
+def message_from_row(
+    row: Sequence[Any],
+    message_id: Callable[[Any], str],
+    fetch_images: Callable[[list[str]], Mapping[str, bytes]],
+) -> BaseMessage:
+    """A message as the SQL stores keep it (one row) as a message again.
+
+    ``row`` is ``(id, role, text, exact, reasoning, status, created, extra)``:
+    ``exact`` is the content's JSON when ``text`` is not all of it (content blocks),
+    ``extra`` the JSON of the keys without a column of their own. ``message_id``
+    decodes the stored id; ``fetch_images`` gets the bytes of the images the
+    content refers to, by hash (a missing one stays a reference).
+    """
+    msg_id, role, text, exact, reasoning, status, created, extra = row
+    data: dict[str, Any] = json.loads(extra) if extra else {}
+    content: str | list[Any] = text
+    if exact is not None:
+        content = json.loads(exact)
+        if isinstance(content, list) and IMAGE_REF in exact:
+            content = restore_images(content, fetch_images)
+    data.update(
+        id=message_id(msg_id),
+        role=role,
+        content=content,
+        status=status or "complete",
+        created=created,
+    )
+    if reasoning is not None:
+        data["reasoning"] = reasoning
+    return message_from_dict(data, copy_values=False)  # everything here was just decoded

@@ -13,12 +13,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.messages import BaseMessage
-
 from ollang.errors import InvalidInputError
 from ollang.memory.base import SessionInfo
-from ollang.memory.images import IMAGE_REF, StoredImage, image_refs, restore_images
-from ollang.memory.messages import content_text, message_from_dict
+from ollang.memory.images import IMAGE_REF, StoredImage, image_refs
+from ollang.memory.messages import content_text
 from ollang.memory.postgres.migrations import search_vector
 
 __all__ = [
@@ -29,7 +27,6 @@ __all__ = [
     "decode_id",
     "encode_id",
     "image_params",
-    "message_from_row",
     "no_nul",
     "row_image_refs",
     "row_values",
@@ -396,26 +393,3 @@ def row_image_refs(row: tuple[Any, ...]) -> list[str]:
         return []
     content = json.loads(exact)
     return image_refs(content) if isinstance(content, list) else []
-
-
-def message_from_row(
-    row: tuple[Any, ...], images: Mapping[str, bytes] | None = None
-) -> BaseMessage:
-    """A ``last_messages`` row as a message, with the ``images`` it refers to put back."""
-    msg_id, role, text, exact, reasoning, status, created, extra = row
-    data: dict[str, Any] = json.loads(extra) if extra else {}
-    content: str | list[Any] = text
-    if exact is not None:
-        content = json.loads(exact)
-        if images and isinstance(content, list):
-            content = restore_images(content, lambda refs: images)
-    data.update(
-        id=decode_id(msg_id),
-        role=role,
-        content=content,
-        status=status or "complete",
-        created=created,
-    )
-    if reasoning is not None:
-        data["reasoning"] = reasoning
-    return message_from_dict(data, copy_values=False)  # everything here was just decoded

@@ -70,6 +70,7 @@ from ollang.memory.errors import (
 from ollang.memory.images import StoredImage, split_images
 from ollang.memory.messages import (
     content_text,
+    message_from_row,
     message_model,
     message_to_dict,
     title_from_text,
@@ -84,7 +85,6 @@ from ollang.memory.postgres.sql import (
     decode_id,
     encode_id,
     image_params,
-    message_from_row,
     no_nul,
     row_image_refs,
     row_values,
@@ -197,7 +197,7 @@ class PostgresChatStore(ChatStore):
                 images = {bytes(digest).hex(): bytes(data) for digest, data in found}
                 if len(images) < len(refs) and conn.info.transaction_status == _IDLE:
                     return None  # deleted between the two statements: read again, see below
-            return [message_from_row(row, images) for row in rows]
+            return [message_from_row(row, decode_id, lambda refs: images) for row in rows]
 
         messages = self._db.run("read", read)
         if messages is None:

@@ -24,6 +24,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -54,10 +55,10 @@ from ollang.memory.errors import (
     SessionNotFoundError,
     StoreError,
 )
-from ollang.memory.images import IMAGE_REF, StoredImage, restore_images, split_images
+from ollang.memory.images import StoredImage, split_images
 from ollang.memory.messages import (
     content_text,
-    message_from_dict,
+    message_from_row,
     message_model,
     message_to_dict,
     title_from_text,
@@ -472,7 +473,8 @@ class SQLiteChatStore(ChatStore):
         def read(conn: sqlite3.Connection) -> list[BaseMessage]:
             rows = conn.execute(sql, params).fetchall()
             rows.reverse()
-            return [_message_from_row(row, conn) for row in rows]
+            fetch = functools.partial(_fetch_images, conn)
+            return [message_from_row(row, _message_id, fetch) for row in rows]
 
         return self._read(read)
 
@@ -785,27 +787,6 @@ def _session_info(row: tuple[Any, ...]) -> SessionInfo:
         system=system,
         options=json.loads(options) if options else None,
     )
-
-
-def _message_from_row(row: tuple[Any, ...], conn: sqlite3.Connection) -> BaseMessage:
-    msg_id, role, text, blocks, reasoning, status, created, extra = row
-    data: dict[str, Any] = json.loads(extra) if extra else {}
-    content: str | list[Any] = text
-    if blocks is not None:
-        decoded: list[Any] = json.loads(blocks)
-        if IMAGE_REF in blocks:
-            decoded = restore_images(decoded, lambda refs: _fetch_images(conn, refs))
-        content = decoded
-    data.update(
-        id=_message_id(msg_id),
-        role=role,
-        content=content,
-        status=status or "complete",
-        created=created,
-    )
-    if reasoning is not None:
-        data["reasoning"] = reasoning
-    return message_from_dict(data, copy_values=False)  # everything here was just decoded
 
 
 def _fetch_images(conn: sqlite3.Connection, refs: list[str]) -> dict[str, bytes]:
