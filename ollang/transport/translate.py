@@ -115,7 +115,8 @@ def to_ollama(message: BaseMessage, *, thinking: bool = False, call_ids: bool = 
         message: Any message; its type gives the role (an unknown one is ``user``).
         thinking: Write an AI message's reasoning as ``thinking`` (answers do; requests
             to a host leave it out, as ollang always has).
-        call_ids: Write tool calls with their ids and indexes, as ollang's answers do.
+        call_ids: Write tool calls with their ids and indexes, as ollang's answers do,
+            and a tool result's ``tool_call_id`` (requests to a host leave both out).
 
     Images (standard ``image`` blocks, or ``data`` ones) become ``images``; a tool
     result names its tool as ``tool_name``.
@@ -138,6 +139,8 @@ def to_ollama(message: BaseMessage, *, thinking: bool = False, call_ids: bool = 
         ]
     if message.type == "tool":
         entry["tool_name"] = getattr(message, "name", None) or ""
+        if call_ids and isinstance(message, ToolMessage) and message.tool_call_id:
+            entry["tool_call_id"] = message.tool_call_id
     return entry
 
 
@@ -243,7 +246,7 @@ def from_ollama(message: Mapping[str, Any], *, where: str = "message") -> BaseMe
         return ToolMessage(
             content,
             tool_call_id=str(message.get("tool_call_id") or ""),
-            name=message.get("tool_name"),
+            name=message.get("tool_name") or None,
         )
     raise InvalidInputError(
         f"unknown message role {role!r}", "roles: system, user, assistant, tool"
