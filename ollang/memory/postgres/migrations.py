@@ -49,6 +49,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from ollang.memory.migrating import MigrationError, unapplied
+
 __all__ = [
     "MIGRATIONS",
     "MigrationError",
@@ -65,10 +67,6 @@ MIGRATIONS: list[tuple[str, Migration]] = []
 # One number for pg_advisory_xact_lock: serialises ollang processes migrating the
 # same database at once (CREATE SCHEMA IF NOT EXISTS alone races).
 _LOCK_KEY = 0x4F4C4C47  # "OLLG", as SQLite's application_id
-
-
-class MigrationError(Exception):
-    """The database's recorded migrations do not fit this version of ollang."""
 
 
 def migration(fn: Migration) -> Migration:
@@ -236,14 +234,7 @@ def pending_migrations(db: psycopg.Connection, schema: str) -> list[str]:
         MigrationError: the database has migrations this ollang does not know (it
             was written by a newer version).
     """
-    applied = _applied(db, schema)
-    known = [name for name, _ in MIGRATIONS]
-    unknown = [name for name in applied if name not in known]
-    if unknown:
-        raise MigrationError(
-            f"written by a newer ollang (unknown migrations: {', '.join(unknown)})"
-        )
-    return [name for name in known if name not in applied]
+    return unapplied(_applied(db, schema), [name for name, _ in MIGRATIONS])
 
 
 def apply_migrations(db: psycopg.Connection, schema: str, *, upto: int | None = None) -> list[str]:

@@ -41,6 +41,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from ollang.memory.migrating import MigrationError, unapplied
+
 __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
@@ -59,10 +61,6 @@ Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
 
-class MigrationError(Exception):
-    """The database's recorded migrations do not fit this version of ollang."""
-
-
 def migration(fn: Migration) -> Migration:
     """Register ``fn`` as the next migration, named after the function."""
     MIGRATIONS.append((fn.__name__, fn))
@@ -74,6 +72,41 @@ def _run(db: sqlite3.Connection, *statements: str) -> None:
     # transaction half-way.
     for statement in statements:
         db.execute(statement)
+
+
+#: The triggers that keep ``messages_fts`` in step with ``messages``, then its
+#: first fill: what each migration that (re)creates the index runs after it.
+#: Released migrations run these statements: never edit them.
+_SEARCH_SYNC = (
+    """
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+    """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+        END
+        """,
+    # Only when the text really changed: a status-only upsert skips the index.
+    """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
+        WHEN old.content IS NOT new.content BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+    "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+)
+#: What a migration that rebuilds the index drops first (never edit, as above).
+_DROP_SEARCH = (
+    "DROP TRIGGER messages_fts_insert",
+    "DROP TRIGGER messages_fts_delete",
+    "DROP TRIGGER messages_fts_update",
+    "DROP TABLE messages_fts",
+)
 
 
 @migration
@@ -123,27 +156,7 @@ def m002_message_search(db: sqlite3.Connection) -> None:
             content, content='messages', content_rowid='rowid', columnsize=0
         )
         """,
-        """
-        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
-        END
-        """,
-        """
-        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.rowid, old.content);
-        END
-        """,
-        # Only when the text really changed: a status-only upsert skips the index.
-        """
-        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
-        WHEN old.content IS NOT new.content BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.rowid, old.content);
-            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
-        END
-        """,
-        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+        *_SEARCH_SYNC,
     )
 
 
@@ -157,35 +170,13 @@ def m003_search_index_without_positions(db: sqlite3.Connection) -> None:
     """
     _run(
         db,
-        "DROP TRIGGER messages_fts_insert",
-        "DROP TRIGGER messages_fts_delete",
-        "DROP TRIGGER messages_fts_update",
-        "DROP TABLE messages_fts",
+        *_DROP_SEARCH,
         """
         CREATE VIRTUAL TABLE messages_fts USING fts5(
             content, content='messages', content_rowid='rowid', columnsize=0, detail=none
         )
         """,
-        """
-        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
-        END
-        """,
-        """
-        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.rowid, old.content);
-        END
-        """,
-        """
-        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
-        WHEN old.content IS NOT new.content BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.rowid, old.content);
-            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
-        END
-        """,
-        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+        *_SEARCH_SYNC,
     )
 
 
@@ -228,36 +219,14 @@ def m006_search_by_word_stems(db: sqlite3.Connection) -> None:
     porter tokenizer over unicode61 (still without positions, as since m003)."""
     _run(
         db,
-        "DROP TRIGGER messages_fts_insert",
-        "DROP TRIGGER messages_fts_delete",
-        "DROP TRIGGER messages_fts_update",
-        "DROP TABLE messages_fts",
+        *_DROP_SEARCH,
         """
         CREATE VIRTUAL TABLE messages_fts USING fts5(
             content, content='messages', content_rowid='rowid', columnsize=0, detail=none,
             tokenize='porter unicode61'
         )
         """,
-        """
-        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
-        END
-        """,
-        """
-        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.rowid, old.content);
-        END
-        """,
-        """
-        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
-        WHEN old.content IS NOT new.content BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.rowid, old.content);
-            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
-        END
-        """,
-        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+        *_SEARCH_SYNC,
     )
 
 
@@ -277,14 +246,7 @@ def pending_migrations(db: sqlite3.Connection) -> list[str]:
         MigrationError: ``db`` has migrations this ollang does not know (it was
             written by a newer version).
     """
-    applied = _applied(db)
-    known = [name for name, _ in MIGRATIONS]
-    unknown = [name for name in applied if name not in known]
-    if unknown:
-        raise MigrationError(
-            f"written by a newer ollang (unknown migrations: {', '.join(unknown)})"
-        )
-    return [name for name in known if name not in applied]
+    return unapplied(_applied(db), [name for name, _ in MIGRATIONS])
 
 
 def apply_migrations(db: sqlite3.Connection) -> list[str]:
