@@ -86,20 +86,27 @@ class Statements:
             "greatest(extract(epoch FROM clock_timestamp())::float8, "
             f"coalesce((SELECT max(updated) FROM {s}.sessions), 0) + 1e-6)"
         )
+        self._message_statements(s, now)
+        self._session_statements(s, now)
+        self._image_statements(s)
+        # {query} is an AND (&&) of tsquery terms built by search(). The inner query
+        # finds the newest hits by the GIN index; ts_headline runs on those only.
+        self.search = (
+            f"SELECT s.id, h.id, h.role, h.content, ts_headline(h.cfg, h.content, h.q, "
+            f"'{_HEADLINE}'), h.created FROM ("
+            "SELECT m.session_key, m.id, m.role, m.content, m.created, q.q, q.cfg, m.seq "
+            f"FROM (SELECT c.cfg, {{query}} AS q FROM (SELECT '{s}.english'::regconfig AS cfg) "
+            f"AS c) AS q, {s}.messages AS m WHERE {search_vector(schema)} @@ q.q "
+            f"ORDER BY m.seq DESC LIMIT %s) AS h JOIN {s}.sessions AS s ON s.key = h.session_key "
+            "ORDER BY h.seq DESC"
+        )
+
+    def _message_statements(self, s: str, now: str) -> None:
+        """Reading, upserting and deleting a session's messages."""
         self.last_messages = (
             f"SELECT {_MESSAGE_COLUMNS} FROM {s}.messages "
             f"WHERE session_key = (SELECT key FROM {s}.sessions WHERE id = %s) "
             "ORDER BY seq DESC LIMIT %s"
-        )
-        # The images a read's messages refer to: a second statement, only for reads
-        # with image references (a subquery in last_messages, even one never
-        # evaluated, opened and locked two more tables and indexes on every read).
-        self.fetch_images = f"SELECT hash, data FROM {s}.images WHERE hash = ANY(%s::bytea[])"
-        self.touch_session = (
-            f"INSERT INTO {s}.sessions AS s (id, created, updated, title, model) "
-            f"SELECT %s, n.t, n.t, %s, %s FROM (SELECT {now} AS t) AS n "
-            "ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, "
-            "title = coalesce(s.title, excluded.title), model = coalesce(excluded.model, s.model)"
         )
         # Upsert every message of a call and add the new ones to the count, in one
         # statement. An unchanged message is not rewritten (no dead row version).
@@ -119,6 +126,15 @@ class Statements:
         # returns their hashes), then lock_images and forget_images in its transaction.
         self.delete_messages = _delete_messages(s, now, forget=True)
         self.delete_messages_keeping_images = _delete_messages(s, now, forget=False)
+
+    def _session_statements(self, s: str, now: str) -> None:
+        """Sessions: created on first use, listed, claimed, updated, renamed, deleted."""
+        self.touch_session = (
+            f"INSERT INTO {s}.sessions AS s (id, created, updated, title, model) "
+            f"SELECT %s, n.t, n.t, %s, %s FROM (SELECT {now} AS t) AS n "
+            "ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, "
+            "title = coalesce(s.title, excluded.title), model = coalesce(excluded.model, s.model)"
+        )
         self.get_session = f"SELECT {_SESSION_COLUMNS} FROM {s}.sessions WHERE id = %s"
         self.list_all = (
             f"SELECT {_SESSION_COLUMNS} FROM {s}.sessions ORDER BY updated DESC, key DESC"
@@ -149,6 +165,16 @@ class Statements:
         )
         self.delete_session = _delete_session(s, forget=True)
         self.delete_session_keeping_images = _delete_session(s, forget=False)
+        self.rename = (
+            f"UPDATE {s}.sessions SET id = %s, updated = {now} WHERE id = %s RETURNING key"
+        )
+
+    def _image_statements(self, s: str) -> None:
+        """Images: fetched for a read, and forgotten once no message links to them."""
+        # The images a read's messages refer to: a second statement, only for reads
+        # with image references (a subquery in last_messages, even one never
+        # evaluated, opened and locked two more tables and indexes on every read).
+        self.fetch_images = f"SELECT hash, data FROM {s}.images WHERE hash = ANY(%s::bytea[])"
         # After a delete, in its transaction: the images no message links to any more
         # go. Two statements: the first locks the images (waiting for a writer that is
         # linking one of them right now); the second, with a snapshot taken after the
@@ -159,20 +185,6 @@ class Statements:
         self.forget_images = (
             f"DELETE FROM {s}.images AS i WHERE hash = ANY(%s::bytea[]) AND NOT EXISTS "
             f"(SELECT 1 FROM {s}.message_images AS l WHERE l.hash = i.hash)"
-        )
-        self.rename = (
-            f"UPDATE {s}.sessions SET id = %s, updated = {now} WHERE id = %s RETURNING key"
-        )
-        # {query} is an AND (&&) of tsquery terms built by search(). The inner query
-        # finds the newest hits by the GIN index; ts_headline runs on those only.
-        self.search = (
-            f"SELECT s.id, h.id, h.role, h.content, ts_headline(h.cfg, h.content, h.q, "
-            f"'{_HEADLINE}'), h.created FROM ("
-            "SELECT m.session_key, m.id, m.role, m.content, m.created, q.q, q.cfg, m.seq "
-            f"FROM (SELECT c.cfg, {{query}} AS q FROM (SELECT '{s}.english'::regconfig AS cfg) "
-            f"AS c) AS q, {s}.messages AS m WHERE {search_vector(schema)} @@ q.q "
-            f"ORDER BY m.seq DESC LIMIT %s) AS h JOIN {s}.sessions AS s ON s.key = h.session_key "
-            "ORDER BY h.seq DESC"
         )
 
 
