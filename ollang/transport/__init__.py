@@ -1,9 +1,11 @@
 """The way to Ollama: clients, the wire format, model management, and error translation.
 
-* :mod:`~ollang.transport.client` — the official ``ollama`` client (sync and async) with
-  ollang's timeouts and connection limits: what probes and model management use;
-* :mod:`~ollang.transport.wire` — the server's hot path: a lean keep-alive HTTP/1.1 client
-  that streams ``/api/chat`` NDJSON in batches;
+* :mod:`~ollang.transport.client` — the client family over one configuration
+  (:class:`BaseOllamaClient`): the sync :class:`OllamaClient` on the official ``ollama``
+  client (probes, model management), the async one being :mod:`~ollang.transport.wire`'s;
+* :mod:`~ollang.transport.wire` — the async client, the server's hot path: a lean
+  keep-alive HTTP/1.1 client that streams ``/api/chat`` NDJSON in batches;
+* :mod:`~ollang.transport.translate` — Ollama's JSON <-> LangChain messages, both ways;
 * :mod:`~ollang.transport.chat_model` — ``ChatOllama``/``OllamaLLM`` subclasses on the same
   client settings, for LangChain apps and the CLI;
 * :mod:`~ollang.transport.manage` — list, pull, show, rm, ps, stop through the client;
@@ -20,6 +22,11 @@ from ollang._lazy import lazy_exports
 
 _WHERE = {
     "LIMITS": "ollang.transport.client",
+    "AsyncOllamaClient": "ollang.transport.client",
+    "BaseOllamaClient": "ollang.transport.client",
+    "OllamaClient": "ollang.transport.client",
+    "from_ollama": "ollang.transport.translate",
+    "to_ollama": "ollang.transport.translate",
     "client_timeout": "ollang.transport.client",
     "ollama_client": "ollang.transport.client",
     "OllamaWire": "ollang.transport.wire",
@@ -37,17 +44,22 @@ _WHERE = {
 }
 __all__ = [
     "LIMITS",
+    "AsyncOllamaClient",
+    "BaseOllamaClient",
     "LoadedModel",
     "ModelDetails",
     "ModelManager",
+    "OllamaClient",
     "OllamaWire",
     "OllangChatOllama",
     "PullProgress",
     "client_timeout",
+    "from_ollama",
     "make_chat_model",
     "make_llm",
     "normalise_model",
     "ollama_client",
+    "to_ollama",
     "translate_error",
     "translating",
     "wire_messages",
@@ -55,7 +67,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ollang.transport.chat_model import OllangChatOllama, make_chat_model, make_llm
-    from ollang.transport.client import LIMITS, client_timeout, ollama_client
+    from ollang.transport.client import (
+        LIMITS,
+        BaseOllamaClient,
+        OllamaClient,
+        client_timeout,
+        ollama_client,
+    )
     from ollang.transport.errors import translate_error, translating
     from ollang.transport.manage import (
         LoadedModel,
@@ -64,6 +82,8 @@ if TYPE_CHECKING:
         PullProgress,
         normalise_model,
     )
+    from ollang.transport.translate import from_ollama, to_ollama
     from ollang.transport.wire import OllamaWire, wire_messages
+    from ollang.transport.wire import OllamaWire as AsyncOllamaClient
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)
