@@ -16,7 +16,7 @@ the two calls this module:
   dialect's requests, the embedded host's input), :func:`tool_call_from_ollama`,
   :func:`stream_metadata` and :func:`stream_usage` (a final line's statistics), and
   :func:`read_lines`, which reads a batch of stream lines as the
-  :class:`~ollang.turns.recorder.StreamDelta` a turn's recorder takes.
+  :data:`~ollang.turns.recorder.StreamDelta` a turn's recorder takes.
 
 Only the JSON's shape is translated here; nothing is sent or received.
 """
@@ -278,15 +278,14 @@ def stream_usage(line: Mapping[str, Any]) -> UsageMetadata | None:
 
 
 def read_lines(lines: Sequence[Mapping[str, Any]]) -> StreamDelta:
-    """A batch of ``/api/chat`` stream lines as one :class:`StreamDelta`.
+    """A batch of ``/api/chat`` stream lines as one :data:`StreamDelta`.
 
     The answer and reasoning text joined, tool calls as LangChain's, and — when the batch
     holds the final line — its statistics and token counts. Per batch, not per line: the
     server's hot path calls it once for every piece the socket delivered.
     """
-    texts: list[str] = []
-    thoughts: list[str] = []
-    calls: list[ToolCall] = []
+    text = reasoning = ""
+    calls: Sequence[ToolCall] = ()
     metadata: dict[str, Any] | None = None
     usage: UsageMetadata | None = None
     for line in lines:
@@ -294,17 +293,17 @@ def read_lines(lines: Sequence[Mapping[str, Any]]) -> StreamDelta:
         if message:
             content = message.get("content")
             if content:
-                texts.append(content)
+                text += content
             thinking = message.get("thinking")
             if thinking:
-                thoughts.append(thinking)
+                reasoning += thinking
             raw = message.get("tool_calls")
             if raw:
-                calls.extend(tool_call_from_ollama(call) for call in raw)
+                calls = [*calls, *(tool_call_from_ollama(call) for call in raw)]
         if line.get("done"):
             metadata = {**(metadata or {}), **stream_metadata(line)}
             usage = stream_usage(line) or usage
-    return StreamDelta("".join(texts), "".join(thoughts), calls, metadata, usage, len(lines))
+    return text, reasoning, calls, metadata, usage, len(lines)
 
 
 # The recorder (a layer below) reads stream lines through this module's reader.

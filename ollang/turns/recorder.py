@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessageChunk, ToolCall
 from langchain_core.messages.ai import UsageMetadata
@@ -33,30 +33,22 @@ __all__ = [
 Status = Literal["complete", "interrupted", "error"]
 
 
-class StreamDelta(NamedTuple):
-    """A batch of a streaming reply, already read: what a recorder takes from any host.
+#: A batch of a streaming reply, already read: what a recorder takes from any host, made
+#: from a host's stream lines by :func:`ollang.transport.translate.read_lines` (this layer
+#: knows no wire format). In order:
+#:
+#: * ``text``: the answer text of the batch, joined;
+#: * ``reasoning``: its reasoning text, joined;
+#: * ``tool_calls``: tool calls it completed, as LangChain's ``ToolCall`` dicts;
+#: * ``metadata``: the final statistics for ``response_metadata`` (the last batch only);
+#: * ``usage``: token counts as ``usage_metadata`` (the last batch only);
+#: * ``pieces``: how many stream pieces (lines) the batch held.
+#:
+#: A plain tuple: one is made per batch on the server's hot path, and a named tuple's
+#: constructor costs more there than reading the batch does.
+StreamDelta = tuple[str, str, Sequence[ToolCall], dict[str, Any] | None, UsageMetadata | None, int]
 
-    Made from a host's stream lines by :func:`ollang.transport.translate.read_lines`
-    (this layer knows no wire format).
-
-    Attributes:
-        text: The answer text of the batch, joined.
-        reasoning: Its reasoning text, joined.
-        tool_calls: Tool calls it completed, as LangChain's ``ToolCall`` dicts.
-        metadata: The final statistics for ``response_metadata`` (the last batch only).
-        usage: Token counts as ``usage_metadata`` (the last batch only).
-        pieces: How many stream pieces (lines) the batch held.
-    """
-
-    text: str = ""
-    reasoning: str = ""
-    tool_calls: Sequence[ToolCall] = ()
-    metadata: dict[str, Any] | None = None
-    usage: UsageMetadata | None = None
-    pieces: int = 0
-
-
-#: Reads a batch of stream lines as a :class:`StreamDelta`, for :meth:`TurnRecorder.observe_lines`.
+#: Reads a batch of stream lines as a :data:`StreamDelta`, for :meth:`TurnRecorder.observe_lines`.
 LineReader = Callable[[Sequence[Mapping[str, Any]]], StreamDelta]
 _line_reader: LineReader | None = None
 
@@ -176,14 +168,14 @@ class TurnRecorder:
         Returns:
             The batch's answer text and reasoning text.
         """
-        self._chunks += delta.pieces
-        text, reasoning = delta.text, delta.reasoning
-        if delta.tool_calls:
-            self._tool_calls.extend(delta.tool_calls)
-        if delta.metadata:
-            self._metadata.update(delta.metadata)
-        if delta.usage is not None:
-            self._usage = dict(delta.usage)
+        text, reasoning, calls, metadata, usage, pieces = delta
+        self._chunks += pieces
+        if calls:
+            self._tool_calls.extend(calls)
+        if metadata:
+            self._metadata.update(metadata)
+        if usage is not None:
+            self._usage = dict(usage)
         if (text or reasoning or self._tool_calls) and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         if text:

@@ -31,7 +31,7 @@ from ollang.transport.translate import (
     tool_call_to_ollama,
 )
 from ollang.turns.images import MAX_IMAGES, ImageTooLargeError
-from ollang.turns.recorder import StreamDelta, TurnRecorder
+from ollang.turns.recorder import TurnRecorder
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x01" * 16).decode()
@@ -328,15 +328,15 @@ def line(
     ids=["empty", "text", "thinking", "tool-call", "final", "no-message"],
 )
 def test_read_lines(lines, text, reasoning, calls, final):
-    delta = read_lines(lines)
-    assert isinstance(delta, StreamDelta)
-    assert (delta.text, delta.reasoning, len(delta.tool_calls), delta.pieces) == (
-        text,
-        reasoning,
-        calls,
-        len(lines),
-    )
-    assert (delta.metadata is not None, delta.usage is not None) == (final, final)
+    got_text, got_reasoning, got_calls, metadata, usage, pieces = read_lines(lines)
+    assert (got_text, got_reasoning, len(got_calls), pieces) == (text, reasoning, calls, len(lines))
+    assert (metadata is not None, usage is not None) == (final, final)
+
+
+def test_read_lines_of_a_final_line_in_pieces_keeps_its_statistics():
+    *_, metadata, usage, _ = read_lines([FINAL, {"done": True, "eval_count": 31}])
+    assert metadata is not None and metadata["eval_count"] == 31 and metadata["model"] == "llama3"
+    assert usage == {"input_tokens": 0, "output_tokens": 31, "total_tokens": 31}
 
 
 def test_the_recorder_keeps_the_reply_chatollama_would():
