@@ -23,6 +23,9 @@ reproducible in a test.
   - no host is up → :data:`UNAVAILABLE` (503), naming every host;
   - a host that is down was last seen *with* the model → :data:`UNAVAILABLE`, naming it
     (it may be back in seconds: "pull it" would be the wrong advice);
+  - only the embedded backend answered, every Ollama host is down → :data:`UNAVAILABLE`,
+    naming those hosts (the embedded backend runs its own files: it says nothing of what
+    an Ollama host has, and "start Ollama" is the advice);
   - otherwise every host that answered lacks it → :data:`NOT_FOUND` (404), naming the
     hosts that are down (never seen with it, so not asked).
 """
@@ -72,6 +75,7 @@ class HostView:
         weight: Its share within the tier.
         in_flight: Requests it is answering now.
         max_concurrent: The most it takes at once (``None``: no limit).
+        embedded: Whether it is the in-process backend (not an Ollama server).
     """
 
     name: str
@@ -82,6 +86,7 @@ class HostView:
     weight: float = 1.0
     in_flight: int = 0
     max_concurrent: int | None = None
+    embedded: bool = False
 
     @property
     def full(self) -> bool:
@@ -148,4 +153,6 @@ def availability(hosts: Sequence[HostView]) -> Availability:
     had = tuple(index for index in down if hosts[index].has_model)
     if had:
         return Availability(UNAVAILABLE, had)
+    if down and all(view.embedded for view in hosts if view.up):
+        return Availability(UNAVAILABLE, down)
     return Availability(NOT_FOUND, down)

@@ -235,8 +235,8 @@ class Router:
             allowed: Which installed models the errors may name (default: every one).
 
         Raises:
-            NoHostError: no host is up, or a host that is down was last seen with the
-                model (503, naming those hosts).
+            NoHostError: no host is up, a host that is down was last seen with the model,
+                or only the embedded backend answered (503, naming the hosts waited for).
             ModelNotFoundError: every host that answered lacks it (404, naming what they
                 have, and the hosts that are down and were not asked).
         """
@@ -350,6 +350,7 @@ def view_of(host: Host, model: str) -> HostView:
         weight=spec.weight,
         in_flight=host.in_flight,
         max_concurrent=spec.max_concurrent,
+        embedded=host.is_embedded,
     )
 
 

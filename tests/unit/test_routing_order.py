@@ -286,6 +286,34 @@ def test_a_views_fullness_and_load(view, full, load):
         ),
         pytest.param([], UNAVAILABLE, [], id="no host configured"),
         pytest.param(
+            [H("ollama", up=False, has_model=False), H("embedded", has_model=False, embedded=True)],
+            UNAVAILABLE,
+            ["ollama"],
+            id="only the embedded backend answered: 503 naming the Ollama hosts",
+        ),
+        pytest.param(
+            [
+                H("a", has_model=False),
+                H("never", up=False, has_model=False),
+                H("embedded", has_model=False, embedded=True),
+            ],
+            NOT_FOUND,
+            ["never"],
+            id="an Ollama host answered too: 404",
+        ),
+        pytest.param(
+            [H("embedded", has_model=False, embedded=True)],
+            NOT_FOUND,
+            [],
+            id="the embedded backend alone: 404",
+        ),
+        pytest.param(
+            [H("embedded", has_model=True, embedded=True), H("a", up=False, has_model=False)],
+            AVAILABLE,
+            [],
+            id="the embedded backend has it",
+        ),
+        pytest.param(
             [H("a", max_concurrent=1, in_flight=1)],
             AVAILABLE,
             [],
@@ -353,6 +381,17 @@ def test_the_router_waits_for_a_down_host_that_had_the_model():
     assert err.http_status == 503 and err.exit_code == 3
     assert err.tried == ["http://b:1"]
     assert "http://b:1" in err.message
+
+
+def test_the_router_with_only_the_embedded_backend_up_waits_for_ollama():
+    ollama_host = _host("http://a:1", up=False, version=None)
+    embedded = EmbeddedHost(HostSpec("embedded", priority=1), Settings())
+    embedded.state.up, embedded.state.models = True, _details("smollm2:135m")
+    with pytest.raises(NoHostError) as caught:
+        Router([ollama_host, embedded]).check_model("llama3")
+    err = caught.value
+    assert err.tried == ["http://a:1"] and err.available == ["smollm2:135m"]
+    assert "ollama serve" in err.hint
 
 
 def test_the_router_with_no_host_up_is_unavailable():
