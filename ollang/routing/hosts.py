@@ -15,7 +15,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ollang.errors import InvalidInputError, ModelNotFoundError
@@ -313,20 +312,13 @@ class EmbeddedHost(Host):
                 "use a tool-calling model on an Ollama host (llama-cpp-python's handler can "
                 "only force one named tool, which Ollama's API has no way to ask for)",
             )
+        from ollang.transport.translate import to_ollama_line
+
         messages = [_from_wire(m, name) for m in body.get("messages") or []]
         stream = model.astream(messages)
         try:
             async for chunk in stream:
-                line: Line = {"model": name, "done": False}
-                message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
-                if chunk.additional_kwargs.get("reasoning_content"):
-                    message["thinking"] = chunk.additional_kwargs["reasoning_content"]
-                meta = chunk.response_metadata or {}
-                if meta.get("done_reason"):
-                    line.update(meta, done=True, created_at=_now())
-                    line.pop("model_name", None)
-                line["message"] = message
-                yield [line]
+                yield [to_ollama_line(chunk, name)]
         finally:
             await stream.aclose()
 
@@ -352,10 +344,6 @@ def _is_file(path: str) -> bool:
     from pathlib import Path
 
     return Path(path).expanduser().is_file()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def make_hosts(settings: Settings, backend: str | None = None) -> list[Host]:

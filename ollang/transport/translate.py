@@ -11,7 +11,8 @@ the two calls this module:
 
 * **LangChain -> Ollama**: :func:`to_ollama` / :func:`to_ollama_messages` (the server's
   requests to its hosts, and the Ollama dialect's answers), :func:`tool_call_to_ollama`,
-  :func:`done_fields` (a reply's statistics as a final line's fields);
+  :func:`done_fields` (a reply's statistics as a final line's fields),
+  :func:`to_ollama_line` (a streamed chunk as a stream line: the embedded host's answer);
 * **Ollama -> LangChain**: :func:`from_ollama` / :func:`from_ollama_messages` (the Ollama
   dialect's requests, the embedded host's input), :func:`tool_call_from_ollama`,
   :func:`stream_metadata` and :func:`stream_usage` (a final line's statistics), and
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from langchain_core.messages import (
@@ -49,10 +51,12 @@ __all__ = [
     "done_fields",
     "from_ollama",
     "from_ollama_messages",
+    "now_iso",
     "read_lines",
     "stream_metadata",
     "stream_usage",
     "to_ollama",
+    "to_ollama_line",
     "to_ollama_messages",
     "tool_call_from_ollama",
     "tool_call_to_ollama",
@@ -142,6 +146,29 @@ def to_ollama(message: BaseMessage, *, thinking: bool = False, call_ids: bool = 
         if call_ids and isinstance(message, ToolMessage) and message.tool_call_id:
             entry["tool_call_id"] = message.tool_call_id
     return entry
+
+
+def to_ollama_line(chunk: BaseMessage, model: str) -> Line:
+    """A streamed LangChain message chunk as an ``/api/chat`` stream line (what a host that
+    is not Ollama answers in): its text, its reasoning as ``thinking``, and — on the chunk
+    that ends the answer (a ``done_reason`` in its metadata) — the metadata as the final
+    line's fields."""
+    line: Line = {"model": model, "done": False}
+    message: Line = {"role": "assistant", "content": chunk.text}
+    reasoning = chunk.additional_kwargs.get("reasoning_content")
+    if reasoning:
+        message["thinking"] = reasoning
+    meta = chunk.response_metadata or {}
+    if meta.get("done_reason"):
+        line.update(meta, done=True, created_at=now_iso())
+        line.pop("model_name", None)
+    line["message"] = message
+    return line
+
+
+def now_iso() -> str:
+    """The time now as Ollama writes ``created_at``."""
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def to_ollama_messages(messages: Iterable[BaseMessage], *, thinking: bool = False) -> list[Line]:

@@ -26,6 +26,7 @@ from ollang.transport.translate import (
     stream_metadata,
     stream_usage,
     to_ollama,
+    to_ollama_line,
     to_ollama_messages,
     tool_call_from_ollama,
     tool_call_to_ollama,
@@ -356,3 +357,23 @@ def test_the_recorder_keeps_the_reply_chatollama_would():
     result = recorder.finish("complete")
     assert (result.usage.input_tokens, result.usage.output_tokens) == (12, 30)
     assert result.done_reason == "stop" and result.timings.ttft_s is not None
+
+
+def test_a_streamed_chunk_as_a_stream_line():
+    from langchain_core.messages import AIMessageChunk
+
+    middle = to_ollama_line(
+        AIMessageChunk("tok", additional_kwargs={"reasoning_content": "hm"}), "smollm2"
+    )
+    assert middle == {
+        "model": "smollm2",
+        "done": False,
+        "message": {"role": "assistant", "content": "tok", "thinking": "hm"},
+    }
+    meta = {"done_reason": "stop", "eval_count": 3, "model_name": "smollm2"}
+    last = to_ollama_line(AIMessageChunk("", response_metadata=meta), "smollm2")
+    assert last["done"] is True and last["done_reason"] == "stop" and last["eval_count"] == 3
+    assert "model_name" not in last and last["created_at"].endswith("Z")
+    *_, metadata, usage, _ = read_lines([middle, last])
+    assert metadata is not None and metadata["done_reason"] == "stop"
+    assert usage == {"input_tokens": 0, "output_tokens": 3, "total_tokens": 3}
