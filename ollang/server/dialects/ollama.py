@@ -14,7 +14,6 @@ invalid request a 400 as Ollama answers it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -33,6 +32,7 @@ from ollang.transport.translate import (
     done_fields,
     from_ollama,
     from_ollama_messages,
+    now_iso,
     to_ollama,
     tool_call_to_ollama,
 )
@@ -240,11 +240,6 @@ def top_level(
 
 
 # -- turn -> answer ---------------------------------------------------------------------
-def now_iso() -> str:
-    """``created_at`` as Ollama writes it."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def wire_tool_calls(result: TurnResult) -> list[dict[str, Any]]:
     """The answer's tool calls as Ollama sends them (with the ids stored)."""
     return [
