@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from ollang.commands.common import TurnArgs
+from ollang.commands.common import CliSettings, TurnArgs
 from ollang.commands.startup import defer_httpx_cli
+
+if TYPE_CHECKING:
+    from ollang.settings import Settings
 
 defer_httpx_cli()
 
@@ -136,15 +139,24 @@ PromptArg = Annotated[
 ]
 
 
-def _use_hosts(values: list[str] | None) -> None:
-    if values:
-        from ollang.commands.common import set_ollama_hosts
-
+# -- settings: the environment's, with the options that stand for a setting -------------
+def _cli(ctx: typer.Context, hosts: list[str] | None = None) -> CliSettings:
+    """This invocation's :class:`CliSettings`, carried by the typer context (``ctx.obj``,
+    shared by a command and its parents), with this command's ``--ollama-host`` applied."""
+    state = ctx.ensure_object(CliSettings)
+    if hosts:
         try:
-            set_ollama_hosts(values)
+            state.use_hosts(hosts)
         except ValueError as err:
-            text = str(err).removeprefix("--ollama-host: ")  # click names the option itself
+            text = getattr(err, "message", str(err))
+            text = text.removeprefix("--ollama-host: ").removeprefix("--ollama-host ")
             raise typer.BadParameter(text, param_hint="--ollama-host") from err
+    return state
+
+
+def _settings(ctx: typer.Context, hosts: list[str] | None = None) -> Settings:
+    """The settings a command runs with (see :func:`_cli`)."""
+    return _cli(ctx, hosts).settings
 
 
 def _version(value: bool) -> None:
@@ -157,6 +169,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     ollama_host: HostOpt = None,
     version: Annotated[
         bool,
@@ -166,12 +179,13 @@ def root(
     ] = False,
 ) -> None:
     """Chat with local models through Ollama (or in-process), with durable sessions."""
-    _use_hosts(ollama_host)
+    _cli(ctx, ollama_host)  # the context's settings, before any command reads them
 
 
 # -- chatting ----------------------------------------------------------------------------
 @app.command()
 def chat(
+    ctx: typer.Context,
     model: ModelOpt = None,
     system: SystemOpt = None,
     session: SessionOpt = None,
@@ -194,15 +208,16 @@ def chat(
     """
     from ollang.commands.repl import run_chat
 
-    _use_hosts(ollama_host)
+    settings = _settings(ctx, ollama_host)
     args = TurnArgs(
         model, system, session, cont, option or [], image or [], fmt, schema, think, backend
     )
-    return run_chat(args, verbose=verbose)
+    return run_chat(settings, args, verbose=verbose)
 
 
 @app.command()
 def ask(
+    ctx: typer.Context,
     prompt: PromptArg = None,
     model: ModelOpt = None,
     system: SystemOpt = None,
@@ -229,15 +244,16 @@ def ask(
     """
     from ollang.commands.ask import run_ask
 
-    _use_hosts(ollama_host)
+    settings = _settings(ctx, ollama_host)
     args = TurnArgs(
         model, system, session, cont, option or [], image or [], fmt, schema, think, backend
     )
-    return run_ask(prompt, args, as_json=as_json, stream=not no_stream)
+    return run_ask(settings, prompt, args, as_json=as_json, stream=not no_stream)
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="The model, e.g. llama3.")],
     prompt: PromptArg = None,
     system: SystemOpt = None,
@@ -258,21 +274,22 @@ def run(
 
     With a PROMPT (or piped input): one answer. Without: the REPL.
     """
-    _use_hosts(ollama_host)
+    settings = _settings(ctx, ollama_host)
     args = TurnArgs(
         model, system, session, cont, option or [], image or [], fmt, schema, think, backend
     )
     if prompt is None and sys.stdin.isatty():
         from ollang.commands.repl import run_chat
 
-        return run_chat(args, verbose=verbose)
+        return run_chat(settings, args, verbose=verbose)
     from ollang.commands.ask import run_ask
 
-    return run_ask(prompt, args, as_json=False, stream=True)
+    return run_ask(settings, prompt, args, as_json=False, stream=True)
 
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     prompt: Annotated[
         str, typer.Argument(metavar="PROMPT", help="The prompt sent to every model.")
     ],
@@ -293,16 +310,26 @@ def compare(
     """
     from ollang.commands.compare import run_compare
 
-    _use_hosts(ollama_host)
-    return run_compare(prompt, model, system=system, options=option or [], backend=backend)
+    settings = _settings(ctx, ollama_host)
+    return run_compare(
+        settings, prompt, model, system=system, options=option or [], backend=backend
+    )
 
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: Annotated[
-        str, typer.Option(metavar="ADDRESS", help="Address to bind (loopback by default).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="Port.")] = 8000,
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Address to bind (default: $OLLANG_SERVER_HOST, else loopback 127.0.0.1).",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(metavar="PORT", help="Port (default: $OLLANG_SERVER_PORT, else 8000)."),
+    ] = None,
     api_key: Annotated[
         list[str] | None,
         typer.Option("--api-key", metavar="KEY", help="Require this bearer key. Repeatable."),
@@ -327,22 +354,34 @@ def serve(
     ] = 1,
     ollama_host: HostOpt = None,
 ) -> int:
-    """Run the HTTP API and the browser chat page."""
-    from ollang import server
-    from ollang.commands.common import ollama_hosts_override
+    """Run the HTTP API and the browser chat page.
 
-    _use_hosts(ollama_host)
-    server.serve(
-        ollama_hosts=[h.text for h in ollama_hosts_override()],
-        host=host,
-        port=port,
-        api_keys=api_key or [],
-        allow_models=allow_model or [],
-        allow_pull=allow_pull,
-        cors_origins=cors_origin or [],
-        backend=backend,
-        workers=workers,
-    )
+    Options win over the environment (OLLANG_SERVER_*, OLLAMA_HOST, ...); every worker
+    process runs with the same settings.
+    """
+    from ollang.server import ServerSettings
+    from ollang.server import serve as run_server
+    from ollang.settings import parse_backend
+
+    state = _cli(ctx, ollama_host)
+    given: dict[str, Any] = {}
+    if host is not None:
+        given["host"] = host
+    if port is not None:
+        given["port"] = port
+    if api_key:
+        given["api_keys"] = list(api_key)
+    if allow_model:
+        given["allow_models"] = list(allow_model)
+    if allow_pull:
+        given["allow_pull"] = True
+    if cors_origin:
+        given["cors_origins"] = list(cors_origin)
+    if backend:
+        given["backend"] = parse_backend(backend, "--backend")
+    if state.hosts:  # over $OLLANG_SERVER_OLLAMA_HOSTS too
+        given["ollama_hosts"] = [h.text for h in state.hosts]
+    run_server(ServerSettings(core=state.settings, **given), workers=workers)
     return 0
 
 
@@ -362,31 +401,30 @@ def _both(name: str) -> Callable[[F], F]:
 
 
 @_both("list")
-def models_list(as_json: JsonOpt = False, ollama_host: HostOpt = None) -> int:
+def models_list(ctx: typer.Context, as_json: JsonOpt = False, ollama_host: HostOpt = None) -> int:
     """List models.
 
     Every host's: Ollama's, and the embedded backend's (marked).
     """
     from ollang.commands.models import list_models
 
-    _use_hosts(ollama_host)
-    return list_models(as_json)
+    return list_models(_settings(ctx, ollama_host), as_json)
 
 
 @_both("ps")
-def models_ps(as_json: JsonOpt = False, ollama_host: HostOpt = None) -> int:
+def models_ps(ctx: typer.Context, as_json: JsonOpt = False, ollama_host: HostOpt = None) -> int:
     """List the models loaded in memory.
 
     Their size, where (GPU or CPU) and when they unload, on every Ollama host.
     """
     from ollang.commands.models import loaded_models
 
-    _use_hosts(ollama_host)
-    return loaded_models(as_json)
+    return loaded_models(_settings(ctx, ollama_host), as_json)
 
 
 @_both("pull")
 def models_pull(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="MODEL", help="Model to pull, e.g. llama3:8b.")],
     on: ChosenHostOpt = None,
     ollama_host: HostOpt = None,
@@ -397,12 +435,12 @@ def models_pull(
     """
     from ollang.commands.models import pull_model
 
-    _use_hosts(ollama_host)
-    return pull_model(name, on)
+    return pull_model(_settings(ctx, ollama_host), name, on)
 
 
 @_both("show")
 def models_show(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
     as_json: JsonOpt = False,
     parameters: Annotated[bool, typer.Option("--parameters", help="Only its parameters.")] = False,
@@ -417,7 +455,7 @@ def models_show(
     """
     from ollang.commands.models import show_model
 
-    _use_hosts(ollama_host)
+    settings = _settings(ctx, ollama_host)
     only = next(
         (
             part
@@ -431,11 +469,12 @@ def models_show(
         ),
         None,
     )
-    return show_model(name, as_json, only)
+    return show_model(settings, name, as_json, only)
 
 
 @_both("rm")
 def models_rm(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     on: ChosenHostOpt = None,
@@ -447,12 +486,12 @@ def models_rm(
     """
     from ollang.commands.models import remove_model
 
-    _use_hosts(ollama_host)
-    return remove_model(name, yes, on)
+    return remove_model(_settings(ctx, ollama_host), name, yes, on)
 
 
 @_both("stop")
 def models_stop(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
     on: ChosenHostOpt = None,
     ollama_host: HostOpt = None,
@@ -463,12 +502,12 @@ def models_stop(
     """
     from ollang.commands.models import stop_model
 
-    _use_hosts(ollama_host)
-    return stop_model(name, on)
+    return stop_model(_settings(ctx, ollama_host), name, on)
 
 
 @_both("cp")
 def models_cp(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="The model to copy.")],
     destination: Annotated[str, typer.Argument(metavar="DESTINATION", help="The new name.")],
     on: ChosenHostOpt = None,
@@ -480,8 +519,7 @@ def models_cp(
     """
     from ollang.commands.models import copy_model
 
-    _use_hosts(ollama_host)
-    return copy_model(source, destination, on)
+    return copy_model(_settings(ctx, ollama_host), source, destination, on)
 
 
 @models_app.callback(invoke_without_command=True)
@@ -489,11 +527,11 @@ def models_default(
     ctx: typer.Context, as_json: JsonOpt = False, ollama_host: HostOpt = None
 ) -> int:
     """List models (the default), pull, show, rm, ps, stop, cp."""
+    state = _cli(ctx, ollama_host)  # `ollang models --ollama-host H pull ...` too
     if ctx.invoked_subcommand is None:
         from ollang.commands.models import list_models
 
-        _use_hosts(ollama_host)
-        return list_models(as_json)
+        return list_models(state.settings, as_json)
     return 0
 
 
@@ -507,28 +545,29 @@ def sessions_default(ctx: typer.Context, as_json: JsonOpt = False) -> int:
     if ctx.invoked_subcommand is None:
         from ollang.commands.sessions import list_sessions
 
-        return list_sessions(as_json)
+        return list_sessions(_settings(ctx), as_json)
     return 0
 
 
 @sessions_app.command("list")
-def sessions_list(as_json: JsonOpt = False) -> int:
+def sessions_list(ctx: typer.Context, as_json: JsonOpt = False) -> int:
     """List sessions, most recent first."""
     from ollang.commands.sessions import list_sessions
 
-    return list_sessions(as_json)
+    return list_sessions(_settings(ctx), as_json)
 
 
 @sessions_app.command("show")
-def sessions_show(session_id: SessionArg, as_json: JsonOpt = False) -> int:
+def sessions_show(ctx: typer.Context, session_id: SessionArg, as_json: JsonOpt = False) -> int:
     """Show a session: its settings and its messages."""
     from ollang.commands.sessions import show_session
 
-    return show_session(session_id, as_json)
+    return show_session(_settings(ctx), session_id, as_json)
 
 
 @sessions_app.command("export")
 def sessions_export(
+    ctx: typer.Context,
     session_id: SessionArg,
     fmt: Annotated[
         str, typer.Option("--format", "-f", metavar="md|json", help="md or json.")
@@ -542,11 +581,12 @@ def sessions_export(
     """Export a session as Markdown or JSON (JSON round-trips through import)."""
     from ollang.commands.sessions import export_session
 
-    return export_session(session_id, fmt, output, force)
+    return export_session(_settings(ctx), session_id, fmt, output, force)
 
 
 @sessions_app.command("import")
 def sessions_import(
+    ctx: typer.Context,
     path: Annotated[str, typer.Argument(metavar="FILE", help="A JSON export.")],
     session_id: Annotated[
         str | None, typer.Option("--as", metavar="ID", help="Import under this id instead.")
@@ -555,33 +595,36 @@ def sessions_import(
     """Import a session from a JSON export."""
     from ollang.commands.sessions import import_session
 
-    return import_session(path, session_id)
+    return import_session(_settings(ctx), path, session_id)
 
 
 @sessions_app.command("rm")
 def sessions_rm(
+    ctx: typer.Context,
     session_id: SessionArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> int:
     """Delete a session."""
     from ollang.commands.sessions import remove_session
 
-    return remove_session(session_id, yes)
+    return remove_session(_settings(ctx), session_id, yes)
 
 
 @sessions_app.command("rename")
 def sessions_rename(
+    ctx: typer.Context,
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Current id.")],
     new_id: Annotated[str, typer.Argument(metavar="NEW", help="New id.")],
 ) -> int:
     """Rename a session."""
     from ollang.commands.sessions import rename_session
 
-    return rename_session(session_id, new_id)
+    return rename_session(_settings(ctx), session_id, new_id)
 
 
 @sessions_app.command("search")
 def sessions_search(
+    ctx: typer.Context,
     text: Annotated[
         str, typer.Argument(metavar="WORDS", help="Words to find (stems match; word* is a prefix).")
     ],
@@ -591,11 +634,12 @@ def sessions_search(
     """Full-text search over every stored message."""
     from ollang.commands.sessions import search_sessions
 
-    return search_sessions(text, limit, as_json)
+    return search_sessions(_settings(ctx), text, limit, as_json)
 
 
 @sessions_app.command("migrate")
 def sessions_migrate(
+    ctx: typer.Context,
     to_url: Annotated[
         str,
         typer.Option(
@@ -614,7 +658,7 @@ def sessions_migrate(
     """Copy every session and message to another store (ids, statuses, owners); safe to rerun."""
     from ollang.commands.sessions import migrate_sessions
 
-    return migrate_sessions(from_url, to_url)
+    return migrate_sessions(_settings(ctx), from_url, to_url)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from ollang.commands.common import (
 )
 from ollang.commands.render import StreamPrinter
 from ollang.errors import InvalidInputError, OllangError
+from ollang.settings import Settings
 
 __all__ = ["read_prompt", "run_ask"]
 
@@ -45,7 +46,9 @@ def read_prompt(prompt: str | None) -> str:
     return text
 
 
-def run_ask(prompt: str | None, args: TurnArgs, *, as_json: bool, stream: bool) -> int:
+def run_ask(
+    settings: Settings, prompt: str | None, args: TurnArgs, *, as_json: bool, stream: bool
+) -> int:
     """Answer one prompt; stores it only with ``--session`` or ``--continue``, resuming
     the session's model, system prompt and options unless the command line sets them."""
     text = read_prompt(prompt)
@@ -57,19 +60,19 @@ def run_ask(prompt: str | None, args: TurnArgs, *, as_json: bool, stream: bool) 
     from ollang.memory import InMemoryChatStore
 
     persistent = args.session is not None or args.cont
-    store = open_default_store() if persistent else InMemoryChatStore()
+    store = open_default_store(settings) if persistent else InMemoryChatStore()
     session_id = args.session_id(store) if persistent else None
-    settings = session_settings(store if persistent else None, session_id, args, options)
+    turn = session_settings(store if persistent else None, session_id, args, options)
     human = human_message(text, args.images)
     try:
-        routed = build_model(args.backend, settings.model, settings.options)
+        routed = build_model(settings, args.backend, turn.model, turn.options)
     except OllangError:
         if session_id is not None:  # no host can answer now; what was typed is kept
             store.add_messages(session_id, [human])
         raise
-    if session_id is not None and settings.changed:
-        settings.store(store, session_id, routed.name)
-    chain = build_chat_chain(routed.model, store=store, system=settings.system)
+    if session_id is not None and turn.changed:
+        turn.store(store, session_id, routed.name)
+    chain = build_chat_chain(routed.model, store=store, system=turn.system)
     config: RunnableConfig = {"configurable": {"session_id": session_id or "ask"}}
     printer = StreamPrinter(markdown=False, show_reasoning=args.think and not as_json)
     # A structured answer is printed once checked, as JSON: never half of it.

@@ -6,7 +6,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ollang.errors import InvalidInputError, SettingsError
@@ -21,54 +21,56 @@ if TYPE_CHECKING:
     from ollang.turns.session_settings import SessionSettings
 
 __all__ = [
+    "CliSettings",
     "TurnArgs",
     "build_model",
-    "cli_settings",
     "model_manager",
     "new_session_id",
-    "ollama_hosts_override",
     "open_default_store",
     "parse_options",
-    "set_ollama_hosts",
     "validate_session_id",
 ]
 
-# Command-line options that stand for a setting (``--ollama-host`` for OLLAMA_HOST) win
-# over the environment; they are applied to the one Settings object every command uses.
-_overrides: dict[str, Any] = {}
-_settings: Settings | None = None
 
+@dataclass
+class CliSettings:
+    """This invocation's settings; one lives on the typer context (``ctx.obj``).
 
-def set_ollama_hosts(values: Sequence[str]) -> None:
-    """Use these hosts (each ``URL[?priority=N&weight=W&max=M]`` in any ``OLLAMA_HOST``
-    form, or ``embedded``) instead of ``$OLLANG_OLLAMA_HOSTS`` / ``$OLLAMA_HOST``.
+    The environment's :class:`~ollang.settings.Settings`, read once on first use, with the
+    command-line options that stand for a setting applied over it (they win):
+    ``--ollama-host`` for ``$OLLANG_OLLAMA_HOSTS`` / ``$OLLAMA_HOST``. The root command
+    makes it; a command's own ``--ollama-host`` applies over the root's. Commands are
+    handed :attr:`settings`; nothing is kept between invocations.
 
-    Raises:
-        InvalidInputError: a value cannot be read as a host.
+    Attributes:
+        hosts: The hosts given with ``--ollama-host`` (none: the environment's).
     """
-    global _settings
-    try:
-        hosts = parse_hosts(",".join(values), "--ollama-host")
-    except SettingsError as err:
-        raise InvalidInputError(err.message, "e.g. --ollama-host 127.0.0.1:11434") from err
-    _overrides["hosts"] = hosts
-    _settings = None
 
+    hosts: tuple[HostSpec, ...] = ()
+    _env: Settings | None = field(default=None, repr=False)
 
-def ollama_hosts_override() -> tuple[HostSpec, ...]:
-    """The hosts given with ``--ollama-host``, if any."""
-    hosts: tuple[HostSpec, ...] = _overrides.get("hosts", ())
-    return hosts
+    def use_hosts(self, values: Sequence[str]) -> None:
+        """Use these hosts (each ``URL[?priority=N&weight=W&max=M]`` in any ``OLLAMA_HOST``
+        form, or ``embedded``) instead of the environment's.
 
+        Raises:
+            InvalidInputError: a value cannot be read as a host.
+        """
+        try:
+            self.hosts = parse_hosts(",".join(values), "--ollama-host")
+        except SettingsError as err:
+            raise InvalidInputError(err.message, "e.g. --ollama-host 127.0.0.1:11434") from err
 
-def cli_settings() -> Settings:
-    """This invocation's settings: the environment, read once, plus command-line overrides."""
-    global _settings
-    if _settings is None:
-        settings = Settings.from_env()
-        hosts = _overrides.get("hosts")
-        _settings = settings.with_hosts(hosts) if hosts else settings
-    return _settings
+    @property
+    def settings(self) -> Settings:
+        """The environment's settings (read on first use) with the options applied.
+
+        Raises:
+            SettingsError: an environment variable cannot be read (named).
+        """
+        if self._env is None:
+            self._env = Settings.from_env()
+        return self._env.with_hosts(self.hosts) if self.hosts else self._env
 
 
 _OPTION_TYPES: dict[str, type] = {
@@ -150,22 +152,23 @@ def new_session_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def open_default_store() -> ChatStore:
+def open_default_store(settings: Settings) -> ChatStore:
     """The session store: ``$OLLANG_STORE_URL``, else SQLite under ``$OLLANG_HOME``."""
     from ollang.memory import open_store
 
-    settings = cli_settings()
     return open_store(settings.store_url, settings=settings)
 
 
-def model_manager() -> ModelManager:
-    """Model management on the configured Ollama server."""
+def model_manager(settings: Settings) -> ModelManager:
+    """Model management on the configured (first) Ollama server."""
     from ollang.transport.manage import ModelManager
 
-    return ModelManager(settings=cli_settings())
+    return ModelManager(settings=settings)
 
 
-def build_model(backend: str | None, model: str | None, options: dict[str, Any]) -> RoutedModel:
+def build_model(
+    settings: Settings, backend: str | None, model: str | None, options: dict[str, Any]
+) -> RoutedModel:
     """A chat model for ``model`` over the configured hosts (with its name and hosts); a
     notice goes to stderr when ``auto`` answers with the embedded default model.
 
@@ -174,7 +177,7 @@ def build_model(backend: str | None, model: str | None, options: dict[str, Any])
     """
     from ollang.routing.backend import routed_chat_model
 
-    routed = routed_chat_model(model, backend=backend, settings=cli_settings(), **options)
+    routed = routed_chat_model(model, backend=backend, settings=settings, **options)
     if routed.notice:
         sys.stderr.write(routed.notice + "\n")
         sys.stderr.flush()

@@ -9,12 +9,19 @@ from typing import Any
 from ollang.commands.common import build_model, parse_options
 from ollang.commands.render import StreamPrinter
 from ollang.errors import ModelNotFoundError, OllamaUnavailableError, OllangError
+from ollang.settings import Settings
 
 __all__ = ["run_compare"]
 
 
 def run_compare(
-    prompt: str, models: list[str], *, system: str | None, options: list[str], backend: str | None
+    settings: Settings,
+    prompt: str,
+    models: list[str],
+    *,
+    system: str | None,
+    options: list[str],
+    backend: str | None,
 ) -> int:
     """Stream each model's answer under a header, then a table of TTFT, tokens/s and length.
 
@@ -34,7 +41,9 @@ def run_compare(
         printer = StreamPrinter(markdown=False)
         try:
             chain = build_chat_chain(
-                build_model(backend, name, opts).model, store=InMemoryChatStore(), system=system
+                build_model(settings, backend, name, opts).model,
+                store=InMemoryChatStore(),
+                system=system,
             )
             result = None
             with closing(

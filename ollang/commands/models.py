@@ -6,9 +6,9 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ollang.commands.common import cli_settings
 from ollang.commands.errors import EXIT_USAGE, fail
 from ollang.errors import InvalidInputError
+from ollang.settings import Settings
 from ollang.transport.manage import format_gb
 
 if TYPE_CHECKING:
@@ -18,20 +18,20 @@ if TYPE_CHECKING:
 __all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
 
 
-def _router() -> Router:
+def _router(settings: Settings) -> Router:
     from ollang.routing.router import Router
 
-    router = Router.from_settings(cli_settings())
+    router = Router.from_settings(settings)
     router.check_all_sync()
     return router
 
 
-def list_models(as_json: bool) -> int:
+def list_models(settings: Settings, as_json: bool) -> int:
     """Models on every host that is up (one per line: ``llama3:8b (4.7 GB)``), or a table
     on a terminal; with several hosts, which hosts have each."""
     from ollang.routing.router import NoHostError
 
-    router = _router()
+    router = _router(settings)
     down = [h for h in router.hosts if not h.state.up and not h.is_embedded]
     if not any(h.state.up for h in router.hosts):
         raise NoHostError(None, down)
@@ -72,21 +72,22 @@ def list_models(as_json: bool) -> int:
     return 0
 
 
-def _managers(on: str | None, *, having: str | None = None) -> list[tuple[str, ModelManager]]:
+def _managers(
+    settings: Settings, on: str | None, *, having: str | None = None
+) -> list[tuple[str, ModelManager]]:
     """The Ollama hosts a model command acts on: ``--host`` alone, else every Ollama host
     that is up (those that have ``having``, when given)."""
     from ollang.routing.router import NoHostError
     from ollang.settings import parse_ollama_host
     from ollang.transport.manage import ModelManager
 
-    settings = cli_settings()
     if on is not None:
         try:
             url = parse_ollama_host(on)
         except ValueError as err:
             raise InvalidInputError(str(err), "e.g. --host 127.0.0.1:11434") from err
         return [(url, ModelManager(url, settings=settings))]
-    router = _router()
+    router = _router(settings)
     hosts = [h for h in router.hosts if not h.is_embedded]
     up = [h for h in hosts if h.state.up]
     if not up:
@@ -101,9 +102,9 @@ def _managers(on: str | None, *, having: str | None = None) -> list[tuple[str, M
     return [(h.name, ModelManager(h.name, settings=settings)) for h in up]
 
 
-def pull_model(name: str, on: str | None = None) -> int:
+def pull_model(settings: Settings, name: str, on: str | None = None) -> int:
     """Pull with per-layer progress bars (rich) on a terminal; status lines otherwise."""
-    targets = _managers(on)
+    targets = _managers(settings, on)
     for url, manager in targets:
         if len(targets) > 1:
             sys.stdout.write(f"{url}:\n")
@@ -164,9 +165,9 @@ def _pull_one(manager: ModelManager, name: str) -> None:
             console.print(p.status, markup=False)
 
 
-def show_model(name: str, as_json: bool, only: str | None = None) -> int:
+def show_model(settings: Settings, name: str, as_json: bool, only: str | None = None) -> int:
     """Details of one model (``only``: just its parameters, template, system or license)."""
-    (_, manager), *_ = _managers(None, having=name)
+    (_, manager), *_ = _managers(settings, None, having=name)
     d = manager.show(name)
     info = {
         "name": d.name,
@@ -205,7 +206,7 @@ def show_model(name: str, as_json: bool, only: str | None = None) -> int:
     return 0
 
 
-def remove_model(name: str, yes: bool, on: str | None = None) -> int:
+def remove_model(settings: Settings, name: str, yes: bool, on: str | None = None) -> int:
     """Remove a model after confirming (or with ``--yes``), from every host that has it."""
     if not yes:
         if not sys.stdin.isatty():
@@ -215,7 +216,7 @@ def remove_model(name: str, yes: bool, on: str | None = None) -> int:
         if not typer.confirm(f"Remove model {name}?", default=False):
             sys.stdout.write("kept\n")
             return 0
-    targets = _managers(on, having=None if on else name)
+    targets = _managers(settings, on, having=None if on else name)
     for url, manager in targets:
         manager.delete(name)
         where = f" from {url}" if len(targets) > 1 else ""
@@ -223,9 +224,9 @@ def remove_model(name: str, yes: bool, on: str | None = None) -> int:
     return 0
 
 
-def stop_model(name: str, on: str | None = None) -> int:
+def stop_model(settings: Settings, name: str, on: str | None = None) -> int:
     """Unload a model now, on every host that has it (or ``--host``)."""
-    targets = _managers(on, having=None if on else name)
+    targets = _managers(settings, on, having=None if on else name)
     for url, manager in targets:
         manager.stop(name)
         where = f" on {url}" if len(targets) > 1 else ""
@@ -233,9 +234,9 @@ def stop_model(name: str, on: str | None = None) -> int:
     return 0
 
 
-def copy_model(source: str, destination: str, on: str | None = None) -> int:
+def copy_model(settings: Settings, source: str, destination: str, on: str | None = None) -> int:
     """Copy a model under a new name, on every host that has it (or ``--host``)."""
-    targets = _managers(on, having=None if on else source)
+    targets = _managers(settings, on, having=None if on else source)
     for url, manager in targets:
         manager.copy(source, destination)
         where = f" on {url}" if len(targets) > 1 else ""
@@ -243,9 +244,9 @@ def copy_model(source: str, destination: str, on: str | None = None) -> int:
     return 0
 
 
-def loaded_models(as_json: bool) -> int:
+def loaded_models(settings: Settings, as_json: bool) -> int:
     """Models loaded in memory, on every Ollama host that is up."""
-    targets = _managers(None)
+    targets = _managers(settings, None)
     rows = [(url, m) for url, manager in targets for m in manager.ps()]
     if as_json:
         data = [

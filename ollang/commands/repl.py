@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from ollang.commands.common import (
     TurnArgs,
     build_model,
-    cli_settings,
     dim,
     human_message,
     model_manager,
@@ -31,6 +30,7 @@ from ollang.commands.common import (
 from ollang.commands.render import StreamPrinter, format_stats
 from ollang.errors import ModelNotFoundError, OllangError
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
+from ollang.settings import Settings
 
 if TYPE_CHECKING:
     from langchain_core.messages import HumanMessage
@@ -73,14 +73,14 @@ Ctrl-C stops an answer (the partial answer is kept); Ctrl-C at the prompt clears
 class _Reader:
     """Reads user lines: prompt_toolkit on a terminal, plain lines from a pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.tty = sys.stdin.isatty() and sys.stdout.isatty()
         self._session: Any = None
         if self.tty:
             from prompt_toolkit import PromptSession
             from prompt_toolkit.history import FileHistory
 
-            home = cli_settings().home
+            home = settings.home
             home.mkdir(parents=True, exist_ok=True)
             self._session = PromptSession(history=FileHistory(str(home / "history")))
 
@@ -116,16 +116,18 @@ class Repl:
     def __init__(
         self,
         *,
+        settings: Settings,
         args: TurnArgs,
         session_id: str,
         verbose: bool,
         store: ChatStore,
     ) -> None:
+        self.settings = settings
         self.args = args
         self.session_id = session_id
         self.verbose = verbose
         self.store = store
-        self.reader = _Reader()
+        self.reader = _Reader(settings)
         self.last: TurnResult | None = None
         self.hosts: list[str] = []
         self.chain: ChatChain | None = None
@@ -150,7 +152,9 @@ class Repl:
         with the session."""
         from ollang.chains import build_chat_chain
 
-        routed = build_model(self.args.backend, self.model_name or None, dict(self.options))
+        routed = build_model(
+            self.settings, self.args.backend, self.model_name or None, dict(self.options)
+        )
         self.model_name = routed.name
         self.hosts = routed.hosts
         self.chain = build_chat_chain(routed.model, store=self.store, system=self.system)
@@ -177,7 +181,7 @@ class Repl:
                 return False
             from ollang.commands.models import pull_model
 
-            pull_model(err.model)
+            pull_model(self.settings, err.model)
             self.model_name = err.model
         self.build()
         return True
@@ -405,7 +409,7 @@ class Repl:
         if self.hosts == ["embedded"]:
             self.say(f"model: {self.model_name} (embedded, llama.cpp)")
             return
-        details = model_manager().show(self.model_name)
+        details = model_manager(self.settings).show(self.model_name)
         if what == "info":
             self.say(f"model: {details.name}")
             for label, value in (
@@ -552,19 +556,21 @@ class Repl:
     def cmd_sessions(self, arg: str) -> None:
         from ollang.commands.sessions import list_sessions
 
-        list_sessions(False)
+        list_sessions(self.settings, False)
 
 
-def run_chat(args: TurnArgs, *, verbose: bool) -> int:
+def run_chat(settings: Settings, args: TurnArgs, *, verbose: bool) -> int:
     """Start the REPL (resuming a session with ``--session`` or ``-c``)."""
     from ollang.turns.images import image_block_from_path
 
     for path in args.images:  # checked before anything starts: a missing file is exit 2
         image_block_from_path(path)
-    store = open_default_store()
+    store = open_default_store(settings)
     session_id = args.session_id(store) or new_session_id()
     try:
-        repl = Repl(args=args, session_id=session_id, verbose=verbose, store=store)
+        repl = Repl(
+            settings=settings, args=args, session_id=session_id, verbose=verbose, store=store
+        )
         if args.session or args.cont:
             info = store.get_session(session_id)
             if info is not None and info.message_count:

@@ -14,6 +14,7 @@ from ollang.commands.errors import EXIT_USAGE, fail
 from ollang.commands.render import terminal_safe
 from ollang.errors import InvalidInputError
 from ollang.memory.errors import SessionNotFoundError
+from ollang.settings import Settings
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -37,9 +38,9 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
 
 
-def list_sessions(as_json: bool) -> int:
+def list_sessions(settings: Settings, as_json: bool) -> int:
     """Sessions, most recent first."""
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         sessions = store.list_sessions()
     if as_json:
         rows = [
@@ -120,11 +121,11 @@ def _load(store: ChatStore, session_id: str) -> tuple[SessionInfo, list[BaseMess
     return info, store.get_messages(session_id)
 
 
-def show_session(session_id: str, as_json: bool) -> int:
+def show_session(settings: Settings, session_id: str, as_json: bool) -> int:
     """A session's messages."""
     from ollang.memory.export import dumps, export_json
 
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         info, messages = _load(store, session_id)
     if as_json:
         sys.stdout.write(dumps(export_json(info, messages)))
@@ -155,14 +156,16 @@ def write_export(text: str, output: str, force: bool) -> Path:
     return path
 
 
-def export_session(session_id: str, fmt: str, output: str | None, force: bool) -> int:
+def export_session(
+    settings: Settings, session_id: str, fmt: str, output: str | None, force: bool
+) -> int:
     """Export as Markdown or JSON to stdout or a file."""
     from ollang.memory.export import dumps, export_json, export_markdown
 
     fmt = fmt.lower()
     if fmt not in ("md", "markdown", "json"):
         return fail(f"unknown format {fmt!r}", "use md or json", EXIT_USAGE)
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         info, messages = _load(store, session_id)
     text = dumps(export_json(info, messages)) if fmt == "json" else export_markdown(info, messages)
     if output is None:
@@ -173,7 +176,7 @@ def export_session(session_id: str, fmt: str, output: str | None, force: bool) -
     return 0
 
 
-def import_session(path: str, session_id: str | None) -> int:
+def import_session(settings: Settings, path: str, session_id: str | None) -> int:
     """Import a JSON export."""
     from ollang.memory.export import import_json
 
@@ -183,7 +186,7 @@ def import_session(path: str, session_id: str | None) -> int:
         raise InvalidInputError(f"no file {path}") from err
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise InvalidInputError(f"{path} is not a JSON export: {err}") from err
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         new_id = import_json(
             store, data, session_id=validate_session_id(session_id) if session_id else None
         )
@@ -191,7 +194,7 @@ def import_session(path: str, session_id: str | None) -> int:
     return 0
 
 
-def remove_session(session_id: str, yes: bool) -> int:
+def remove_session(settings: Settings, session_id: str, yes: bool) -> int:
     """Delete a session (asks first on a terminal unless --yes)."""
     validate_session_id(session_id)
     if not yes and sys.stdin.isatty():
@@ -199,26 +202,26 @@ def remove_session(session_id: str, yes: bool) -> int:
 
         if not typer.confirm(f"Delete session {session_id}?", default=False):
             return 0
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         if not store.delete_session(session_id):
             raise SessionNotFoundError(session_id)
     sys.stdout.write(f"deleted {session_id}\n")
     return 0
 
 
-def rename_session(session_id: str, new_id: str) -> int:
+def rename_session(settings: Settings, session_id: str, new_id: str) -> int:
     """Rename a session."""
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         store.rename_session(validate_session_id(session_id), validate_session_id(new_id))
     sys.stdout.write(f"renamed {session_id} to {new_id}\n")
     return 0
 
 
-def search_sessions(text: str, limit: int, as_json: bool) -> int:
+def search_sessions(settings: Settings, text: str, limit: int, as_json: bool) -> int:
     """Full-text search over stored messages."""
     if not text.strip():
         return fail("nothing to search for", "give some words", EXIT_USAGE)
-    with open_default_store() as store:
+    with open_default_store(settings) as store:
         hits = store.search(text, limit=limit)
     if as_json:
         rows = [
@@ -251,7 +254,7 @@ def search_sessions(text: str, limit: int, as_json: bool) -> int:
 
 
 # -- migrate (issue 15) ------------------------------------------------------------------
-def migrate_sessions(source_url: str | None, target_url: str) -> int:
+def migrate_sessions(settings: Settings, source_url: str | None, target_url: str) -> int:
     """Copy every session and message from one store to another (idempotent).
 
     A rich progress bar on a terminal; one summary line on stdout either way. URLs
@@ -262,7 +265,7 @@ def migrate_sessions(source_url: str | None, target_url: str) -> int:
 
     if source_url is not None and source_url == target_url:
         return fail("--from and --to are the same store", "give two different URLs", EXIT_USAGE)
-    with open_default_store() if source_url is None else open_store(source_url) as source:
+    with open_default_store(settings) if source_url is None else open_store(source_url) as source:
         shown_from = redact_url(source_url) if source_url else str(getattr(source, "path", source))
         with open_store(target_url) as target:
             total = sum(s.message_count for s in source.list_sessions())

@@ -25,7 +25,22 @@ Modules (under ``ollang.server``), from the leaves up:
 
 from __future__ import annotations
 
-from ollang.server.app import create_app, serve
-from ollang.server.settings import ServerSettings
+from typing import TYPE_CHECKING
 
+from ollang._lazy import lazy_exports
+
+# Lazy, so that a light module of the package (``settings``, ``workers``) imports without
+# FastAPI: a ``--workers`` process unpickles its settings before it answers uvicorn's
+# health check.
+_WHERE = {
+    "ServerSettings": "ollang.server.settings",
+    "create_app": "ollang.server.app",
+    "serve": "ollang.server.app",
+}
 __all__ = ["ServerSettings", "create_app", "serve"]
+
+if TYPE_CHECKING:
+    from ollang.server.app import create_app, serve
+    from ollang.server.settings import ServerSettings
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)

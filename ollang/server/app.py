@@ -5,9 +5,7 @@ from __future__ import annotations
 import gc
 import inspect
 import ipaddress
-import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -120,11 +118,6 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def worker_app() -> FastAPI:
-    """The app of one ``--workers N`` process (uvicorn's factory)."""
-    return create_app(freeze_gc=True)
 
 
 def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = False) -> FastAPI:
@@ -274,43 +267,22 @@ def _is_loopback(host: str) -> bool:
 KEEP_ALIVE_S = 30
 
 
-def serve(
-    host: str,
-    port: int,
-    api_keys: list[str],
-    allow_models: list[str],
-    allow_pull: bool,
-    cors_origins: list[str],
-    backend: str | None = None,
-    workers: int = 1,
-    ollama_hosts: list[str] | None = None,
-) -> None:
+def serve(settings: ServerSettings | None = None, *, workers: int = 1) -> None:
     """Run the server with uvicorn until interrupted (what ``ollang serve`` calls).
 
-    Settings not given here (store URL, Ollama URL, limits) come from
-    ``OLLANG_SERVER_*`` / ``OLLAMA_HOST``; explicit values win over the environment.
-    Empty lists fall back to the environment's values. With ``workers`` > 1, uvicorn
-    runs that many processes on one socket (they share the SQLite store), each
-    building the app from the environment, so the explicit values are passed there.
+    Args:
+        settings: Everything the server is told (default: :class:`ServerSettings` from
+            the environment); ``ollang serve`` builds it from its options over the
+            environment.
+        workers: Processes serving one socket (they share the store). Each builds its app
+            from these very settings, which travel inside uvicorn's ``Config``
+            (:class:`~ollang.server.workers.ServeConfig`), not through the environment.
     """
     import uvicorn
 
     from ollang.server.logs import log_config
 
-    overrides: dict[str, Any] = {"host": host, "port": port}
-    if api_keys:
-        overrides["api_keys"] = list(api_keys)
-    if allow_models:
-        overrides["allow_models"] = list(allow_models)
-    if allow_pull:
-        overrides["allow_pull"] = True
-    if cors_origins:
-        overrides["cors_origins"] = list(cors_origins)
-    if backend:
-        overrides["backend"] = backend
-    if ollama_hosts:
-        overrides["ollama_hosts"] = list(ollama_hosts)
-    settings = ServerSettings(**overrides)
+    settings = settings if settings is not None else ServerSettings()
     _check_address(settings.host, settings.port)
     if not _is_loopback(settings.host) and not settings.api_keys:
         log.warning(
@@ -320,24 +292,25 @@ def serve(
         )
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no API keys"
     if workers > 1:
-        for name, value in overrides.items():
-            os.environ[f"OLLANG_SERVER_{name.upper()}"] = (
-                json.dumps(value) if isinstance(value, (list, bool)) else str(value)
-            )
-        target: Any = "ollang.server.app:worker_app"
         auth += f", {workers} worker processes"
-    else:
-        target = create_app(settings, freeze_gc=True)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": settings.access_log,
+        "log_config": log_config(),
+        "log_level": "info",
+        "timeout_keep_alive": KEEP_ALIVE_S,
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers > 1:
+        from ollang.server.workers import ServeConfig, run_workers
+
+        config = ServeConfig(settings, workers=workers, **options)
+        log.warning("ollang server on http://%s:%s (%s)", settings.host, settings.port, auth)
+        run_workers(config)
+        return
+    # One process: the app is built here first, so a store that cannot open is reported
+    # as an ollang error before anything listens.
+    app = create_app(settings, freeze_gc=True)
     log.warning("ollang server on http://%s:%s (%s)", settings.host, settings.port, auth)
-    uvicorn.run(
-        target,
-        factory=workers > 1,
-        workers=workers if workers > 1 else None,
-        host=settings.host,
-        port=settings.port,
-        access_log=settings.access_log,
-        log_config=log_config(),
-        log_level="info",
-        timeout_keep_alive=KEEP_ALIVE_S,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(app, **options)
