@@ -45,6 +45,7 @@ from ollang.routing.router import HostLease, Router
 from ollang.server.errors import session_not_found
 from ollang.server.metrics import Metrics
 from ollang.server.writer import StoreWriter
+from ollang.transport.translate import read_lines
 from ollang.transport.wire import Line, wire_messages
 from ollang.turns.context import (
     DEFAULT_CONTEXT_WINDOW,
@@ -330,7 +331,7 @@ class TurnEngine:
 
     @staticmethod
     def _chunk(recorder: TurnRecorder, lines: list[Line]) -> TurnChunk:
-        text, reasoning = recorder.observe_lines(lines)
+        text, reasoning = recorder.observe_delta(read_lines(lines))
         return TurnChunk(text, reasoning, lines)
 
     async def _first_batch(

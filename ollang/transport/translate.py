@@ -42,7 +42,7 @@ from langchain_core.messages.ai import UsageMetadata
 
 from ollang.errors import InvalidInputError
 from ollang.turns.images import MAX_IMAGES, image_block_from_base64
-from ollang.turns.recorder import StreamDelta, set_line_reader
+from ollang.turns.recorder import StreamDelta
 
 __all__ = [
     "DONE_FIELDS",
@@ -334,4 +334,3 @@ def read_lines(lines: Sequence[Mapping[str, Any]]) -> StreamDelta:
 
 
 # The recorder (a layer below) reads stream lines through this module's reader.
-set_line_reader(read_lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,13 +21,11 @@ from ollang.turns.context import ContextBudget
 
 __all__ = [
     "ChatEvent",
-    "LineReader",
     "StreamDelta",
     "Timings",
     "TurnRecorder",
     "TurnResult",
     "Usage",
-    "set_line_reader",
 ]
 
 Status = Literal["complete", "interrupted", "error"]
@@ -47,20 +45,6 @@ Status = Literal["complete", "interrupted", "error"]
 #: A plain tuple: one is made per batch on the server's hot path, and a named tuple's
 #: constructor costs more there than reading the batch does.
 StreamDelta = tuple[str, str, Sequence[ToolCall], dict[str, Any] | None, UsageMetadata | None, int]
-
-#: Reads a batch of stream lines as a :data:`StreamDelta`, for :meth:`TurnRecorder.observe_lines`.
-LineReader = Callable[[Sequence[Mapping[str, Any]]], StreamDelta]
-_line_reader: LineReader | None = None
-
-
-def set_line_reader(reader: LineReader) -> None:
-    """Install the reader of stream lines :meth:`TurnRecorder.observe_lines` uses.
-
-    The lines are Ollama's JSON, which only the transport layer (above this one) reads:
-    :mod:`ollang.transport.translate` installs its ``read_lines`` here when imported.
-    """
-    global _line_reader
-    _line_reader = reader
 
 
 @dataclass(frozen=True)
@@ -183,18 +167,6 @@ class TurnRecorder:
         if reasoning:
             self._reasoning.append(reasoning)
         return text, reasoning
-
-    def observe_lines(self, lines: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-        """:meth:`observe_delta` of a batch of a host's ``/api/chat`` stream lines, read by
-        the installed line reader (:func:`set_line_reader`).
-
-        Raises:
-            RuntimeError: no reader is installed (``ollang.transport.translate`` was not
-                imported; whatever has stream lines has imported it).
-        """
-        if _line_reader is None:
-            raise RuntimeError("no stream line reader: import ollang.transport.translate")
-        return self.observe_delta(_line_reader(lines))
 
     def set_metadata(self, **values: Any) -> None:
         """Add ``response_metadata`` entries to the stored reply (e.g. the host it came from)."""

@@ -343,9 +343,9 @@ def test_read_lines_of_a_final_line_in_pieces_keeps_its_statistics():
 def test_the_recorder_keeps_the_reply_chatollama_would():
     recorder = TurnRecorder(session_id="s", model_name="llama3")
     call_line = line(calls=[{"id": "c1", "function": {"name": "add", "arguments": '{"a": 1}'}}])
-    assert recorder.observe_lines([line(thinking="think")]) == ("", "think")
-    assert recorder.observe_lines([line("4"), line("2"), call_line]) == ("42", "")
-    assert recorder.observe_lines([FINAL]) == ("", "")
+    assert recorder.observe_delta(read_lines([line(thinking="think")])) == ("", "think")
+    assert recorder.observe_delta(read_lines([line("4"), line("2"), call_line])) == ("42", "")
+    assert recorder.observe_delta(read_lines([FINAL])) == ("", "")
     message = recorder.message("complete")
     assert message.content == "42"
     assert message.additional_kwargs == {"reasoning_content": "think"}
