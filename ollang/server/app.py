@@ -28,6 +28,7 @@ from ollang.server.errors import AddressInUseError, install_error_handler
 from ollang.server.routes import chat as routes_chat
 from ollang.server.routes import models as routes_models
 from ollang.server.routes import sessions as routes_sessions
+from ollang.server.security import HostOriginGuard, Policy
 from ollang.server.settings import ServerSettings
 
 __all__ = ["create_app", "serve"]
@@ -215,7 +216,7 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Outermost last: the body limit sees requests first.
+    # Outermost last: the Host and Origin checks see requests first, then the body limit.
     app.add_middleware(PageHeaders)
     if settings.cors_origins:
         app.add_middleware(
@@ -229,6 +230,12 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         image_bytes=settings.max_image_body_bytes,
+        shapes=error_shapes,
+    )
+    # Issue 26: no web page of another site (nor DNS rebinding) drives the server.
+    app.add_middleware(
+        HostOriginGuard,
+        policy=Policy.of(settings.host, settings.allowed_hosts, settings.cors_origins),
         shapes=error_shapes,
     )
     return app

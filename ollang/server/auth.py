@@ -1,7 +1,8 @@
 """API-key authentication and session ownership.
 
 With keys configured, a request must carry ``Authorization: Bearer KEY`` with one
-of them. The request's *owner* is then the SHA-256 hex digest of its key: that
+of them, read by :func:`bearer_token` on every route (one rule: the scheme in any case,
+then one or more spaces, then the key; RFC 6750 and 7235). The request's *owner* is then the SHA-256 hex digest of its key: that
 is what the store records for the sessions the key creates, so the database
 never holds a key, and another key's sessions are simply not found. Without
 keys the owner is ``None``: one local user who sees every session.
@@ -21,10 +22,34 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ollang.server.errors import UnauthorizedError
 
-__all__ = ["BEARER_DOC", "Authenticator", "bearer", "owner_now", "owner_of_key", "request_owner"]
+__all__ = [
+    "BEARER_DOC",
+    "Authenticator",
+    "bearer",
+    "bearer_token",
+    "owner_now",
+    "owner_of_key",
+    "request_owner",
+]
 
-#: Declares the scheme in OpenAPI (the "Authorize" button of /docs); never rejects by itself.
+#: Declares the scheme in OpenAPI (the "Authorize" button of /docs); never rejects by itself,
+#: and its reading of the header is not used: :func:`bearer_token` is the one parser.
 bearer = HTTPBearer(auto_error=False, description="One of the keys given with --api-key.")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The key in an ``Authorization`` header, or ``None``: the one parser of every route.
+
+    ``Bearer`` in any case (``bearer``, ``BEARER``), then one or more spaces, then the key;
+    blanks after the key are ignored (keys have none: the settings refuse them). Another
+    scheme (``Basic ...``), no space after the scheme, or nothing after it: no key.
+    """
+    if not header:
+        return None
+    scheme, space, rest = header.partition(" ")
+    if not space or scheme.lower() != "bearer":
+        return None
+    return rest.strip(" \t") or None
 
 
 def owner_of_key(key: str) -> str:
@@ -61,19 +86,10 @@ class Authenticator:
 
 
 def owner_now(request: Request) -> str | None:
-    """:func:`request_owner` without FastAPI's dependency machinery, for the hot routes.
-
-    Reads ``Authorization: Bearer KEY`` exactly as ``HTTPBearer(auto_error=False)``
-    does; the routes that call it document the scheme with :data:`BEARER_DOC`.
-    """
-    header = request.headers.get("authorization")
-    token = None
-    if header:
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "bearer" and credentials:
-            token = credentials
+    """:func:`request_owner` without FastAPI's dependency machinery, for the hot routes
+    (which document the scheme with :data:`BEARER_DOC`)."""
     auth: Authenticator = request.app.state.ctx.auth
-    return auth.owner(token)
+    return auth.owner(bearer_token(request.headers.get("authorization")))
 
 
 #: ``openapi_extra`` of a route that checks the key with :func:`owner_now`.
@@ -82,8 +98,12 @@ BEARER_DOC: dict[str, list[dict[str, list[str]]]] = {"security": [{"HTTPBearer":
 
 async def request_owner(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    _scheme: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
 ) -> str | None:
-    """FastAPI dependency: the request's owner, or 401 (see :class:`Authenticator`)."""
+    """FastAPI dependency: the request's owner, or 401 (see :class:`Authenticator`).
+
+    ``_scheme`` only declares the scheme in OpenAPI; the key is read as every route reads
+    it, by :func:`bearer_token`.
+    """
     auth: Authenticator = request.app.state.ctx.auth  # the context imports this module
-    return auth.owner(credentials.credentials if credentials else None)
+    return auth.owner(bearer_token(request.headers.get("authorization")))

@@ -133,7 +133,14 @@ class ServerSettings(BaseSettings):
     )
     allow_pull: _Bool = Field(False, description="Whether POST /models/pull is allowed.")
     cors_origins: _StrList = Field(
-        default_factory=list, description="Origins allowed by CORS; none means CORS off."
+        default_factory=list,
+        description="Web origins (https://app.example) whose pages may call the server "
+        "(CORS); none means only the server's own page.",
+    )
+    allowed_hosts: _StrList = Field(
+        default_factory=list,
+        description="Host names the server answers to besides localhost, IP addresses, "
+        "this machine's name and --host (DNS-rebinding protection); '*' means any.",
     )
     store_url: str | None = Field(
         None,
@@ -230,7 +237,9 @@ class ServerSettings(BaseSettings):
             copied._core = copied._apply(self._base or self.core)
         return copied
 
-    @field_validator("api_keys", "allow_models", "cors_origins", "ollama_hosts", mode="before")
+    @field_validator(
+        "api_keys", "allow_models", "cors_origins", "allowed_hosts", "ollama_hosts", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
@@ -260,6 +269,20 @@ class ServerSettings(BaseSettings):
             return None
         return parse_backend(value, _variable("backend"))
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        from ollang.server.security import allowed_host_entry
+
+        try:
+            return [allowed_host_entry(text) for text in value]
+        except ValueError as err:
+            raise SettingsError(
+                str(err),
+                "give names as the address bar shows them, without scheme, port or path "
+                "(chat.example.com), or * for any name",
+            ) from None
+
     @field_validator("api_keys")
     @classmethod
     def _keys(cls, value: list[SecretStr]) -> list[SecretStr]:
@@ -267,6 +290,14 @@ class ServerSettings(BaseSettings):
             secret = key.get_secret_value()
             if not secret or secret != secret.strip():
                 raise ValueError("API keys must be non-empty and have no surrounding spaces")
+            if not all(" " <= char <= "~" for char in secret):
+                # HTTP headers carry ASCII only: such a key could never be sent.
+                raise SettingsError(
+                    "an API key holds a character that is not printable ASCII; "
+                    "no client could send it in an HTTP header",
+                    "use letters, digits and punctuation only, e.g. a key from "
+                    "`openssl rand -hex 32`",
+                )
         return value
 
     def key_values(self) -> list[str]:
