@@ -34,6 +34,7 @@ from langchain_core.runnables.configurable import DynamicRunnable, RunnableConfi
 from langchain_core.runnables.retry import RunnableRetry
 
 from ollang.errors import InvalidInputError
+from ollang.iterators import afirst_success, first_success
 from ollang.routing.routed import RoutedChatModel
 
 __all__ = [
@@ -191,60 +192,27 @@ def stream_with_retry(
     """``model.stream(messages)``, retried by its ``with_retry`` policy until a chunk arrives."""
     attempts, should_retry, delay = retry_policy(model)
     inner = _unretried(model) if attempts > 1 else model
-    for attempt in range(1, attempts + 1):
-        stream = inner.stream(list(messages), config)
-        try:
-            first = next(stream)
-        except StopIteration:
-            return
-        except Exception as err:
-            _close(stream)
-            if attempt == attempts or not should_retry(err):
-                raise
-            time.sleep(delay(attempt))
-            continue
-        try:
-            yield first
-            yield from stream
-        finally:
-            _close(stream)
-        return
+
+    def retry(err: Exception, attempt: int) -> bool:
+        if attempt >= attempts or not should_retry(err):
+            return False
+        time.sleep(delay(attempt))
+        return True
+
+    return first_success(lambda _: inner.stream(list(messages), config), retry)
 
 
-async def astream_with_retry(
+def astream_with_retry(
     model: Runnable[Any, Any], messages: Sequence[Any], config: RunnableConfig
 ) -> AsyncIterator[BaseMessageChunk]:
     """Async :func:`stream_with_retry`."""
     attempts, should_retry, delay = retry_policy(model)
     inner = _unretried(model) if attempts > 1 else model
-    for attempt in range(1, attempts + 1):
-        stream = inner.astream(list(messages), config)
-        try:
-            first = await stream.__anext__()
-        except StopAsyncIteration:
-            return
-        except Exception as err:
-            await _aclose(stream)
-            if attempt == attempts or not should_retry(err):
-                raise
-            await asyncio.sleep(delay(attempt))
-            continue
-        try:
-            yield first
-            async for chunk in stream:
-                yield chunk
-        finally:
-            await _aclose(stream)
-        return
 
+    async def retry(err: Exception, attempt: int) -> bool:
+        if attempt >= attempts or not should_retry(err):
+            return False
+        await asyncio.sleep(delay(attempt))
+        return True
 
-def _close(stream: Iterator[Any]) -> None:
-    close = getattr(stream, "close", None)
-    if close is not None:
-        close()
-
-
-async def _aclose(stream: AsyncIterator[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    return afirst_success(lambda _: inner.astream(list(messages), config), retry)

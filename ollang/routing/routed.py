@@ -22,6 +22,7 @@ from langchain_core.language_models.chat_models import agenerate_from_stream, ge
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
+from ollang.iterators import afirst_success, first_success
 from ollang.routing.failover import Failover
 
 __all__ = ["RoutedChatModel"]
@@ -56,28 +57,16 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         failover: Failover[str] = Failover(self.model)
-        last: BaseException | None = None
-        for host, model in zip(self.hosts, self.models, strict=True):
-            stream = model._stream(messages, stop, run_manager, **kwargs)
-            try:
-                first = next(stream)
-            except StopIteration:
-                return
-            except Exception as err:
-                _close(stream)
-                if not failover.failed(host, err):
-                    raise
-                last = err
-                continue
-            try:
-                yield first
-                yield from stream
-            finally:
-                _close(stream)
-            return
-        self._exhausted(failover, last)
 
-    async def _astream(
+        def open_stream(attempt: int) -> Iterator[ChatGenerationChunk]:
+            return self.models[attempt - 1]._stream(messages, stop, run_manager, **kwargs)
+
+        def retry(err: Exception, attempt: int) -> bool:
+            return self._next(failover, err, attempt)
+
+        return first_success(open_stream, retry)
+
+    def _astream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
@@ -85,37 +74,26 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         failover: Failover[str] = Failover(self.model)
-        last: BaseException | None = None
-        for host, model in zip(self.hosts, self.models, strict=True):
-            stream = model._astream(messages, stop, run_manager, **kwargs)
-            try:
-                first = await stream.__anext__()
-            except StopAsyncIteration:
-                return
-            except Exception as err:
-                await _aclose(stream)
-                if not failover.failed(host, err):
-                    raise
-                last = err
-                continue
-            try:
-                yield first
-                async for chunk in stream:
-                    yield chunk
-            finally:
-                await _aclose(stream)
-            return
-        self._exhausted(failover, last)
 
-    @staticmethod
-    def _exhausted(failover: Failover[str], last: BaseException | None) -> None:
-        """Every host failed before its first chunk: raise what :class:`Failover` says."""
-        assert last is not None  # there is at least one host, and each one failed
-        final = failover.no_host_left(last)
-        assert final is not None  # nothing is avoided here
-        if final is last:
-            raise last
-        raise final from last
+        def open_stream(attempt: int) -> AsyncIterator[ChatGenerationChunk]:
+            return self.models[attempt - 1]._astream(messages, stop, run_manager, **kwargs)
+
+        async def retry(err: Exception, attempt: int) -> bool:
+            return self._next(failover, err, attempt)
+
+        return afirst_success(open_stream, retry)
+
+    def _next(self, failover: Failover[str], err: Exception, attempt: int) -> bool:
+        """Whether to try the next host after host ``attempt`` failed with ``err``; with
+        none left, raises what :class:`Failover` says (the error itself if it was alone)."""
+        if not failover.failed(self.hosts[attempt - 1], err):
+            return False
+        if attempt < len(self.models):
+            return True
+        final = failover.no_host_left(err)
+        if final is None or final is err:
+            return False
+        raise final from err
 
     def _generate(
         self,
@@ -134,15 +112,3 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-
-
-def _close(stream: Iterator[Any]) -> None:
-    close = getattr(stream, "close", None)
-    if close is not None:
-        close()
-
-
-async def _aclose(stream: AsyncIterator[Any]) -> None:
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
