@@ -280,7 +280,13 @@ class HostOriginGuard:
         err = refusal_error(refusal)
         if refusal not in self._logged and len(self._logged) < _REMEMBERED:
             self._logged.add(refusal)  # once per Host or Origin: an attack is not a log flood
-            log.warning("refused %s %s: %s", scope.get("method"), scope.get("path"), err.message)
+            log.warning(
+                "refused %s %s: %s; %s",
+                scope.get("method"),
+                scope.get("path"),
+                err.message,
+                err.hint,
+            )
         path = scope.get("path", "")
         for prefix, render in self.shapes:
             if path.startswith(prefix):
