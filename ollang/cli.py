@@ -4,7 +4,7 @@ A thin adapter over :mod:`ollang.chains` and :mod:`ollang.memory`: parse, call o
 function (in :mod:`ollang.commands`), render. Each command's docstring is its
 ``--help`` text. LangChain and the ollama client are imported inside the commands
 that use them, so ``ollang --help`` starts fast. Ollama's own verbs (``run``, ``list``,
-``ps``, ``pull``, ``show``, ``rm``, ``stop``, ``cp``) are top-level commands, as in
+``ps``, ``pull``, ``show``, ``rm``, ``stop``, ``cp``, ``create``, ``push``) are top-level commands, as in
 ``ollama``; ``ollang models ...`` is the same code.
 """
 
@@ -343,6 +343,14 @@ def serve(
     allow_pull: Annotated[
         bool, typer.Option("--allow-pull", help="Allow pulling models (POST /models/pull).")
     ] = False,
+    allow_manage: Annotated[
+        bool,
+        typer.Option(
+            "--allow-manage",
+            help="Allow managing models through Ollama's API (delete, copy, create, push, "
+            "blobs; pull too).",
+        ),
+    ] = False,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option("--cors-origin", metavar="ORIGIN", help="Allow this browser origin."),
@@ -375,6 +383,8 @@ def serve(
         given["allow_models"] = list(allow_model)
     if allow_pull:
         given["allow_pull"] = True
+    if allow_manage:
+        given["allow_manage"] = True
     if cors_origin:
         given["cors_origins"] = list(cors_origin)
     if backend:
@@ -522,11 +532,47 @@ def models_cp(
     return copy_model(_settings(ctx, ollama_host), source, destination, on)
 
 
+@_both("create")
+def models_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="The model to create.")],
+    file: Annotated[
+        str,
+        typer.Option("--file", "-f", metavar="PATH", help="The Modelfile (default: ./Modelfile)."),
+    ] = "Modelfile",
+    on: ChosenHostOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Create a model from a Modelfile.
+
+    Its local files uploaded first; on every Ollama host (or --host).
+    """
+    from ollang.commands.models import create_model
+
+    return create_model(_settings(ctx, ollama_host), name, file, on)
+
+
+@_both("push")
+def models_push(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="e.g. me/llama3-mario.")],
+    on: ChosenHostOpt = None,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Push a model to ollama.com.
+
+    From the Ollama host that has it (--host when several do).
+    """
+    from ollang.commands.models import push_model
+
+    return push_model(_settings(ctx, ollama_host), name, on)
+
+
 @models_app.callback(invoke_without_command=True)
 def models_default(
     ctx: typer.Context, as_json: JsonOpt = False, ollama_host: HostOpt = None
 ) -> int:
-    """List models (the default), pull, show, rm, ps, stop, cp."""
+    """List models (the default), pull, show, rm, ps, stop, cp, create, push."""
     state = _cli(ctx, ollama_host)  # `ollang models --ollama-host H pull ...` too
     if ctx.invoked_subcommand is None:
         from ollang.commands.models import list_models

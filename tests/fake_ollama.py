@@ -68,10 +68,16 @@ class ModelInfo:
     digest: str = ""
     modified_at: str = "2024-05-01T10:00:00Z"
     template: str = "{{ .Prompt }}"
-    capabilities: list[str] = field(default_factory=lambda: ["completion"])
+    #: What ``/api/show`` reports; by default ``["embedding"]`` for an embedding model
+    #: (a name with ``embed`` or ``minilm`` in it, as ``nomic-embed-text``, ``all-minilm``),
+    #: else ``["completion", "tools"]``.
+    capabilities: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.name = _with_tag(self.name)
+        if not self.capabilities:
+            embeds = any(word in self.name for word in ("embed", "minilm"))
+            self.capabilities = ["embedding"] if embeds else ["completion", "tools"]
         if not self.digest:
             self.digest = hashlib.sha256(self.name.encode()).hexdigest()
 
@@ -173,6 +179,10 @@ class FakeOllama:
         self.token_delay = token_delay
         self.version = version
         self.pullable = {_with_tag(p) for p in pullable}
+        #: Blobs uploaded (``POST /api/blobs/:digest``): digest -> bytes.
+        self.blobs: dict[str, bytes] = {}
+        #: Models pushed (``POST /api/push``), in order.
+        self.pushed: list[str] = []
         self.requests: list[RecordedRequest] = []
         self.cancelled: list[float] = []
         self.loaded: dict[str, float] = {}
@@ -325,8 +335,9 @@ class FakeOllama:
         return Handler
 
     def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
+        raw = _read_body(h)
+        if h.path.startswith("/api/blobs/"):
+            return self._blob(h, method, raw)
         body: Any = None
         bad_json = False
         if raw:
@@ -352,6 +363,9 @@ class FakeOllama:
                 ("POST", "/api/copy"): self._copy,
                 ("GET", "/api/ps"): self._ps,
                 ("POST", "/api/embed"): self._embed,
+                ("POST", "/api/embeddings"): self._embeddings,
+                ("POST", "/api/create"): self._create,
+                ("POST", "/api/push"): self._push,
             }.get((method, path))
             if route is None:
                 return self._json(h, 404, {"error": "not found"})
@@ -429,21 +443,114 @@ class FakeOllama:
         ]
         self._json(h, 200, {"models": models})
 
+    def _embedder(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> ModelInfo | None:
+        """The model of an embeddings request, or ``None`` with Ollama's error sent: 404
+        when missing, 400 when it has no ``embedding`` capability."""
+        info = self._model(body)
+        name = body.get("model")
+        if info is None:
+            self._json(h, 404, {"error": f'model "{name}" not found, try pulling it first'})
+        elif "embedding" not in info.capabilities:
+            self._json(h, 400, {"error": f'"{name}" does not support embeddings'})
+            return None
+        return info
+
+    @staticmethod
+    def _vector(text: Any) -> list[float]:
+        return [byte / 255 for byte in hashlib.sha256(str(text).encode()).digest()[:4]]
+
     def _embed(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         """``/api/embed``: a deterministic 4-number vector per input (from its digest)."""
-        info = self._model(body)
+        info = self._embedder(h, body)
         if info is None:
-            name = body.get("model")
-            return self._json(h, 404, {"error": f'model "{name}" not found, try pulling it first'})
+            return
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        vectors = [
-            [byte / 255 for byte in hashlib.sha256(str(text).encode()).digest()[:4]]
-            for text in texts
-        ]
+        vectors = [self._vector(text) for text in texts]
         count = sum(max(1, len(str(text)) // 4) for text in texts)
         answer = {"model": info.name, "embeddings": vectors, "prompt_eval_count": count}
         self._json(h, 200, {**answer, "total_duration": 1_000_000, "load_duration": 0})
+
+    def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """``/api/embeddings`` (the older call): one vector for ``prompt``, empty for none."""
+        if self._embedder(h, body) is None:
+            return
+        prompt = body.get("prompt")
+        self._json(h, 200, {"embedding": self._vector(prompt) if prompt else []})
+
+    def _blob(self, h: BaseHTTPRequestHandler, method: str, raw: bytes) -> None:
+        """``HEAD /api/blobs/:digest`` (200 if held, else 404) and ``POST`` (store the body
+        when its sha256 is the digest: 201, as Ollama answers; else 400)."""
+        digest = h.path.split("?", 1)[0][len("/api/blobs/") :]
+        self.requests.append(RecordedRequest(method, "/api/blobs/" + digest, None, dict(h.headers)))
+        if method == "HEAD":
+            return self._json(h, 200 if digest in self.blobs else 404, None)
+        if method != "POST":
+            return self._json(h, 405, {"error": "method not allowed"})
+        if digest != "sha256:" + hashlib.sha256(raw).hexdigest():
+            return self._json(h, 400, {"error": "digest mismatch"})
+        self.blobs[digest] = raw
+        self._json(h, 201, None)
+
+    def _status_lines(
+        self, h: BaseHTTPRequestHandler, body: dict[str, Any], lines: list[dict[str, Any]]
+    ) -> None:
+        """Progress lines as a stream, or with ``"stream": false`` the last one alone."""
+        if body.get("stream") is False:
+            last = lines[-1]
+            return self._json(h, 500 if "error" in last else 200, last)
+        self._start_stream(h)
+        for line in lines:
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            self._chunk(h, self._line(line))
+        self._end_stream(h)
+
+    def _create(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """``/api/create``: ``from`` an installed model and/or ``files`` uploaded as blobs."""
+        name = str(body.get("model") or "")
+        files = body.get("files") or {}
+        source = body.get("from")
+        if not name:
+            return self._json(h, 400, {"error": "model is required"})
+        if not source and not files:
+            return self._json(h, 400, {"error": "neither 'from' or 'files' was specified"})
+        missing = [d for d in files.values() if d not in self.blobs]
+        if missing:
+            return self._json(h, 400, {"error": f"blob {missing[0]} not found"})
+        base = self.models.get(_with_tag(str(source))) if source else None
+        if source and base is None:
+            error = {"error": f'model "{source}" not found, try pulling it first'}
+            return self._status_lines(h, body, [{"status": "parsing modelfile"}, error])
+        lines: list[dict[str, Any]] = [{"status": "parsing modelfile"}]
+        lines += [{"status": f"using existing layer {d}"} for d in files.values()]
+        lines += [{"status": "writing manifest"}, {"status": "success"}]
+        info = dataclasses.replace(base, name=name, digest="") if base else ModelInfo(name)
+        if body.get("template"):
+            info.template = str(body["template"])
+        self.add_model(info)
+        self._status_lines(h, body, lines)
+
+    def _push(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """``/api/push``: progress per layer; an unknown model is an in-stream error."""
+        info = self._model(body)
+        if info is None:
+            error = {"error": f"open manifest of {body.get('model')}: no such file or directory"}
+            return self._status_lines(h, body, [{"status": "retrieving manifest"}, error])
+        lines: list[dict[str, Any]] = [{"status": "retrieving manifest"}]
+        total = 4096
+        for step in (0, total // 2, total):
+            lines.append(
+                {
+                    "status": "pushing " + info.digest[:12],
+                    "digest": "sha256:" + info.digest,
+                    "total": total,
+                    "completed": step,
+                }
+            )
+        lines += [{"status": "pushing manifest"}, {"status": "success"}]
+        self.pushed.append(info.name)
+        self._status_lines(h, body, lines)
 
     def _copy(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         source = self.models.get(_with_tag(str(body.get("source", ""))))
@@ -681,6 +788,22 @@ class FakeOllama:
             self._chunk(h, self._line({"status": status}))
         self.add_model(self.models.get(name) or ModelInfo(name))
         self._end_stream(h)
+
+
+def _read_body(h: BaseHTTPRequestHandler) -> bytes:
+    """A request's body, by ``Content-Length`` or chunked."""
+    if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
+        data = bytearray()
+        while True:
+            size = int(h.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(data)
+            data += h.rfile.read(size)
+            h.rfile.readline()
+    length = int(h.headers.get("Content-Length") or 0)
+    return h.rfile.read(length) if length else b""
 
 
 def _peer_closed(conn: socket.socket) -> bool:

@@ -1,4 +1,4 @@
-"""``ollang models``: list, pull (with progress), show, rm, ps."""
+"""``ollang models``: list, pull (with progress), show, rm, ps, stop, cp, create, push."""
 
 from __future__ import annotations
 
@@ -12,10 +12,22 @@ from ollang.settings import Settings
 from ollang.transport.manage import format_gb
 
 if TYPE_CHECKING:
-    from ollang.routing.router import Router
-    from ollang.transport.manage import ModelManager
+    from collections.abc import Iterator
 
-__all__ = ["list_models", "loaded_models", "pull_model", "remove_model", "show_model"]
+    from ollang.routing.router import Router
+    from ollang.transport.manage import ModelManager, PullProgress
+
+__all__ = [
+    "copy_model",
+    "create_model",
+    "list_models",
+    "loaded_models",
+    "pull_model",
+    "push_model",
+    "remove_model",
+    "show_model",
+    "stop_model",
+]
 
 
 def _router(settings: Settings) -> Router:
@@ -241,6 +253,40 @@ def copy_model(settings: Settings, source: str, destination: str, on: str | None
         manager.copy(source, destination)
         where = f" on {url}" if len(targets) > 1 else ""
         sys.stdout.write(f"copied {source} to {destination}{where}\n")
+    return 0
+
+
+def _statuses(progress: Iterator[PullProgress]) -> None:
+    """Progress as status lines (a layer's percentage when it has one), each once."""
+    last = None
+    for p in progress:
+        line = p.status
+        if p.total and p.completed is not None:
+            line += f" {100 * p.completed // p.total}%"
+        if line != last:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            last = line
+
+
+def create_model(settings: Settings, name: str, modelfile: str, on: str | None = None) -> int:
+    """Create ``name`` from a Modelfile, on every Ollama host that is up (or ``--host``)."""
+    targets = _managers(settings, on)
+    for url, manager in targets:
+        if len(targets) > 1:
+            sys.stdout.write(f"{url}:\n")
+        _statuses(manager.create_from_modelfile(name, modelfile))
+    return 0
+
+
+def push_model(settings: Settings, name: str, on: str | None = None) -> int:
+    """Push ``name`` from the host that has it (``--host`` when several do)."""
+    targets = _managers(settings, on, having=None if on else name)
+    if len(targets) > 1:
+        hosts = ", ".join(url for url, _ in targets)
+        return fail(f"{name} is on several hosts ({hosts})", "choose one with --host", EXIT_USAGE)
+    (_, manager), *_ = targets
+    _statuses(manager.push(name))
     return 0
 
 

@@ -16,7 +16,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -173,10 +179,12 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
     from ollang.server.dialects import openai as dialect_openai
     from ollang.server.dialects.common import install_error_shapes
     from ollang.server.routes import ollama as routes_ollama
+    from ollang.server.routes import ollama_manage as routes_ollama_manage
     from ollang.server.routes import openai as routes_openai
 
     app.include_router(routes_openai.router)
     app.include_router(routes_ollama.router)
+    app.include_router(routes_ollama_manage.router)
     error_shapes = {
         dialect_openai.ERROR_PREFIX: dialect_openai.error_response,
         dialect_ollama.ERROR_PREFIX: dialect_ollama.error_response,
@@ -210,9 +218,17 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
             swagger_ui_parameters=parameters,
         )
 
-    @app.get("/", include_in_schema=False)
-    async def page(request: Request) -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def page(request: Request) -> Response:
+        # Browsers get the chat page; every other client Ollama's own answer, which the
+        # `ollama` CLI (HEAD / before each command) and health checks look for.
+        if "text/html" in request.headers.get("accept", "").lower():
+            return FileResponse(
+                STATIC_DIR / "index.html",
+                media_type="text/html; charset=utf-8",
+                headers={"Vary": "Accept"},
+            )
+        return PlainTextResponse("Ollama is running", headers={"Vary": "Accept"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

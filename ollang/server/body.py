@@ -65,6 +65,12 @@ IMAGE_PATHS = frozenset(
 )
 
 
+#: Routes whose bodies are passed on as they are read, never held: no limit here (Ollama's
+#: blob uploads, model files of gigabytes; their route refuses them unless the server
+#: allows model management, before reading a byte).
+STREAMED_PREFIXES = ("/api/blobs/",)
+
+
 #: 20 digits in a row: maybe an integer orjson would read as an inexact float.
 _LONG_DIGITS = re.compile(rb"\d{20}")
 
@@ -93,6 +99,9 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path", "").startswith(STREAMED_PREFIXES):
             await self.app(scope, receive, send)
             return
         limit = self.image_bytes if scope.get("path") in IMAGE_PATHS else self.max_bytes

@@ -31,6 +31,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Self
@@ -132,6 +133,11 @@ class ServerSettings(BaseSettings):
         description="fnmatch patterns of models clients may use; none means every installed one.",
     )
     allow_pull: _Bool = Field(False, description="Whether POST /models/pull is allowed.")
+    allow_manage: _Bool = Field(
+        False,
+        description="Whether clients may manage models through Ollama's API (/api/delete, "
+        "/api/copy, /api/create, /api/push, /api/blobs); implies allow_pull.",
+    )
     cors_origins: _StrList = Field(
         default_factory=list,
         description="Web origins (https://app.example) whose pages may call the server "
@@ -236,6 +242,13 @@ class ServerSettings(BaseSettings):
         if update and set(update) & set(CORE_OVERRIDES):
             copied._core = copied._apply(self._base or self.core)
         return copied
+
+    @model_validator(mode="after")
+    def _manage_pulls(self) -> Self:
+        # Managing models includes pulling them.
+        if self.allow_manage:
+            self.allow_pull = True
+        return self
 
     @field_validator(
         "api_keys", "allow_models", "cors_origins", "allowed_hosts", "ollama_hosts", mode="before"

@@ -1,6 +1,7 @@
 """Ollama's API on ollang: ``/api/chat``, ``/api/generate``, ``/api/tags``, ``/api/show``,
-``/api/ps``, ``/api/version``, ``/api/pull`` (only with ``--allow-pull``) and ``/api/embed``
-(passed on to a host that has the model) — thin over the turn engine (translation:
+``/api/ps``, ``/api/version``, ``/api/pull`` (only with ``--allow-pull``), ``/api/embed``
+and ``/api/embeddings`` (passed on to a host that has the model; model management is
+:mod:`.ollama_manage`) — thin over the turn engine (translation:
 :mod:`.dialect_ollama`).
 
 ollama-python, ollama-js, ``ChatOllama`` and Open WebUI work unchanged with
@@ -18,9 +19,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from langchain_core.messages import BaseMessage, HumanMessage
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ollang import __version__
-from ollang.errors import ModelNotFoundError
+from ollang.errors import ModelNotFoundError, OllamaResponseError, OllangError
 from ollang.iterators import aclosing_iter
 from ollang.routing.hosts import OllamaHost
 from ollang.routing.router import NoHostError
@@ -31,9 +33,10 @@ from ollang.server.dialects import ollama as ol
 from ollang.server.dialects.common import DialectStream, check_message_lengths
 from ollang.server.errors import ForbiddenError
 from ollang.server.recording import SESSION_HEADER, attach, record_index, remember_answer
-from ollang.server.schemas import ErrorResponse
+from ollang.server.schemas import MODEL_NAME_PATTERN, ErrorResponse
 from ollang.server.streaming import ClientDisconnected, StreamItem, cancel_on_disconnect
 from ollang.server.turns import TurnChunk, TurnDone, TurnRequest
+from ollang.transport.manage import normalise_model
 from ollang.turns.recorder import TurnResult
 
 __all__ = ["OLLAMA_API_VERSION", "router"]
@@ -373,46 +376,123 @@ async def api_pull(request: Request) -> Response:
     return _json({"status": "success"})
 
 
-class EmbeddingsNeedOllamaError(ModelNotFoundError):
-    """No Ollama host has the model; the embedded backend has no embeddings."""
+class CannotEmbedError(OllangError):
+    """The model has no ``embedding`` capability: Ollama's own 400 and words."""
 
-    def __init__(self, model: str) -> None:
+    http_status = 400
+
+    def __init__(self, model: str, hint: str = "") -> None:
         super().__init__(
-            model,
-            message=f"no Ollama host has {model!r}: embeddings need an Ollama server",
-            hint="the embedded backend serves chat only; pull the model on an Ollama host",
+            f'"{model}" does not support embeddings',
+            hint or "use an embedding model (nomic-embed-text, all-minilm...)",
         )
+        self.model = model
+
+
+class OllamaEmbeddingsRequest(BaseModel):
+    """``POST /api/embeddings`` (Ollama's older call): one ``prompt``, one vector back."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(..., pattern=MODEL_NAME_PATTERN, max_length=200, examples=["all-minilm"])
+    prompt: str = Field("", examples=["Why is the sky blue?"])
+    options: dict[str, ol.OptionValue] | None = None
+    keep_alive: str | int | float | None = None
+
+    _options = field_validator("options")(ol._check_options)
+
+
+#: Capabilities per (host, installed name, digest), from the hosts' ``/api/show``.
+_CAPABILITIES = "ollama_capabilities"
+
+
+async def _capabilities(request: Request, host: OllamaHost, installed: str) -> list[str]:
+    """The model's capabilities as its host reports them (``[]``: it does not say)."""
+    cache: dict[tuple[str, str, str], list[str]] | None = getattr(
+        request.app.state, _CAPABILITIES, None
+    )
+    if cache is None:
+        cache = {}
+        setattr(request.app.state, _CAPABILITIES, cache)
+    details = host.state.models.get(normalise_model(installed))
+    key = (host.name, installed, (details.digest if details else None) or "")
+    if key not in cache:
+        try:
+            shown = await host.wire.post_json("/api/show", {"model": installed})
+        except OllangError:
+            return []  # the embed request itself will say what is wrong
+        if len(cache) > 4096:
+            cache.clear()
+        cache[key] = [str(c) for c in shown.get("capabilities") or []]
+    return cache[key]
+
+
+async def _embed(
+    request: Request, ctx: ServerContext, requested: str, path: str, ask: dict[str, Any]
+) -> Response:
+    """``ask`` passed on to ``path`` of an Ollama host that has the model and can embed
+    with it (the allow-list, the embedded backend's models and capabilities checked)."""
+    model = ctx.gate.resolve(requested)
+    embedded = [h for h in ctx.router.hosts if h.is_embedded]
+    if not any(isinstance(h, OllamaHost) for h in ctx.router.order(model)):
+        raise CannotEmbedError(
+            requested, "the embedded backend serves chat only; pull an embedding model"
+        )
+    lease = await ctx.router.lease(model, exclude=embedded)
+    try:
+        host = lease.host
+        assert isinstance(host, OllamaHost)
+        installed = host.installed_name(model)
+        capabilities = await _capabilities(request, host, installed)
+        if capabilities and "embedding" not in capabilities:
+            raise CannotEmbedError(requested)
+        try:
+            answer = await host.wire.post_json(path, {**ask, "model": installed})
+        except OllamaResponseError as err:
+            if err.status_code == 400 and "does not support" in err.detail:
+                raise CannotEmbedError(requested) from err
+            raise
+    finally:
+        lease.release()
+    return _json(answer)
+
+
+_EMBED_ERRORS = _errors(400, 401, 403, 404, 413, 502, 503, 504)
 
 
 @router.post(
     "/api/embed",
     response_class=Response,
-    responses={
-        200: {"description": "Ollama's `embed` answer."},
-        **_errors(400, 401, 403, 404, 413, 502, 503, 504),
-    },
+    responses={200: {"description": "Ollama's `embed` answer."}, **_EMBED_ERRORS},
     openapi_extra={**body_schema(ol.OllamaEmbedRequest), **BEARER_DOC},
     summary="Ollama: embeddings (passed on to a host that has the model)",
 )
 async def api_embed(request: Request) -> Response:
     """Passed on to an Ollama host that has the model (the embedded backend has no
-    embeddings)."""
+    embeddings); a model that cannot embed gets Ollama's 400 `"x" does not support
+    embeddings`."""
     owner_now(request)
     ctx = context_of(request)
     body = await parse_request(request, ol.OllamaEmbedRequest)
     inputs = [body.input] if isinstance(body.input, str) else body.input
     for index, text in enumerate(inputs):
         check_length(ctx.settings.max_message_chars, **{f"input[{index}]": text})
-    model = ctx.gate.resolve(body.model)
-    embedded = [h for h in ctx.router.hosts if h.is_embedded]
-    if not any(isinstance(h, OllamaHost) for h in ctx.router.order(model)):
-        raise EmbeddingsNeedOllamaError(model)
-    lease = await ctx.router.lease(model, exclude=embedded)
-    try:
-        host = lease.host
-        assert isinstance(host, OllamaHost)
-        ask = {**body.model_dump(exclude_none=True), "model": host.installed_name(model)}
-        answer = await host.wire.post_json("/api/embed", ask)
-    finally:
-        lease.release()
-    return _json(answer)
+    return await _embed(request, ctx, body.model, "/api/embed", body.model_dump(exclude_none=True))
+
+
+@router.post(
+    "/api/embeddings",
+    response_class=Response,
+    responses={200: {"description": '`{"embedding": [...]}`'}, **_EMBED_ERRORS},
+    openapi_extra={**body_schema(OllamaEmbeddingsRequest), **BEARER_DOC},
+    summary="Ollama: embeddings, the older call (passed on to a host that has the model)",
+)
+async def api_embeddings(request: Request) -> Response:
+    """Ollama's older `POST /api/embeddings` (`{"model", "prompt"}` ->
+    `{"embedding": [...]}`), as `/api/embed`: the same keys, allow-list and limits."""
+    owner_now(request)
+    ctx = context_of(request)
+    body = await parse_request(request, OllamaEmbeddingsRequest)
+    check_length(ctx.settings.max_message_chars, prompt=body.prompt)
+    ask = body.model_dump(exclude_none=True)
+    return await _embed(request, ctx, body.model, "/api/embeddings", ask)
