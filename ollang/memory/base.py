@@ -37,7 +37,6 @@ __all__ = [
     "SearchHit",
     "SessionChanges",
     "SessionInfo",
-    "session_changes",
 ]
 
 #: How a stored reply ended: ``complete``; ``interrupted`` (the user stopped it,
@@ -100,26 +99,6 @@ class SessionChanges(TypedDict, total=False):
     model: str | None
     system: str | None
     options: Mapping[str, Any] | None
-
-
-def session_changes(
-    changes: SessionChanges,
-) -> tuple[str | None, str | None, str | None, Mapping[str, Any] | None]:
-    """``(title, model, system, options)`` from ``update_session``'s keyword arguments.
-
-    Raises:
-        TypeError: a keyword that ``update_session`` does not take, as Python
-            raises for an unexpected keyword argument.
-    """
-    unknown = sorted(changes.keys() - SessionChanges.__optional_keys__)
-    if unknown:
-        raise TypeError(f"update_session() got an unexpected keyword argument {unknown[0]!r}")
-    return (
-        changes.get("title"),
-        changes.get("model"),
-        changes.get("system"),
-        changes.get("options"),
-    )
 
 
 @dataclass(frozen=True)
@@ -192,6 +171,24 @@ class ChatStore(ABC):
             StoreError: the storage cannot be read.
         """
 
+    def get_messages_before(self, session_id: str, before: str, limit: int) -> list[BaseMessage]:
+        """The newest ``limit`` messages stored before message ``before``, oldest first
+        (a page further back in a long session; the first page is :meth:`get_messages`).
+
+        This default reads the whole session; the durable stores read the page only.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+            LookupError: the session has no message ``before``.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        messages = self.get_messages(session_id)
+        at = next((i for i, m in enumerate(messages) if m.id == before), None)
+        if at is None:
+            raise LookupError(f"no message {before!r} in session {session_id!r}")
+        return messages[max(0, at - limit) : at] if limit else []
+
     @abstractmethod
     def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
         """Append messages to a session, or replace ones already stored (upsert by id).
@@ -261,6 +258,27 @@ class ChatStore(ABC):
         ``options={}`` the options. Creates the session if it does not exist. An
         explicit title is never replaced by a derived one.
         """
+
+    @staticmethod
+    def _session_changes(
+        changes: SessionChanges,
+    ) -> tuple[str | None, str | None, str | None, Mapping[str, Any] | None]:
+        """``(title, model, system, options)`` from ``update_session``'s keyword arguments
+        (for implementations).
+
+        Raises:
+            TypeError: a keyword that ``update_session`` does not take, as Python
+                raises for an unexpected keyword argument.
+        """
+        unknown = sorted(changes.keys() - SessionChanges.__optional_keys__)
+        if unknown:
+            raise TypeError(f"update_session() got an unexpected keyword argument {unknown[0]!r}")
+        return (
+            changes.get("title"),
+            changes.get("model"),
+            changes.get("system"),
+            changes.get("options"),
+        )
 
     @abstractmethod
     def delete_session(self, session_id: str) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
 
-from ollang.memory.base import ChatStore, SearchHit, SessionChanges, SessionInfo, session_changes
+from ollang.memory.base import ChatStore, SearchHit, SessionInfo
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
 from ollang.memory.messages import (
     content_text,
@@ -29,6 +29,8 @@ from ollang.memory.search import matches, query_terms, snippet
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from ollang.memory.base import SessionChanges
 
 __all__ = ["InMemoryChatStore"]
 
@@ -182,7 +184,7 @@ class InMemoryChatStore(ChatStore):
 
     def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session`."""
-        title, model, system, options = session_changes(changes)
+        title, model, system, options = self._session_changes(changes)
         with self._lock:
             now = self._now()
             session = self._session(session_id, now)

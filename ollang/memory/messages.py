@@ -33,8 +33,9 @@ import copy
 import functools
 import json
 import math
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast, get_args
+from typing import Any, NamedTuple, cast, get_args
 
 from langchain_core.messages import (
     AIMessage,
@@ -49,7 +50,7 @@ from langchain_core.messages import (
 )
 
 from ollang.memory.base import TITLE_MAX_CHARS, MessageStatus
-from ollang.memory.images import IMAGE_REF, restore_images
+from ollang.memory.images import IMAGE_REF, StoredImage, restore_images, split_images
 
 __all__ = [
     "CREATED_KEY",
@@ -312,3 +313,29 @@ def message_from_row(
     if reasoning is not None:
         data["reasoning"] = reasoning
     return message_from_dict(data, copy_values=False)  # everything here was just decoded
+
+
+class RowMessage(NamedTuple):
+    """A message as the SQL stores write it (see :func:`message_for_row`)."""
+
+    #: Its :func:`message_to_dict` form, images replaced by references.
+    data: dict[str, Any]
+    #: The images taken out of its content, stored once each.
+    images: list[StoredImage]
+    #: The title a human message gives a session that has none (else ``None``).
+    title: str | None
+    #: The model that wrote it (:func:`message_model`).
+    model: str | None
+
+
+def message_for_row(message: BaseMessage) -> RowMessage:
+    """What a SQL store writes for ``message``; gives it an id (uuid4 hex) if it has none,
+    on the caller's object, since the caller may upsert it later."""
+    if message.id is None:
+        message.id = uuid.uuid4().hex
+    data = message_to_dict(message)
+    title = title_from_text(content_text(data["content"])) if data["role"] == "human" else None
+    images: list[StoredImage] = []
+    if not isinstance(data["content"], str):
+        data["content"], images = split_images(data["content"])
+    return RowMessage(data, images, title, message_model(message))

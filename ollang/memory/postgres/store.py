@@ -44,7 +44,6 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,29 +51,15 @@ import psycopg
 from langchain_core.messages import BaseMessage
 
 from ollang.errors import InvalidInputError
-from ollang.memory.base import (
-    SNIPPET_ELLIPSIS,
-    SNIPPET_MARK,
-    ChatStore,
-    SearchHit,
-    SessionChanges,
-    SessionInfo,
-    session_changes,
-)
+from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
 from ollang.memory.errors import (
     NotAnOllangDatabaseError,
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
 )
-from ollang.memory.images import StoredImage, split_images
-from ollang.memory.messages import (
-    content_text,
-    message_from_row,
-    message_model,
-    message_to_dict,
-    title_from_text,
-)
+from ollang.memory.images import StoredImage
+from ollang.memory.messages import message_for_row, message_from_row
 from ollang.memory.postgres.migrations import MigrationError, apply_migrations, foreign_tables
 from ollang.memory.postgres.pool import Database
 from ollang.memory.postgres.sql import (
@@ -95,6 +80,8 @@ from ollang.memory.search import Term, query_terms, query_words, snippet
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from ollang.memory.base import SessionChanges
 
 __all__ = ["PostgresChatStore"]
 
@@ -207,6 +194,33 @@ class PostgresChatStore(ChatStore):
             messages = self._db.run_on_snapshot("read", read)
         return messages or []
 
+    def get_messages_before(self, session_id: str, before: str, limit: int) -> list[BaseMessage]:
+        """See :meth:`ChatStore.get_messages_before` (on one snapshot; O(limit))."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        _check_text(session_id)
+
+        def read(conn: psycopg.Connection[Any]) -> list[BaseMessage] | None:
+            at = conn.execute(self._sql.message_position, (session_id, encode_id(before)))
+            row = at.fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(self._sql.messages_before, (row[0], row[1], limit)).fetchall()
+            rows.reverse()
+            refs = {ref for row in rows if row[3] is not None for ref in row_image_refs(row)}
+            images: dict[str, bytes] = {}
+            if refs:
+                found = conn.execute(
+                    self._sql.fetch_images, ([bytes.fromhex(ref) for ref in refs],)
+                ).fetchall()
+                images = {bytes(digest).hex(): bytes(data) for digest, data in found}
+            return [message_from_row(row, decode_id, lambda refs: images) for row in rows]
+
+        messages = self._db.run_on_snapshot("read", read)
+        if messages is None:
+            raise LookupError(f"no message {before!r} in session {session_id!r}")
+        return messages
+
     def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
         """See :meth:`ChatStore.add_messages` (one transaction of two statements)."""
         if not messages:
@@ -219,15 +233,10 @@ class PostgresChatStore(ChatStore):
         title: str | None = None
         model: str | None = None
         for message in messages:
-            if message.id is None:
-                message.id = uuid.uuid4().hex  # on the caller's object: it may upsert later
-            data = message_to_dict(message)
-            if title is None and data["role"] == "human":
-                title = no_nul(title_from_text(content_text(data["content"])))
-            model = no_nul(message_model(message)) or model
-            found: list[StoredImage] = []
-            if not isinstance(data["content"], str):
-                data["content"], found = split_images(data["content"])
+            data, found, derived, used = message_for_row(message)
+            if title is None:
+                title = no_nul(derived)
+            model = no_nul(used) or model
             values = row_values(data)
             if found:
                 images[values[0]] = found
@@ -341,7 +350,7 @@ class PostgresChatStore(ChatStore):
     def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session` (one statement: an upsert of the row)."""
         _check_text(session_id)
-        values = settings_values(session_id, *session_changes(changes))
+        values = settings_values(session_id, *self._session_changes(changes))
         self._db.run("write to", lambda conn: conn.execute(self._sql.update_session, values))
 
     def delete_session(self, session_id: str) -> bool:

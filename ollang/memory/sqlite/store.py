@@ -31,7 +31,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,29 +39,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from langchain_core.messages import BaseMessage
 
 from ollang.errors import InvalidInputError
-from ollang.memory.base import (
-    SNIPPET_ELLIPSIS,
-    SNIPPET_MARK,
-    ChatStore,
-    SearchHit,
-    SessionChanges,
-    SessionInfo,
-    session_changes,
-)
+from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
 from ollang.memory.errors import (
     NotAnOllangDatabaseError,
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
 )
-from ollang.memory.images import StoredImage, split_images
-from ollang.memory.messages import (
-    content_text,
-    message_from_row,
-    message_model,
-    message_to_dict,
-    title_from_text,
-)
+from ollang.memory.images import StoredImage
+from ollang.memory.messages import content_text, message_for_row, message_from_row
 from ollang.memory.search import fts_query
 from ollang.memory.sqlite.migrations import (
     APPLICATION_ID,
@@ -73,6 +58,8 @@ from ollang.memory.sqlite.migrations import (
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from ollang.memory.base import SessionChanges
 
 __all__ = ["SQLiteChatStore"]
 
@@ -478,6 +465,30 @@ class SQLiteChatStore(ChatStore):
 
         return self._read(read)
 
+    def get_messages_before(self, session_id: str, before: str, limit: int) -> list[BaseMessage]:
+        """See :meth:`ChatStore.get_messages_before` (an index range scan: O(limit))."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+
+        def read(conn: sqlite3.Connection) -> list[BaseMessage]:
+            row = conn.execute(
+                "SELECT m.session_key, m.rowid FROM messages AS m "
+                "WHERE m.session_key = (SELECT key FROM sessions WHERE id = ?) AND m.id = ?",
+                (session_id, _db_id(before)),
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"no message {before!r} in session {session_id!r}")
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_key = ? AND rowid < ? "
+                "ORDER BY rowid DESC LIMIT ?",
+                (row[0], row[1], limit),
+            ).fetchall()
+            rows.reverse()
+            fetch = functools.partial(_fetch_images, conn)
+            return [message_from_row(row, _message_id, fetch) for row in rows]
+
+        return self._read(read)
+
     @staticmethod
     def _link_images(
         conn: sqlite3.Connection, key: int, message_id: Any, images: list[StoredImage]
@@ -547,22 +558,14 @@ class SQLiteChatStore(ChatStore):
         # Everything that can fail on the input fails here, before the transaction.
         rows: list[tuple[tuple[Any, ...], str | None, str | None, list[StoredImage]]] = []
         for message in messages:
-            if message.id is None:
-                message.id = uuid.uuid4().hex  # on the caller's object: it may upsert later
-            data = message_to_dict(message)
-            title = None
-            if data["role"] == "human":
-                title = title_from_text(content_text(data["content"]))
-            images: list[StoredImage] = []
-            if not isinstance(data["content"], str):
-                data["content"], images = split_images(data["content"])
+            data, images, title, model = message_for_row(message)
             try:
                 params = _row_params(data)
             except UnicodeEncodeError as err:
                 raise InvalidInputError(f"a message is not valid Unicode ({err.reason})") from err
             except (TypeError, ValueError) as err:  # e.g. a tool artifact that is not JSON
                 raise InvalidInputError(f"a message cannot be stored as JSON ({err})") from err
-            rows.append((params, title, message_model(message), images))
+            rows.append((params, title, model, images))
 
         def write(conn: sqlite3.Connection) -> None:
             now = self._now(conn)
@@ -677,7 +680,7 @@ class SQLiteChatStore(ChatStore):
 
     def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session`."""
-        title, model, system, options = session_changes(changes)
+        title, model, system, options = self._session_changes(changes)
         encoded = None if options is None else _compact(dict(options)) if options else ""
 
         def write(conn: sqlite3.Connection) -> None:
