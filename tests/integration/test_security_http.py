@@ -68,6 +68,13 @@ def keyed(fake, tmp_path_factory) -> Iterator[LiveServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for the module (a new one per request costs a TLS context each)."""
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
 def port_of(server: LiveServer) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
@@ -131,11 +138,11 @@ def with_marker(body: dict | None, marker: str) -> dict | None:
 # -- Host ------------------------------------------------------------------------------------
 @pytest.mark.reliability("Security", "a foreign Host (DNS rebinding) is 403 on every route")
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "localhost.evil.example"])
-def test_a_foreign_host_is_refused_everywhere(live, fake, host):
+def test_a_foreign_host_is_refused_everywhere(live, fake, host, http):
     host = host.format(port=port_of(live))
     for method, path, body in ROUTES:
         marker = f"host-{path}-{host}"
-        r = httpx.request(
+        r = http.request(
             method,
             live.url + path,
             json=with_marker(body, marker),
@@ -148,7 +155,7 @@ def test_a_foreign_host_is_refused_everywhere(live, fake, host):
 
 
 @pytest.mark.reliability("Security", "localhost, addresses and listed host names are served")
-def test_own_names_and_listed_hosts_are_served(live):
+def test_own_names_and_listed_hosts_are_served(live, http):
     port = port_of(live)
     for host in (
         f"127.0.0.1:{port}",
@@ -162,7 +169,7 @@ def test_own_names_and_listed_hosts_are_served(live):
         for method, path, _body in ROUTES:
             if method != "GET":
                 continue
-            r = httpx.get(live.url + path, headers={"Host": host}, timeout=10)
+            r = http.get(live.url + path, headers={"Host": host}, timeout=10)
             assert r.status_code == 200, (host, path, r.text)
 
 
@@ -190,7 +197,7 @@ def serve(tmp_path, ollama_host: str, *args: str, **variables: str):
 
 
 @pytest.mark.reliability("Security", "--host 0.0.0.0: addresses, the machine's name, listed names")
-def test_all_interfaces_answer_addresses_the_machines_name_and_listed_names(tmp_path, fake):
+def test_all_interfaces_answer_addresses_the_machines_name_and_listed_names(tmp_path, fake, http):
     # Decided: binding every interface does not lift the Host check (without keys, DNS
     # rebinding would let any web page read the server, not only the LAN).
     proc, port = serve(tmp_path, fake.url, "--host", "0.0.0.0", OLLANG_SERVER_ALLOWED_HOSTS=ALLOWED)
@@ -202,9 +209,9 @@ def test_all_interfaces_answer_addresses_the_machines_name_and_listed_names(tmp_
         hosts = [f"{address}:{port}" for address in addresses | {"10.1.2.3"}]
         hosts += [f"[fe80::1]:{port}", socket.gethostname(), f"{ALLOWED}:{port}"]
         for host in hosts:
-            r = httpx.get(f"{base}/sessions", headers={"Host": host}, timeout=10)
+            r = http.get(f"{base}/sessions", headers={"Host": host}, timeout=10)
             assert r.status_code == 200, (host, r.text)
-        r = httpx.get(f"{base}/sessions", headers={"Host": f"evil.example:{port}"}, timeout=10)
+        r = http.get(f"{base}/sessions", headers={"Host": f"evil.example:{port}"}, timeout=10)
         assert_forbidden(r, "/sessions", "evil.example")
     finally:
         proc.terminate()
@@ -224,14 +231,14 @@ SIMPLE_BODIES = [  # what a page may send cross-origin with no CORS preflight
 
 @pytest.mark.reliability("Security", "a page on another site cannot POST /chat (no preflight)")
 @pytest.mark.parametrize("site", ["cross-site", None])
-def test_a_foreign_origin_cannot_post_a_chat(live, fake, site):
+def test_a_foreign_origin_cannot_post_a_chat(live, fake, site, http):
     for content_type, template in SIMPLE_BODIES:
         marker = f"evil-{content_type}-{site}"
         headers = {"Origin": EVIL, "Content-Type": content_type}
         if site:
             headers |= {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors"}
         for path in ("/chat", "/chat/stream", "/generate"):
-            r = httpx.post(
+            r = http.post(
                 live.url + path,
                 content=template.format(marker=marker).encode(),
                 headers=headers,
@@ -243,11 +250,11 @@ def test_a_foreign_origin_cannot_post_a_chat(live, fake, site):
 
 
 @pytest.mark.reliability("Security", "a page on another site cannot read or write any route")
-def test_a_foreign_origin_is_refused_on_every_route(live, fake):
+def test_a_foreign_origin_is_refused_on_every_route(live, fake, http):
     for origin in (EVIL, "null", f"http://127.0.0.1:{port_of(live) + 1}"):
         for method, path, body in ROUTES:
             marker = f"origin-{path}-{origin}"
-            r = httpx.request(
+            r = http.request(
                 method,
                 live.url + path,
                 json=with_marker(body, marker),
@@ -257,7 +264,7 @@ def test_a_foreign_origin_is_refused_on_every_route(live, fake):
             assert_forbidden(r, path, origin)
             assert_nothing_reached(live, fake, marker)
         # the CORS preflight of a fetch with a JSON body or a key: refused as well
-        r = httpx.options(
+        r = http.options(
             f"{live.url}/chat",
             headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
             timeout=10,
@@ -266,9 +273,9 @@ def test_a_foreign_origin_is_refused_on_every_route(live, fake):
 
 
 @pytest.mark.reliability("Security", "no Origin but Sec-Fetch-Site: cross-site is 403; links work")
-def test_cross_site_without_origin_is_refused_but_a_link_is_followed(live):
+def test_cross_site_without_origin_is_refused_but_a_link_is_followed(live, http):
     for mode in ("no-cors", "cors"):
-        r = httpx.get(
+        r = http.get(
             f"{live.url}/sessions",
             headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": mode},
             timeout=10,
@@ -279,14 +286,14 @@ def test_cross_site_without_origin_is_refused_but_a_link_is_followed(live):
         "Sec-Fetch-Mode": "navigate",
         "Sec-Fetch-Dest": "document",
     }
-    assert httpx.get(live.url, headers=link, timeout=10).status_code == 200
-    assert httpx.get(f"{live.url}/docs", headers=link, timeout=10).status_code == 200
+    assert http.get(live.url, headers=link, timeout=10).status_code == 200
+    assert http.get(f"{live.url}/docs", headers=link, timeout=10).status_code == 200
 
 
 @pytest.mark.reliability(
     "Security", "same origin, a --cors-origin, and clients without Origin work"
 )
-def test_own_origin_listed_origin_and_plain_clients_are_served(live, fake):
+def test_own_origin_listed_origin_and_plain_clients_are_served(live, fake, http):
     own = live.url  # http://127.0.0.1:PORT
     cases = {
         "own": {"Origin": own, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},
@@ -297,7 +304,7 @@ def test_own_origin_listed_origin_and_plain_clients_are_served(live, fake):
     }
     for name, headers in cases.items():
         marker = f"served-{name}"
-        r = httpx.post(
+        r = http.post(
             f"{live.url}/chat",
             content=f'{{"message": "{marker}"}}'.encode(),
             headers=headers,
@@ -307,29 +314,29 @@ def test_own_origin_listed_origin_and_plain_clients_are_served(live, fake):
         assert r.json()["response"] == f"echo: {marker}"
         assert marker in stored_texts(live.store)
         assert marker in model_texts(fake)
-    listed = httpx.get(f"{live.url}/v1/models", headers={"Origin": APP}, timeout=10)
+    listed = http.get(f"{live.url}/v1/models", headers={"Origin": APP}, timeout=10)
     assert listed.status_code == 200 and listed.headers["access-control-allow-origin"] == APP
     # the page on localhost:PORT: its Origin is its own (same host and port as Host)
     local = f"localhost:{port_of(live)}"
-    r = httpx.get(
+    r = http.get(
         f"{live.url}/sessions", headers={"Host": local, "Origin": f"http://{local}"}, timeout=10
     )
     assert r.status_code == 200, r.text
 
 
 @pytest.mark.reliability("Security", "keys do not lift the Origin check")
-def test_a_foreign_origin_is_refused_even_with_a_key(keyed):
+def test_a_foreign_origin_is_refused_even_with_a_key(keyed, http):
     auth = {"Authorization": f"Bearer {KEY}"}
-    r = httpx.get(f"{keyed.url}/sessions", headers={**auth, "Origin": EVIL}, timeout=10)
+    r = http.get(f"{keyed.url}/sessions", headers={**auth, "Origin": EVIL}, timeout=10)
     assert_forbidden(r, "/sessions", EVIL)
-    r = httpx.get(f"{keyed.url}/sessions", headers={**auth, "Host": "evil.example"}, timeout=10)
+    r = http.get(f"{keyed.url}/sessions", headers={**auth, "Host": "evil.example"}, timeout=10)
     assert_forbidden(r, "/sessions", "evil.example")
-    assert httpx.get(f"{keyed.url}/sessions", headers=auth, timeout=10).status_code == 200
+    assert http.get(f"{keyed.url}/sessions", headers=auth, timeout=10).status_code == 200
 
 
 # -- one reading of the key ------------------------------------------------------------------
 @pytest.mark.reliability("Security", "one reading of `Authorization` on every route")
-def test_every_route_reads_the_key_alike(keyed, fake):
+def test_every_route_reads_the_key_alike(keyed, fake, http):
     good = [f"Bearer {KEY}", f"Bearer  {KEY}", f"bearer {KEY}", f"BEARER   {KEY}"]
     bad = [f"Bearer{KEY}", f"Basic {KEY}", f"Bearer {KEY}x", "Bearer", KEY]
     routes = [
@@ -346,12 +353,12 @@ def test_every_route_reads_the_key_alike(keyed, fake):
         if body is not None and "messages" in body:
             body = {**body, "messages": [{"role": "user", "content": "key"}]}
         for header in good:
-            r = httpx.request(
+            r = http.request(
                 method, keyed.url + path, json=body, headers={"Authorization": header}, timeout=10
             )
             assert r.status_code == 200, (path, header.replace(KEY, "KEY"), r.text)
         for header in bad:
-            r = httpx.request(
+            r = http.request(
                 method, keyed.url + path, json=body, headers={"Authorization": header}, timeout=10
             )
             assert r.status_code == 401, (path, header.replace(KEY, "KEY"), r.text)

@@ -1,9 +1,11 @@
 """Security: auth on every endpoint, keys never logged and compared in constant time,
-loopback by default, no request steering the server to another URL or a pull."""
+loopback by default, no request steering the server to another URL or a pull, no web page
+of another site (or DNS rebinding) driving the server, one reading of the key."""
 
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import socket
 import subprocess
@@ -13,7 +15,9 @@ import pytest
 
 from ollang.server import ServerSettings
 from ollang.server.testing import LiveServer
+from tests.cli_process import cli
 from tests.fake_ollama import FakeOllama
+from tests.net import free_port
 from tests.reliability.conftest import start_serve
 
 KEY = "sk-ollang-test-0123456789abcdef"
@@ -206,3 +210,79 @@ def test_pull_needs_the_server_flag(tmp_path, fake):
         )
         assert r.status_code == 404  # a missing model is reported, never pulled
     assert not any(req.path == "/api/pull" for req in fake.requests)
+
+
+# -- issue 26: other web sites, DNS rebinding, one reading of the key ------------------------
+def _model_calls(fake) -> int:
+    checks = ("/api/version", "/api/tags", "/api/ps")  # the server's own health checks
+    return sum(1 for r in fake.requests if r.path not in checks)
+
+
+@pytest.mark.reliability("Security", "every endpoint refuses a foreign Host or Origin (403)")
+def test_every_documented_endpoint_refuses_other_sites(keyed, fake):
+    paths = keyed.app.openapi()["paths"]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    before = _model_calls(fake)
+    checked = 0
+    with httpx.Client(base_url=keyed.url, timeout=10) as client:
+        for path, operations in paths.items():
+            for method in operations:
+                for headers in (
+                    {"Host": "evil.example"},  # DNS rebinding: a name of the attacker's
+                    {"Origin": "https://evil.example"},  # a page on another site
+                    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},
+                ):
+                    for key in ({}, auth):  # with the key or without: refused before auth
+                        r = client.request(
+                            method,
+                            concrete(path),
+                            content=b'{"message": "hi", "prompt": "hi", "name": "x"}',
+                            headers={"Content-Type": "text/plain", **headers, **key},
+                        )
+                        assert r.status_code == 403, (method, path, headers, r.text)
+                        assert method == "head" or r.json()["error"]  # (HEAD: no body)
+                        assert KEY not in r.text
+                        checked += 1
+    assert checked >= 6 * 8
+    assert _model_calls(fake) == before  # nothing reached Ollama
+
+
+@pytest.mark.reliability("Security", "every endpoint reads `Bearer  KEY` alike (one parser)")
+def test_every_documented_endpoint_reads_the_key_alike(keyed):
+    paths = keyed.app.openapi()["paths"]
+    with httpx.Client(base_url=keyed.url, timeout=10) as client:
+        for path, operations in paths.items():
+            if path in PUBLIC:
+                continue
+            for method in operations:
+                for header, accepted in (
+                    (f"Bearer  {KEY}", True),  # two spaces: refused by /chat, /v1, /api before
+                    (f"bearer {KEY}", True),
+                    (f"Bearer {KEY}x", False),
+                    (f"Bearer{KEY}", False),
+                ):
+                    r = client.request(
+                        method,
+                        concrete(path),
+                        json={"message": "hi", "prompt": "hi", "name": "x"},
+                        headers={"Authorization": header},
+                    )
+                    assert (r.status_code != 401) is accepted, (method, path, r.status_code)
+
+
+@pytest.mark.reliability("Security", "a key no client can send is refused at start (exit 2)")
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_serve_refuses_a_key_outside_printable_ascii(tmp_path, how):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLANG_")}
+    env["OLLANG_HOME"] = str(tmp_path / "home")
+    args = ["serve", "--port", str(free_port())]
+    if how == "option":
+        args += ["--api-key", "ключ"]
+    else:
+        env["OLLANG_SERVER_API_KEYS"] = "good-key,ключ"
+    out = cli(*args, env=env, timeout=60)
+    err = out.stderr.decode()
+    assert out.returncode == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "printable ASCII" in errors[0], err
+    assert "Traceback" not in err and "ключ" not in err  # the key is never shown
