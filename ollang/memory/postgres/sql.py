@@ -108,6 +108,16 @@ class Statements:
             f"WHERE session_key = (SELECT key FROM {s}.sessions WHERE id = %s) "
             "ORDER BY seq DESC LIMIT %s"
         )
+        # A page further back: where message %s of the session is, then the messages
+        # before it (the same backward range scan of the primary key).
+        self.message_position = (
+            f"SELECT session_key, seq FROM {s}.messages "
+            f"WHERE session_key = (SELECT key FROM {s}.sessions WHERE id = %s) AND id = %s"
+        )
+        self.messages_before = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM {s}.messages WHERE session_key = %s AND seq < %s "
+            "ORDER BY seq DESC LIMIT %s"
+        )
         # Upsert every message of a call and add the new ones to the count, in one
         # statement. An unchanged message is not rewritten (no dead row version).
         self.upsert_messages = _upsert_messages(s, images=False)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from ollang.memory import SessionInfo, message_to_dict
 from ollang.server.auth import request_owner
@@ -21,8 +22,21 @@ from ollang.server.schemas import (
     SessionSummary,
     check_session_id,
 )
+from ollang.server.sessions import DEFAULT_PAGE
 
-__all__ = ["router"]
+__all__ = ["MAX_PAGE", "router"]
+
+#: Most messages one ``GET /sessions/{id}`` returns (``?limit=``); page with ``?before=``.
+MAX_PAGE = 1000
+
+
+class SessionPage(SessionDetail):
+    """``GET /sessions/{id}``: the session and a page of its messages."""
+
+    has_more: bool = Field(
+        False, description="Older messages exist: ask again with before = messages[0].id."
+    )
+
 
 router = APIRouter(tags=["sessions"])
 
@@ -92,22 +106,40 @@ async def list_sessions(
 
 @router.get(
     "/sessions/{session_id}",
-    response_model=SessionDetail,
+    response_model=SessionPage,
     responses=_ERRORS,
-    summary="A session and its messages",
+    summary="A session and a page of its messages",
 )
 async def get_session(
     request: Request,
     owner: str | None = Depends(request_owner),
     session_id: str = Depends(valid_session_id),
-    limit: int | None = Query(None, ge=1, le=100_000, description="Only the newest N messages."),
+    limit: int = Query(
+        DEFAULT_PAGE,
+        ge=1,
+        le=MAX_PAGE,
+        description=f"The newest N messages (of the page; default {DEFAULT_PAGE}).",
+    ),
+    before: str | None = Query(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Only messages before this message id (the first id of the previous "
+        "page): pages further back.",
+    ),
 ) -> Any:
-    """The session's summary and messages, oldest first. 404 for another key's session."""
-    info, messages = await context_of(request).sessions.read(session_id, owner, limit)
-    return {
-        "session": _summary(info),
-        "messages": [_message(message_to_dict(m)) for m in messages],
-    }
+    """The session's summary and a page of its messages, oldest first: the newest `limit`
+    (100 unless given), or with `before=ID` the newest `limit` before message `ID`.
+    `has_more` says whether older messages exist (page back with `before` = the first
+    message's id). 404 for another key's session."""
+    page = await context_of(request).sessions.page(
+        session_id,
+        owner,
+        limit=limit,
+        before=before,
+        convert=lambda m: _message(message_to_dict(m)),
+    )
+    return {"session": _summary(page.info), "messages": page.messages, "has_more": page.has_more}
 
 
 @router.patch(
@@ -122,8 +154,9 @@ async def patch_session(
     owner: str | None = Depends(request_owner),
     session_id: str = Depends(valid_session_id),
 ) -> Any:
-    """`{"id": NEW}` renames the session (409 if the new id is taken); `{"title": ...}`
-    gives it a title. 404 for another key's session."""
+    """`{"id": NEW}` renames the session (409 if you have a session `NEW`; 404, as for a
+    missing session, if another key has one); `{"title": ...}` gives it a title. 404 for
+    another key's session."""
     body = await parse_request(request, SessionPatch)
     info = await context_of(request).sessions.rename(
         session_id, owner, new_id=body.id, title=body.title
