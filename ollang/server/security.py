@@ -229,6 +229,16 @@ def refusal_error(refusal: Refusal) -> ForbiddenError:
 Renderer = Callable[[OllangError], ASGIApp]
 
 
+def _own(origin: bytes, host: bytes) -> bool:
+    """``origin`` is ``http://HOST`` or ``https://HOST`` byte for byte (no allocation):
+    what :meth:`Policy.origin_ok` accepts as the server's own, in its commonest spelling."""
+    extra = len(origin) - len(host)
+    return (
+        (extra == 7 and origin.startswith(b"http://"))
+        or (extra == 8 and origin.startswith(b"https://"))
+    ) and origin.endswith(host)
+
+
 class HostOriginGuard:
     """ASGI middleware: :func:`decide` on every HTTP request; a refusal is a 403 in the
     path's dialect (``shapes``: path prefix -> renderer, as the app's error handler
@@ -240,7 +250,7 @@ class HostOriginGuard:
         self.app = app
         self.policy = policy
         self.shapes = tuple((shapes or {}).items())
-        self._hosts: set[bytes] = set()  # Host values accepted, as sent
+        self._hosts: set[bytes] = set()  # Host values decide() accepted, as sent
         self._logged: set[Refusal] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -261,6 +271,9 @@ class HostOriginGuard:
         if same and (host is None or host in self._hosts):  # the hot path: decided before
             await self.app(scope, receive, send)
             return
+        if origin is not None and host in self._hosts and _own(origin, host):  # the page
+            await self.app(scope, receive, send)
+            return
         refusal = decide(
             self.policy,
             None if host is None else host.decode("latin-1"),
@@ -270,8 +283,8 @@ class HostOriginGuard:
             scope.get("method", "GET"),
         )
         if refusal is None:
-            if same and host is not None and len(self._hosts) < _REMEMBERED:
-                self._hosts.add(host)
+            if host is not None and len(self._hosts) < _REMEMBERED:
+                self._hosts.add(host)  # decide() passed it: the Host is accepted
             await self.app(scope, receive, send)
             return
         await self._refuse(refusal, scope, receive, send)

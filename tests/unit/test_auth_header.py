@@ -296,3 +296,62 @@ def test_the_refusals_say_what_to_do():
     assert "cross-site" in site.message
     long = refusal_error(Refusal("host", "a" * 10_000))
     assert len(long.message) < 200  # a made-up header is not echoed whole
+
+
+# -- the middleware's fast paths agree with decide() ---------------------------------------
+def run_guard(guard, headers: list[tuple[bytes, bytes]], path: str = "/chat") -> int:
+    """The status the guard answers (200: passed on to the app)."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    asyncio.run(guard(scope, receive, send))
+    return sent[0]["status"] if sent else 200
+
+
+def test_the_middleware_remembers_accepted_hosts_only():
+    from ollang.server.security import _REMEMBERED, HostOriginGuard
+
+    async def app(scope, receive, send) -> None:
+        pass
+
+    guard = HostOriginGuard(app, LOOPBACK)
+    own = [(b"host", b"127.0.0.1:8000")]
+    for _ in range(2):  # decided, then remembered
+        assert run_guard(guard, own) == 200
+        assert run_guard(guard, [*own, (b"origin", b"http://127.0.0.1:8000")]) == 200
+        assert run_guard(guard, [*own, (b"origin", b"https://evil.example")]) == 403
+        assert run_guard(guard, [*own, (b"origin", b"http://127.0.0.1:80")]) == 403
+        assert run_guard(guard, [*own, (b"sec-fetch-site", b"cross-site")]) == 403
+        assert run_guard(guard, [(b"host", b"evil.example")]) == 403
+    assert guard._hosts == {b"127.0.0.1:8000"}
+    for n in range(_REMEMBERED + 50):  # made-up addresses: accepted, memory bounded
+        assert run_guard(guard, [(b"host", f"10.0.{n // 250}.{n % 250}".encode())]) == 200
+    assert len(guard._hosts) == _REMEMBERED
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        (b"http://127.0.0.1:8000", b"127.0.0.1:8000"),
+        (b"https://127.0.0.1:8000", b"127.0.0.1:8000"),
+        (b"http://127.0.0.1:8000", b"27.0.0.1:8000"),
+        (b"http://x127.0.0.1:8000", b"127.0.0.1:8000"),
+        (b"httpx//127.0.0.1:8000", b"127.0.0.1:8000"),
+        (b"https:/127.0.0.1:8000", b"127.0.0.1:8000"),
+        (b"http://127.0.0.1:8000/", b"127.0.0.1:8000"),
+    ],
+)
+def test_the_fast_own_origin_check_is_a_subset_of_decide(origin, host):
+    from ollang.server.security import _own
+
+    if _own(origin, host):
+        assert decide(LOOPBACK, host.decode(), origin.decode()) is None
+    assert _own(origin, host) == (origin in (b"http://" + host, b"https://" + host))
