@@ -335,22 +335,35 @@ class ChatStore(ABC):
             self.delete_messages(session_id, ids)
         return exchange
 
-    def fork_session(self, source: str, target: str) -> int:
+    def fork_session(self, source: str, target: str, *, owner: str | None = None) -> int:
         """Copy every message of ``source`` into a new session ``target`` (new ids, same
         texts, statuses and creation times; the title, model, system prompt, options and
         owner too: a fork of a key's session is that key's).
+
+        One operation: ``target`` is created with its owner and its messages, or not at
+        all. When ``target`` exists (even if it was claimed a moment ago by someone
+        else), nothing is written and :class:`SessionExistsError` says so: a fork never
+        adds anything to a session that was not made by it. (The SQLite, PostgreSQL and
+        in-memory stores do all of it in one transaction; this default, for other
+        stores, checks first and is not atomic.)
+
+        Args:
+            source: The session to copy.
+            target: The new session's id.
+            owner: When given, ``source`` must belong to this owner (else
+                :class:`SessionNotFoundError`, as for a missing one).
 
         Returns:
             How many messages were copied.
 
         Raises:
-            SessionNotFoundError: there is no session ``source``.
+            SessionNotFoundError: there is no session ``source`` (of ``owner``).
             SessionExistsError: a session ``target`` already exists.
         """
         from ollang.memory.messages import message_from_dict, message_to_dict  # imports us
 
         info = self.get_session(source)
-        if info is None:
+        if info is None or (owner is not None and info.owner != owner):
             raise SessionNotFoundError(source)
         if self.get_session(target) is not None:
             raise SessionExistsError(target)

@@ -218,6 +218,12 @@ class InMemoryChatStore(ChatStore):
             session.updated = self._now()
             self._sessions[new] = session
 
+    def fork_session(self, source: str, target: str, *, owner: str | None = None) -> int:
+        """See :meth:`ChatStore.fork_session`: all of it under the store's lock, so no
+        claim of ``target`` can land between the check and the copy."""
+        with self._lock:
+            return super().fork_session(source, target, owner=owner)
+
     # -- search -------------------------------------------------------------------
     def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
         """See :meth:`ChatStore.search` (word stems and prefixes, newest first)."""

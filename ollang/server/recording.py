@@ -18,7 +18,11 @@ its conversation recorded there, owned by its key, as an ordinary ollang session
 * **A divergence** (an earlier message edited or removed, an answer regenerated): the
   session as it was is copied to a fork, ``<id>@1`` (then ``@2``, ...), owned by the
   same key, and the session then mirrors what the client sent. Nothing is lost and the
-  client's session id stays the one it named.
+  client's session id stays the one it named. The fork is one store operation
+  (:meth:`~ollang.memory.ChatStore.fork_session`) that creates it, owned, with its
+  messages, only if the id is free: a name someone else claimed meanwhile is never
+  written to (the next ``N`` is tried). With API keys, ``<id>@N`` names are created only
+  for the owner of ``<id>`` (:func:`ollang.server.sessions.may_create`).
 
 Without a name nothing is recorded, unless the server runs with
 ``OLLANG_SERVER_RECORD_ALL=true``: then every conversation is recorded, in the session
@@ -40,9 +44,11 @@ from collections.abc import Sequence
 from fastapi import Request
 from langchain_core.messages import BaseMessage
 
-from ollang.memory import ChatStore, message_from_dict, message_status, message_to_dict
+from ollang.memory import ChatStore, message_status
+from ollang.memory.errors import SessionExistsError
 from ollang.memory.ids import SESSION_ID_HINT, is_valid_session_id
 from ollang.server.errors import ValidationFailedError, session_not_found
+from ollang.server.sessions import may_create
 from ollang.server.turns import HOST_KEY, TurnRequest
 
 __all__ = [
@@ -158,13 +164,20 @@ def record_index(request: Request) -> RecordIndex:
 
 def fork_name(store: ChatStore, session_id: str) -> str:
     """The first free ``<id>@N`` (the id shortened if it would pass 128 characters)."""
-    number = 1
-    while True:
-        suffix = f"@{number}"
-        name = session_id[: 128 - len(suffix)] + suffix
-        if store.get_session(name) is None:
-            return name
+    return _numbered(session_id, _free_fork(store, session_id, 1))
+
+
+def _numbered(session_id: str, number: int) -> str:
+    suffix = f"@{number}"
+    return session_id[: 128 - len(suffix)] + suffix
+
+
+def _free_fork(store: ChatStore, session_id: str, start: int) -> int:
+    """The first ``N >= start`` for which no session ``<id>@N`` exists (yet)."""
+    number = start
+    while store.get_session(_numbered(session_id, number)) is not None:
         number += 1
+    return number
 
 
 def _effective(stored: Sequence[BaseMessage]) -> list[BaseMessage]:
@@ -217,9 +230,12 @@ class Recording:
         host of its last answer (the router prefers it).
 
         Raises:
-            SessionNotFoundError: the session belongs to another key (404).
+            SessionNotFoundError: the session belongs to another key, or is a new
+                ``<id>@<n>`` and ``<id>`` is not this key's (404, as for a missing one).
         """
         session_id = self.session_id
+        if store.get_session(session_id) is None and not may_create(store, session_id, self.owner):
+            raise session_not_found(session_id)
         if not store.claim_session(session_id, self.owner):
             raise session_not_found(session_id)
         stored = store.get_messages(session_id)
@@ -236,7 +252,7 @@ class Recording:
             and not _complete(effective[-1])
         )
         if common < len(effective) and not retry:
-            self._fork(store, stored)
+            self._fork(store)
             # Cut right after the last message both agree on (with any failed attempts
             # between it and the divergence: they belong to the branch that goes).
             first = 0
@@ -257,26 +273,25 @@ class Recording:
         host = last.response_metadata.get(HOST_KEY)
         return str(host) if host else None
 
-    def _fork(self, store: ChatStore, stored: Sequence[BaseMessage]) -> None:
-        """Copy the session as it is into ``<id>@N``, owned by the same key."""
-        info = store.get_session(self.session_id)
-        target = fork_name(store, self.session_id)
-        store.claim_session(target, self.owner)
-        copies = []
-        for message in stored:
-            data = message_to_dict(message)
-            data.pop("id", None)
-            copies.append(message_from_dict(data))
-        store.add_messages(target, copies)
-        if info is not None:
-            store.update_session(
-                target,
-                title=info.title,
-                model=info.model,
-                system=info.system,
-                options=info.options,
-            )
-        self.fork = target
+    def _fork(self, store: ChatStore) -> None:
+        """Copy the session as it is into the first free ``<id>@N``, owned by the same key.
+
+        One store operation creates the fork, owned, with its messages, only if the name
+        is free (:meth:`~ollang.memory.ChatStore.fork_session`): a name claimed by anyone
+        meanwhile (another ``--workers`` process, a replica, a rename) is never written
+        to; the next ``N`` is tried.
+        """
+        number = 1
+        while True:
+            number = _free_fork(store, self.session_id, number)
+            target = _numbered(self.session_id, number)
+            try:
+                store.fork_session(self.session_id, target, owner=self.owner)
+            except SessionExistsError:
+                number += 1  # taken between the look and the fork: the next one
+                continue
+            self.fork = target
+            return
 
 
 def _fresh(message: BaseMessage) -> BaseMessage:

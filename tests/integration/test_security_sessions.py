@@ -5,6 +5,7 @@ pages off the event loop."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from ollang.memory import SQLiteChatStore
+from ollang.memory.errors import SessionExistsError, SessionNotFoundError
 from ollang.server import ServerSettings
 from ollang.server.testing import LiveServer
 from tests.fake_ollama import FakeOllama, ModelInfo
@@ -122,3 +124,185 @@ def test_a_long_session_is_read_in_pages_and_never_holds_up_the_server(fake, tmp
             for thread in readers:
                 thread.join()
         assert slowest < 1.0, f"/health took {slowest:.2f} s"
+
+
+# -- part 2: forks -------------------------------------------------------------------------
+# `store` (tests/conftest.py): an empty store, once per backend (memory, SQLite, PostgreSQL).
+
+
+def _history(*texts: str) -> list:
+    return [HumanMessage(t) if i % 2 == 0 else AIMessage(t) for i, t in enumerate(texts)]
+
+
+def test_a_fork_is_created_with_its_owner_settings_messages_and_images_at_once(store):
+    from ollang.memory.messages import content_text
+
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    image = {"type": "image", "base64": base64.b64encode(png).decode(), "mime_type": "image/png"}
+    assert store.claim_session("s", "alice")
+    store.add_messages("s", [HumanMessage([{"type": "text", "text": "look"}, image])])
+    store.add_messages("s", [AIMessage("y"), HumanMessage("more")])
+    store.update_session("s", title="T", model="m", system="sys", options={"seed": 1})
+    before = store.get_messages("s")
+    assert store.fork_session("s", "s@1", owner="alice") == 3
+    info = store.get_session("s@1")
+    assert (info.owner, info.title, info.model, info.system, info.options) == (
+        "alice",
+        "T",
+        "m",
+        "sys",
+        {"seed": 1},
+    )
+    assert info.message_count == 3
+    copied = store.get_messages("s@1")
+    assert [content_text(m.content) for m in copied] == [content_text(m.content) for m in before]
+    assert copied[0].content[1]["base64"] == image["base64"]
+    assert {m.id for m in copied}.isdisjoint({m.id for m in before})
+    assert [m.response_metadata.get("ollang_created") for m in copied] == [
+        m.response_metadata.get("ollang_created") for m in before
+    ]
+    # The fork is a session of its own: deleting the source keeps its image.
+    store.delete_session("s")
+    assert store.get_messages("s@1")[0].content[1]["base64"] == image["base64"]
+
+
+def test_a_fork_onto_a_taken_id_writes_nothing(store):
+    store.claim_session("s", "alice")
+    store.add_messages("s", _history("secret", "answer"))
+    assert store.claim_session("s@1", "bob")
+    with pytest.raises(SessionExistsError):
+        store.fork_session("s", "s@1", owner="alice")
+    info = store.get_session("s@1")
+    assert (info.owner, info.message_count) == ("bob", 0)
+    assert store.get_messages("s@1") == []
+    # Another owner's session cannot be forked by naming it.
+    with pytest.raises(SessionNotFoundError):
+        store.fork_session("s", "s@2", owner="bob")
+    assert store.get_session("s@2") is None
+
+
+@pytest.mark.reliability("Security", "a fork never lands in a session another key claimed")
+def test_a_claim_landing_between_the_free_name_and_the_fork_never_gets_the_messages(
+    store, monkeypatch
+):
+    """The old window: the recording picked a free ``ID@N``, then claimed it (ignoring a
+    refusal) and wrote the messages. Another key's claim is made to land right there."""
+    from ollang.server.recording import Recording
+
+    assert Recording("conv", "alice", _history("secret question", "secret answer"))(store) is None
+    real_get = store.get_session
+    landed = threading.Event()
+
+    def get_session(session_id: str):
+        info = real_get(session_id)
+        if session_id == "conv@1" and info is None and not landed.is_set():
+            # The recording just saw conv@1 free. Another key (another --workers process,
+            # a replica, a rename) takes it now, from another thread.
+            rival = threading.Thread(target=lambda: store.claim_session("conv@1", "bob"))
+            rival.start()
+            rival.join()
+            landed.set()
+        return info
+
+    monkeypatch.setattr(store, "get_session", get_session)
+    recording = Recording("conv", "alice", _history("edited question"))
+    recording(store)
+    assert landed.is_set()
+    assert recording.fork == "conv@2"
+    rival = store.get_session("conv@1")
+    assert (rival.owner, rival.message_count) == ("bob", 0)
+    assert store.get_messages("conv@1") == []
+    assert [m.text for m in store.get_messages("conv@2")] == ["secret question", "secret answer"]
+    assert store.get_session("conv@2").owner == "alice"
+    assert [m.text for m in store.get_messages("conv")] == ["edited question"]
+
+
+@pytest.mark.reliability("Security", "a fork racing a claim of its id: one wins, nothing leaks")
+def test_forks_and_claims_racing_for_one_id_never_share_it(store):
+    store.claim_session("src", "alice")
+    store.add_messages("src", _history(*[f"secret {i}" for i in range(20)]))
+    for round_ in range(15):
+        target = f"src@{round_ + 1}"
+        start = threading.Barrier(2)
+        outcome: dict[str, object] = {}
+
+        def fork(target: str = target, start: threading.Barrier = start, out=outcome) -> None:
+            start.wait()
+            try:
+                out["fork"] = store.fork_session("src", target, owner="alice")
+            except SessionExistsError:
+                out["fork"] = "exists"
+
+        def claim(target: str = target, start: threading.Barrier = start, out=outcome) -> None:
+            start.wait()
+            out["claim"] = store.claim_session(target, "bob")
+
+        threads = [threading.Thread(target=fork), threading.Thread(target=claim)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        info = store.get_session(target)
+        if outcome["claim"] is True:  # bob got the id: empty, and the fork wrote nothing
+            assert outcome["fork"] == "exists"
+            assert (info.owner, info.message_count) == ("bob", 0)
+            assert store.get_messages(target) == []
+        else:  # the fork got it: alice's, whole
+            assert outcome["fork"] == 20
+            assert (info.owner, info.message_count) == ("alice", 20)
+
+
+@pytest.mark.reliability("Security", "ID@N names: only the owner of ID creates them")
+def test_fork_names_are_reserved_for_the_owner_of_the_session_they_fork(keyed, fake):
+    with client(keyed) as a, client(keyed, "k2") as b:
+        a.post("/chat", json={"message": "mine", "session_id": "conv"})
+        b.post("/chat", json={"message": "b's own", "session_id": "bs"})
+        before = len(fake.chat_requests())
+        # Every way another key could take conv@1 ahead of time: 404, as for a missing one.
+        assert b.post("/chat", json={"message": "x", "session_id": "conv@1"}).status_code == 404
+        assert b.post("/chat", json={"message": "x", "session_id": "nobody@1"}).status_code == 404
+        openai = b.post(
+            "/v1/chat/completions",
+            headers={"X-Session-Id": "conv@1"},
+            json={"model": "llama3", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert openai.status_code == 404
+        ollama = b.post(
+            "/api/chat",
+            json={
+                "model": "llama3",
+                "messages": [{"role": "user", "content": "x"}],
+                "stream": False,
+            },
+            headers={"X-Session-Id": "conv@2"},
+        )
+        assert ollama.status_code == 404
+        assert b.patch("/sessions/bs", json={"id": "conv@1"}).status_code == 404
+        assert len(fake.chat_requests()) == before  # nothing reached the model
+        assert keyed.store.get_session("conv@1") is None
+        assert keyed.store.get_session("conv@2") is None
+        # Ids with an @ that is not a fork number are anyone's; the owner of conv may use
+        # conv@N; a client's divergence then forks to the next free one.
+        assert b.post("/chat", json={"message": "x", "session_id": "me@home"}).status_code == 200
+        assert a.post("/chat", json={"message": "x", "session_id": "conv@1"}).status_code == 200
+        assert a.patch("/sessions/conv@1", json={"id": "conv@7"}).status_code == 200
+
+
+@pytest.mark.reliability("Security", "a stateless client's fork stays with its key (HTTP)")
+def test_a_diverging_stateless_client_forks_within_its_own_key(keyed):
+    with client(keyed) as a:
+        sid = {"X-Session-Id": "chat"}
+        first = [{"role": "user", "content": "one"}]
+        r = a.post("/v1/chat/completions", headers=sid, json={"model": "llama3", "messages": first})
+        answer = r.json()["choices"][0]["message"]["content"]
+        edited = [{"role": "user", "content": "one, edited"}]
+        a.post(
+            "/v1/chat/completions",
+            headers=sid,
+            json={"model": "llama3", "messages": edited},
+        ).raise_for_status()
+        fork = a.get("/sessions/chat@1").json()
+        assert [m["content"] for m in fork["messages"]] == ["one", answer]
+        assert keyed.store.get_session("chat@1").owner == keyed.store.get_session("chat").owner

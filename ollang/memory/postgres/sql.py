@@ -178,6 +178,33 @@ class Statements:
         self.rename = (
             f"UPDATE {s}.sessions SET id = %s, updated = {now} WHERE id = %s RETURNING key"
         )
+        # A fork, in one transaction: the source locked (not deleted or renamed meanwhile),
+        # the target created only if no session has its id (ON CONFLICT waits for a
+        # claimant's transaction: exactly one of them gets the id), then the messages
+        # (in order, new ids given as %(id)s) and their image links copied.
+        self.fork_source = f"SELECT key, owner FROM {s}.sessions WHERE id = %s FOR SHARE"
+        self.fork_target = (
+            f"INSERT INTO {s}.sessions "
+            "(id, created, updated, owner, title, model, system, system_json, options) "
+            "SELECT %s, n.t, n.t, s.owner, s.title, s.model, s.system, s.system_json, s.options "
+            f"FROM {s}.sessions AS s, (SELECT {now} AS t) AS n WHERE s.key = %s "
+            "ON CONFLICT (id) DO NOTHING RETURNING key"
+        )
+        self.fork_seqs = f"SELECT seq FROM {s}.messages WHERE session_key = %s ORDER BY seq"
+        self.fork_messages = (
+            "WITH v AS (SELECT * FROM unnest(%(seq)s::bigint[], %(id)s::bytea[]) "
+            "WITH ORDINALITY AS v(old, id, ord)), "
+            f"m AS (INSERT INTO {s}.messages AS m (session_key, {_MESSAGE_COLUMNS}) "
+            "SELECT %(key)s, v.id, o.role, o.content, o.content_json, o.reasoning, o.status, "
+            f"o.created, o.extra FROM v JOIN {s}.messages AS o "
+            "ON o.session_key = %(src)s AND o.seq = v.old ORDER BY v.ord "
+            "RETURNING m.id, m.seq), "
+            f"l AS (INSERT INTO {s}.message_images (session_key, seq, hash) "
+            "SELECT %(key)s, m.seq, i.hash FROM m JOIN v ON v.id = m.id "
+            f"JOIN {s}.message_images AS i ON i.session_key = %(src)s AND i.seq = v.old) "
+            f"UPDATE {s}.sessions SET message_count = (SELECT count(*) FROM m) "
+            "WHERE key = %(key)s"
+        )
 
     def _image_statements(self, s: str) -> None:
         """Images: fetched for a read, and forgotten once no message links to them."""

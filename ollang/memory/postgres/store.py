@@ -44,6 +44,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -386,6 +387,32 @@ class PostgresChatStore(ChatStore):
 
         if not self._db.run("write to", rename, retry=False):
             raise SessionNotFoundError(old)
+
+    def fork_session(self, source: str, target: str, *, owner: str | None = None) -> int:
+        """See :meth:`ChatStore.fork_session`: one transaction that locks the source,
+        creates ``target`` only if the id is free (``ON CONFLICT DO NOTHING``: a claimant
+        racing for it either got it first, and the fork fails, or waits and gets none),
+        and copies the messages and their image links in SQL."""
+        _check_text(target)
+
+        def fork(conn: psycopg.Connection[Any]) -> int:
+            src = conn.execute(self._sql.fork_source, (source,)).fetchone()
+            if src is None or (owner is not None and src[1] != owner):
+                raise SessionNotFoundError(source)
+            made = conn.execute(self._sql.fork_target, (target, src[0])).fetchone()
+            if made is None:
+                raise SessionExistsError(target)
+            seqs = [row[0] for row in conn.execute(self._sql.fork_seqs, (src[0],))]
+            params = {
+                "seq": seqs,
+                "id": [uuid.uuid4().bytes for _ in seqs],
+                "key": made[0],
+                "src": src[0],
+            }
+            conn.execute(self._sql.fork_messages, params)
+            return len(seqs)
+
+        return self._db.run("write to", fork, retry=False, atomic=True)
 
     # -- search -------------------------------------------------------------------
     def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:

@@ -31,6 +31,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -730,6 +731,58 @@ class SQLiteChatStore(ChatStore):
             )
 
         self._write(write)
+
+    def fork_session(self, source: str, target: str, *, owner: str | None = None) -> int:
+        """See :meth:`ChatStore.fork_session`: one write transaction that creates
+        ``target`` (with the source's owner and settings) only if no session has that id,
+        and copies the messages and their image links row by row in SQL."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            src = conn.execute(
+                "SELECT key, owner, title, model, system, options FROM sessions WHERE id = ?",
+                (source,),
+            ).fetchone()
+            if src is None or (owner is not None and src[1] != owner):
+                raise SessionNotFoundError(source)
+            if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (target,)).fetchone():
+                raise SessionExistsError(target)
+            now = self._now(conn)
+            key = conn.execute(
+                "INSERT INTO sessions(id, created, updated, owner, title, model, system, options) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (target, now, now, *src[1:]),
+            ).lastrowid
+            rowids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT rowid FROM messages WHERE session_key = ? ORDER BY rowid", (src[0],)
+                )
+            ]
+            linked = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT l.message_rowid FROM message_images AS l "
+                    "JOIN messages AS m ON m.rowid = l.message_rowid WHERE m.session_key = ?",
+                    (src[0],),
+                )
+            }
+            for old in rowids:
+                new = conn.execute(
+                    f"INSERT INTO messages(session_key, {_MESSAGE_COLUMNS}) "
+                    "SELECT ?, ?, role, content, content_blocks, reasoning, status, created, "
+                    "extra FROM messages WHERE rowid = ?",
+                    (key, uuid.uuid4().bytes, old),
+                ).lastrowid
+                if old in linked:
+                    conn.execute(
+                        "INSERT INTO message_images(message_rowid, hash) "
+                        "SELECT ?, hash FROM message_images WHERE message_rowid = ?",
+                        (new, old),
+                    )
+            conn.execute("UPDATE sessions SET message_count = ? WHERE key = ?", (len(rowids), key))
+            return len(rowids)
+
+        return self._write(write)
 
     # -- search -------------------------------------------------------------------
     def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
