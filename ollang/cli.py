@@ -355,6 +355,15 @@ def serve(
         list[str] | None,
         typer.Option("--cors-origin", metavar="ORIGIN", help="Allow this browser origin."),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="Also answer requests for this host name (loopback names, addresses and "
+            "this machine's name always work); '*' for any.",
+        ),
+    ] = None,
     backend: BackendOpt = None,
     workers: Annotated[
         int,
@@ -387,6 +396,8 @@ def serve(
         given["allow_manage"] = True
     if cors_origin:
         given["cors_origins"] = list(cors_origin)
+    if allowed_host:
+        given["allowed_hosts"] = list(allowed_host)
     if backend:
         given["backend"] = parse_backend(backend, "--backend")
     if state.hosts:  # over $OLLANG_SERVER_OLLAMA_HOSTS too

@@ -46,7 +46,7 @@ def test_slow_clients_do_not_starve_others(live):
     sockets: list[socket.socket] = []
     for _ in range(200):
         s = socket.create_connection((host, int(port)), timeout=5)
-        s.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        s.sendall(b"POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
         sockets.append(s)
     # Half keep trickling headers, half declare a body and trickle it a byte at a time.
     for s in sockets[100:]:
@@ -81,7 +81,7 @@ def test_a_stalled_reader_does_not_block_others(live, fake):
     stalled = socket.create_connection(live.url.removeprefix("http://").split(":"), timeout=5)
     body = json.dumps({"message": "x " * 30000}).encode()
     stalled.sendall(
-        b"POST /chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
@@ -121,7 +121,7 @@ def test_oversized_bodies_are_refused_early(live):
     host, port = live.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         raw.sendall(
-            b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b'Content-Length: 99999999999999999999\r\n\r\n{"message": "hi"}'
         )
         head = raw.recv(4096).decode(errors="replace")
