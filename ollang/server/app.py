@@ -239,8 +239,15 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Accept", "X-Session-Id"],
-            expose_headers=["X-Session-Id"],  # /chat/stream names its new session there
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "X-Session-Id",
+                "X-Ollang-Host",
+            ],
+            # /chat/stream names its new session there; model management, the host it used
+            expose_headers=["X-Session-Id", "X-Ollang-Host"],
         )
     app.add_middleware(
         BodyLimit,
