@@ -27,21 +27,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
+from ollang.embedded.streamed import StreamedChatModel
 from ollang.errors import InvalidInputError
 
 __all__ = [
@@ -217,7 +214,7 @@ def _tool_choice_name(tool_choice: Any) -> str | None:
     return str(tool_choice)
 
 
-class FakeChatModel(BaseChatModel):
+class FakeChatModel(StreamedChatModel):
     """A chat model that answers from a queue and records every prompt it receives.
 
     Script replies as text, :class:`FakeReply` (reasoning, failures, delays) or an
@@ -303,34 +300,6 @@ class FakeChatModel(BaseChatModel):
         with self._lock:
             self._bound_tools.append(formatted)
         return self.bind(tools=formatted, tool_choice=choice, **kwargs)
-
-    def with_structured_output(
-        self,
-        schema: dict[str, Any] | type,
-        *,
-        include_raw: bool = False,
-        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
-        strict: bool | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
-        """A runnable answering with ``schema``'s shape (see the class docstring).
-
-        Raises:
-            InvalidInputError: for an unknown ``method``.
-        """
-        if method == "function_calling":
-            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
-        if method not in ("json_schema", "json_mode"):
-            raise InvalidInputError(
-                f"unknown structured output method {method!r}",
-                "use function_calling, json_schema or json_mode",
-            )
-        json_schema = convert_to_json_schema(schema)
-        bound = self.bind(
-            format=json_schema if method == "json_schema" else "json",
-            ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
-        )
-        return _with_json_parser(bound, schema, include_raw=include_raw)
 
     # -- replies --------------------------------------------------------------------------
     def _next(self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> FakeReply:
@@ -438,34 +407,3 @@ class FakeChatModel(BaseChatModel):
                     chunk.text, chunk=ChatGenerationChunk(message=chunk)
                 )
             yield ChatGenerationChunk(message=chunk)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-
-
-def _with_json_parser(
-    bound: Runnable[LanguageModelInput, BaseMessage],
-    schema: dict[str, Any] | type,
-    *,
-    include_raw: bool,
-) -> Runnable[LanguageModelInput, Any]:
-    """``bound | parser`` for a JSON answer, shaped like LangChain's ``include_raw`` output."""
-    parser: Runnable[Any, Any]
-    if isinstance(schema, type) and is_basemodel_subclass(schema):
-        parser = PydanticOutputParser(pydantic_object=schema)
-    else:
-        parser = JsonOutputParser()
-    if not include_raw:
-        return bound | parser
-    parse = RunnablePassthrough.assign(
-        parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
-    ).with_fallbacks(
-        [RunnablePassthrough.assign(parsed=lambda _: None)], exception_key="parsing_error"
-    )
-    return RunnableMap(raw=bound) | parse

@@ -27,19 +27,15 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from operator import itemgetter
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
 from ollang.embedded.gguf import (
@@ -50,6 +46,7 @@ from ollang.embedded.gguf import (
     ollama_models_dir,
     resolve_embedded_model,
 )
+from ollang.embedded.streamed import StreamedChatModel
 from ollang.errors import InvalidInputError, OllangError
 from ollang.settings import Settings
 
@@ -265,7 +262,78 @@ def _tool_choice(tool_choice: Any, names: Sequence[str]) -> str | None:
     return str(tool_choice)
 
 
-class LlamaCppChatModel(BaseChatModel):
+class _Generation:
+    """One streamed llama.cpp completion: its pieces as chunks, and its counts and times
+    as Ollama reports them (``prompt_eval_count``, ``eval_duration``, ...)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter_ns()
+        self.first: int | None = None
+        self.ended = 0
+        self.produced = 0
+        self.prompt_tokens = 0
+        self.finish: str | None = None
+        self.named: set[int] = set()
+
+    def chunk(self, part: Mapping[str, Any]) -> ChatGenerationChunk | None:
+        """The chunk for one piece of llama.cpp's stream (``None`` when it carries nothing)."""
+        choice = part["choices"][0]
+        self.finish = choice.get("finish_reason") or self.finish
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        calls = [self._tool_call(call) for call in delta.get("tool_calls") or []]
+        if not text and not calls:
+            return None
+        self.produced += 1
+        if self.first is None:
+            self.first = time.perf_counter_ns()
+        return ChatGenerationChunk(message=AIMessageChunk(content=text, tool_call_chunks=calls))
+
+    def _tool_call(self, call: Mapping[str, Any]) -> dict[str, Any]:
+        # llama.cpp repeats name and id on every piece; LangChain joins the pieces'
+        # strings, so they go on the first piece only.
+        index = call.get("index", 0)
+        first_piece = index not in self.named
+        self.named.add(index)
+        return {
+            "name": call["function"].get("name") if first_piece else None,
+            "args": call["function"].get("arguments") or "",
+            "id": call.get("id") if first_piece else None,
+            "index": index,
+        }
+
+    def end(self, n_tokens: int) -> None:
+        """The stream is over; ``n_tokens``: the tokens in llama.cpp's context now."""
+        self.ended = time.perf_counter_ns()
+        self.prompt_tokens = max(0, n_tokens - self.produced)
+
+    def last_chunk(self, model: str) -> ChatGenerationChunk:
+        """The closing chunk: finish reason, timings and token counts."""
+        first = self.first or self.ended
+        metadata = {
+            "model_name": model,
+            "done_reason": "length" if self.finish == "length" else "stop",
+            "total_duration": self.ended - self.started,
+            "prompt_eval_count": self.prompt_tokens,
+            "prompt_eval_duration": first - self.started,
+            "eval_count": self.produced,
+            "eval_duration": max(1, self.ended - first),
+        }
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                response_metadata=metadata,
+                usage_metadata={
+                    "input_tokens": self.prompt_tokens,
+                    "output_tokens": self.produced,
+                    "total_tokens": self.prompt_tokens + self.produced,
+                },
+                chunk_position="last",
+            )
+        )
+
+
+class LlamaCppChatModel(StreamedChatModel):
     """A chat model running a GGUF file in-process through llama.cpp.
 
     Use :func:`make_embedded_chat_model`. The GGUF's own chat template formats
@@ -305,6 +373,7 @@ class LlamaCppChatModel(BaseChatModel):
     """Constrain answers to JSON ("json") or to a JSON schema, as Ollama's ``format``."""
 
     model_config = {"populate_by_name": True}
+    default_structured_method = "json_schema"
 
     @property
     def _llm_type(self) -> str:
@@ -349,54 +418,6 @@ class LlamaCppChatModel(BaseChatModel):
             return self.bind(**kwargs)
         return self.bind(tools=formatted, tool_choice=forced, **kwargs)
 
-    def with_structured_output(
-        self,
-        schema: dict[str, Any] | type,
-        *,
-        include_raw: bool = False,
-        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
-        strict: bool | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
-        """A runnable whose answers are ``schema`` instances (pydantic) or dicts.
-
-        Args:
-            schema: A pydantic class, a TypedDict or a JSON schema.
-            include_raw: Answer ``{"raw", "parsed", "parsing_error"}`` instead.
-            method: ``"json_schema"`` (the schema becomes a grammar),
-                ``"function_calling"`` (a forced call of one tool, also by grammar) or
-                ``"json_mode"`` (any JSON: say the keys in the prompt).
-            strict: Accepted for compatibility; the grammar is always strict.
-
-        Raises:
-            InvalidInputError: for an unknown ``method``.
-        """
-        if method == "function_calling":
-            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
-        if method not in ("json_schema", "json_mode"):
-            raise InvalidInputError(
-                f"unknown structured output method {method!r}",
-                "use json_schema, function_calling or json_mode",
-            )
-        json_schema = convert_to_json_schema(schema)
-        bound = self.bind(
-            format=json_schema if method == "json_schema" else "json",
-            ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
-        )
-        parser: Runnable[Any, Any]
-        if isinstance(schema, type) and is_basemodel_subclass(schema):
-            parser = PydanticOutputParser(pydantic_object=schema)
-        else:
-            parser = JsonOutputParser()
-        if not include_raw:
-            return bound | parser
-        parse = RunnablePassthrough.assign(
-            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
-        ).with_fallbacks(
-            [RunnablePassthrough.assign(parsed=lambda _: None)], exception_key="parsing_error"
-        )
-        return RunnableMap(raw=bound) | parse
-
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {
             "temperature": self.temperature if self.temperature is not None else 0.8,
@@ -438,73 +459,23 @@ class LlamaCppChatModel(BaseChatModel):
         llama, lock = _load(self.model_path, self._context())
         params = self._params(stop, kwargs)
         with lock:  # one generation at a time per loaded model
-            started = time.perf_counter_ns()
-            first: int | None = None
-            produced = 0
-            finish: str | None = None
-            named: set[int] = set()
+            generation = _Generation()
             completion = llama.create_chat_completion(
                 messages=_message_dicts(messages), stream=True, **params
             )
             try:
                 for part in completion:
-                    choice = part["choices"][0]
-                    finish = choice.get("finish_reason") or finish
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") or ""
-                    calls = []
-                    for call in delta.get("tool_calls") or []:
-                        # llama.cpp repeats name and id on every piece; LangChain joins
-                        # the pieces' strings, so they go on the first piece only.
-                        index = call.get("index", 0)
-                        first_piece = index not in named
-                        named.add(index)
-                        calls.append(
-                            {
-                                "name": call["function"].get("name") if first_piece else None,
-                                "args": call["function"].get("arguments") or "",
-                                "id": call.get("id") if first_piece else None,
-                                "index": index,
-                            }
-                        )
-                    if not text and not calls:
+                    chunk = generation.chunk(part)
+                    if chunk is None:
                         continue
-                    produced += 1
-                    if first is None:
-                        first = time.perf_counter_ns()
-                    chunk = ChatGenerationChunk(
-                        message=AIMessageChunk(content=text, tool_call_chunks=calls)
-                    )
                     if run_manager:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
             finally:
                 # Stops llama.cpp at once when the consumer stops reading.
                 completion.close()
-            ended = time.perf_counter_ns()
-            prompt_tokens = max(0, llama.n_tokens - produced)
-        first = first or ended
-        metadata = {
-            "model_name": self.model,
-            "done_reason": "length" if finish == "length" else "stop",
-            "total_duration": ended - started,
-            "prompt_eval_count": prompt_tokens,
-            "prompt_eval_duration": first - started,
-            "eval_count": produced,
-            "eval_duration": max(1, ended - first),
-        }
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                response_metadata=metadata,
-                usage_metadata={
-                    "input_tokens": prompt_tokens,
-                    "output_tokens": produced,
-                    "total_tokens": prompt_tokens + produced,
-                },
-                chunk_position="last",
-            )
-        )
+            generation.end(llama.n_tokens)
+        yield generation.last_chunk(self.model)
 
     async def _astream(
         self,
@@ -544,15 +515,6 @@ class LlamaCppChatModel(BaseChatModel):
                 yield value
         finally:
             stop_flag.set()
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
 
 def make_embedded_chat_model(
