@@ -3,12 +3,15 @@
 The two dialects (:mod:`ollang.server.dialects.openai`, :mod:`ollang.server.dialects.ollama`)
 translate a client's request into a :class:`~ollang.server.turns.TurnRequest` and the
 turn engine's :class:`~ollang.server.turns.TurnChunk` / :class:`~ollang.server.turns.TurnDone`
-back into the client's wire format. This module holds what both need:
+back into the client's wire format. This module holds what both need (and ollang's own
+``/chat`` routes use the turn helpers too):
 
 * images as LangChain v1 content blocks (``{"type": "image", "base64", "mime_type"}``),
   checked by :mod:`ollang.turns.images` as every image ollang takes, which
   :func:`ollang.transport.wire.wire_messages` sends as Ollama's ``images``;
 * the message-length limit applied to every message a client sends;
+* :func:`line_items` (a batch's text as stream items) and :func:`run_to_end` (a turn
+  answered when complete, cancelled if the client leaves);
 * :class:`DialectStream`, a :class:`~ollang.server.streaming.LiveStream` whose error
   answer before the first item is in the dialect's own shape;
 * :func:`install_error_shapes`: the app's one exception handler, answering the
@@ -32,9 +35,16 @@ from ollang.errors import InvalidInputError, OllangError
 from ollang.iterators import aclosing_iter
 from ollang.server.body import check_length
 from ollang.server.errors import InternalServerError, handle_error, to_ollang_error
-from ollang.server.streaming import LiveStream, StreamFormat, StreamItem
-from ollang.server.turns import TurnChunk
+from ollang.server.streaming import (
+    ClientDisconnected,
+    LiveStream,
+    StreamFormat,
+    StreamItem,
+    cancel_on_disconnect,
+)
+from ollang.server.turns import TurnChunk, TurnDone
 from ollang.turns.images import MAX_IMAGES, image_block_from_base64
+from ollang.turns.recorder import TurnResult
 
 __all__ = [
     "INT64_MAX",
@@ -44,6 +54,7 @@ __all__ = [
     "image_blocks",
     "install_error_shapes",
     "line_items",
+    "run_to_end",
 ]
 
 log = logging.getLogger("ollang.server")
@@ -94,6 +105,27 @@ def line_items(chunk: TurnChunk) -> list[StreamItem]:
         if content:
             items.append(StreamItem("token", content))
     return items
+
+
+async def run_to_end(
+    request: Request, turns: AsyncIterator[TurnChunk | TurnDone]
+) -> TurnResult | None:
+    """The turn's result once it ends, for an answer sent when complete; ``None`` when
+    the client went away first (the turn is cancelled, its partial answer kept): the
+    caller answers 499, with nobody to read it."""
+    try:
+        result: TurnResult = await cancel_on_disconnect(request.receive, _result(turns))
+    except ClientDisconnected:
+        return None
+    return result
+
+
+async def _result(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
+    async with aclosing_iter(turns):
+        async for part in turns:
+            if isinstance(part, TurnDone):
+                return part.result
+    raise AssertionError("a turn always ends with TurnDone or raises")
 
 
 class DialectStream(LiveStream):

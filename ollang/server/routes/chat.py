@@ -16,6 +16,7 @@ from ollang.iterators import aclosing_iter
 from ollang.server.auth import BEARER_DOC, owner_now
 from ollang.server.body import body_schema, check_length, parse_request
 from ollang.server.context import context_of
+from ollang.server.dialects.common import line_items, run_to_end
 from ollang.server.schemas import (
     ChatRequest,
     ChatResponse,
@@ -23,13 +24,7 @@ from ollang.server.schemas import (
     GenerateRequest,
     GenerateResponse,
 )
-from ollang.server.streaming import (
-    ClientDisconnected,
-    LiveStream,
-    StreamItem,
-    cancel_on_disconnect,
-    choose_format,
-)
+from ollang.server.streaming import LiveStream, StreamItem, choose_format
 from ollang.server.turns import TurnChunk, TurnDone, TurnRequest, split_options
 from ollang.turns.images import image_block_from_base64
 from ollang.turns.recorder import TurnResult
@@ -104,22 +99,6 @@ def summary(result: TurnResult, *, session: bool = True) -> dict[str, Any]:
     return out
 
 
-def _pieces(chunk: TurnChunk) -> list[StreamItem]:
-    """One item per upstream piece (so events match what Ollama sent), written together."""
-    items: list[StreamItem] = []
-    for line in chunk.lines:
-        message = line.get("message")
-        if not message:
-            continue
-        thinking = message.get("thinking")
-        if thinking:
-            items.append(StreamItem("reasoning", thinking))
-        content = message.get("content")
-        if content:
-            items.append(StreamItem("token", content))
-    return items
-
-
 async def _items(
     turns: AsyncIterator[TurnChunk | TurnDone], *, session: bool
 ) -> AsyncIterator[list[StreamItem]]:
@@ -132,17 +111,22 @@ async def _items(
                     data["response"] = part.result.text
                 yield [StreamItem("done", data=data)]
             else:
-                items = _pieces(part)
+                items = line_items(part)
                 if items:
                     yield items
 
 
-async def _collect(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
-    async with aclosing_iter(turns):
-        async for part in turns:
-            if isinstance(part, TurnDone):
-                return part.result
-    raise AssertionError("a turn always ends with TurnDone or raises")
+async def _answer(request: Request, turn: TurnRequest, *, session: bool) -> Any:
+    """The turn's answer when complete (``/chat``, ``/generate``); 499 if the client left
+    first (nobody to read it; the partial answer is stored)."""
+    result = await run_to_end(request, context_of(request).engine.stream(turn))
+    if result is None:
+        return Response(status_code=499)
+    return {
+        **summary(result, session=session),
+        "response": result.text,
+        "reasoning": result.reasoning or None,
+    }
 
 
 def _human(text: str, images: list[str] | None) -> HumanMessage:
@@ -192,21 +176,13 @@ async def _chat_turn(request: Request) -> TurnRequest:
     openapi_extra=_doc(ChatRequest, _CHAT_QUERY),
     summary="One chat turn, answered when complete",
 )
-async def chat(
-    request: Request,
-) -> Any:
+async def chat(request: Request) -> Any:
     """Send a message in a session (a new one unless `session_id` is given) and get the answer.
 
     The body is read as JSON whatever the `Content-Type` (so `curl -d '{...}'` works);
     query parameters fill in fields the body lacks.
     """
-    turn = await _chat_turn(request)
-    engine = context_of(request).engine
-    try:
-        result = await cancel_on_disconnect(request.receive, _collect(engine.stream(turn)))
-    except ClientDisconnected:
-        return Response(status_code=499)  # nobody to read it; the partial answer is stored
-    return {**summary(result), "response": result.text, "reasoning": result.reasoning or None}
+    return await _answer(request, await _chat_turn(request), session=True)
 
 
 @router.post(
@@ -216,9 +192,7 @@ async def chat(
     openapi_extra=_doc(ChatRequest, _CHAT_QUERY),
     summary="One chat turn, streamed",
 )
-async def chat_stream(
-    request: Request,
-) -> Response:
+async def chat_stream(request: Request) -> Response:
     """Like `POST /chat`, streamed as generated, in the format `Accept` asks for.
 
     * `text/plain` (default): the answer's text; an error mid-stream ends it with
@@ -263,21 +237,9 @@ async def _generate_turn(request: Request) -> TurnRequest:
     openapi_extra=_doc(GenerateRequest, _GENERATE_QUERY),
     summary="One-shot generation, no memory",
 )
-async def generate(
-    request: Request,
-) -> Any:
+async def generate(request: Request) -> Any:
     """Answer a prompt without any session or history."""
-    turn = await _generate_turn(request)
-    engine = context_of(request).engine
-    try:
-        result = await cancel_on_disconnect(request.receive, _collect(engine.stream(turn)))
-    except ClientDisconnected:
-        return Response(status_code=499)
-    return {
-        **summary(result, session=False),
-        "response": result.text,
-        "reasoning": result.reasoning or None,
-    }
+    return await _answer(request, await _generate_turn(request), session=False)
 
 
 @router.post(
@@ -287,9 +249,7 @@ async def generate(
     openapi_extra=_doc(GenerateRequest, _GENERATE_QUERY),
     summary="One-shot generation, streamed",
 )
-async def generate_stream(
-    request: Request,
-) -> Response:
+async def generate_stream(request: Request) -> Response:
     """Like `POST /generate`, streamed in the format `Accept` asks for (as `/chat/stream`;
     NDJSON lines carry `response` instead of `message`, as Ollama's `/api/generate`)."""
     fmt = choose_format(request.headers.get("accept"), ndjson_key="response")

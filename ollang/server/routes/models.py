@@ -17,14 +17,30 @@ from ollang.server.context import ServerContext, context_of
 from ollang.server.errors import ForbiddenError, ValidationFailedError
 from ollang.server.schemas import ErrorResponse, Health, ModelList, PullProgressOut, PullRequest
 from ollang.server.streaming import NDJSON, LiveStream, StreamItem
+from ollang.transport.manage import ModelDetails
 
-__all__ = ["health_router", "router"]
+__all__ = [
+    "check_pull_allowed",
+    "health_router",
+    "pull_hosts",
+    "pull_progress",
+    "router",
+    "usable_models",
+]
 
 router = APIRouter(tags=["models"], dependencies=[Depends(request_owner)])
 health_router = APIRouter(tags=["health"])
 
 #: How long /health waits for Ollama's version before calling it unreachable.
 HEALTH_TIMEOUT = 3.0
+
+
+def usable_models(ctx: ServerContext) -> list[tuple[ModelDetails, list[str]]]:
+    """The models clients may use, over every host that is up, with the hosts that have
+    each (503 when no host is up)."""
+    if not any(h.state.up for h in ctx.router.hosts):
+        raise NoHostError(None, ctx.router.hosts)
+    return ctx.gate.usable()
 
 
 @router.get(
@@ -37,17 +53,34 @@ async def list_models(request: Request) -> Any:
     """Models on the hosts that are up (filtered by `--allow-model` patterns): name, size,
     details, and `hosts`, the hosts that have each. 503 when no host is up."""
     ctx = context_of(request)
-    if not any(h.state.up for h in ctx.router.hosts):
-        raise NoHostError(None, ctx.router.hosts)
     return {
-        "models": [{**details.to_dict(), "hosts": hosts} for details, hosts in ctx.gate.usable()],
+        "models": [{**details.to_dict(), "hosts": hosts} for details, hosts in usable_models(ctx)],
         "default_model": ctx.router.installed_name(ctx.gate.default_model),
     }
 
 
-async def _pull_items(
-    ctx: ServerContext, name: str, hosts: list[str]
+def check_pull_allowed(ctx: ServerContext) -> None:
+    """403 unless the server runs with ``--allow-pull``."""
+    if not ctx.settings.allow_pull:
+        raise ForbiddenError(
+            "pulling models is disabled on this server",
+            "start the server with --allow-pull, or run `ollama pull` on its machine",
+        )
+
+
+def pull_hosts(ctx: ServerContext, name: str) -> list[str]:
+    """The Ollama hosts that are up, where a pull of ``name`` goes (503 if none is)."""
+    hosts = [h.name for h in ctx.router.hosts if h.state.up and not h.is_embedded]
+    if not hosts:
+        raise NoHostError(name, [h for h in ctx.router.hosts if not h.is_embedded])
+    return hosts
+
+
+async def pull_progress(
+    ctx: ServerContext, name: str, hosts: list[str], *, name_host: bool
 ) -> AsyncIterator[list[StreamItem]]:
+    """Pull ``name`` on each host in turn: Ollama's progress lines (with the ``host`` of
+    each when ``name_host`` and there are several); each host is checked again after."""
     for host in hosts:
         try:
             async for progress in ctx.managers[host].apull(name):
@@ -56,7 +89,7 @@ async def _pull_items(
                     "digest": progress.digest,
                     "total": progress.total,
                     "completed": progress.completed,
-                    "host": host if len(hosts) > 1 else None,
+                    "host": host if name_host and len(hosts) > 1 else None,
                 }
                 yield [
                     StreamItem("progress", data={k: v for k, v in data.items() if v is not None})
@@ -87,11 +120,7 @@ async def pull_model(request: Request) -> Response:
     exclude the name. Only `[namespace/]model[:tag]` names: never another registry.
     """
     ctx = context_of(request)
-    if not ctx.settings.allow_pull:
-        raise ForbiddenError(
-            "pulling models is disabled on this server",
-            "start the server with --allow-pull, or run `ollama pull` on its machine",
-        )
+    check_pull_allowed(ctx)
     body = await parse_request(request, PullRequest)
     ctx.gate.check_allowed(body.model)
     if body.host is not None:
@@ -102,10 +131,8 @@ async def pull_model(request: Request) -> Response:
             )
         hosts = [body.host]
     else:
-        hosts = [h.name for h in ctx.router.hosts if h.state.up and not h.is_embedded]
-        if not hosts:
-            raise NoHostError(body.model, [h for h in ctx.router.hosts if not h.is_embedded])
-    return LiveStream(_pull_items(ctx, body.model, hosts), NDJSON())
+        hosts = pull_hosts(ctx, body.model)
+    return LiveStream(pull_progress(ctx, body.model, hosts, name_host=True), NDJSON())
 
 
 @router.get(

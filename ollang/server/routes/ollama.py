@@ -25,16 +25,20 @@ from ollang import __version__
 from ollang.errors import ModelNotFoundError, OllamaResponseError, OllangError
 from ollang.iterators import aclosing_iter
 from ollang.routing.hosts import OllamaHost
-from ollang.routing.router import NoHostError
 from ollang.server.auth import BEARER_DOC, owner_now
 from ollang.server.body import body_schema, check_length, parse_request
 from ollang.server.context import ServerContext, context_of
 from ollang.server.dialects import ollama as ol
-from ollang.server.dialects.common import DialectStream, check_message_lengths
-from ollang.server.errors import ForbiddenError
+from ollang.server.dialects.common import DialectStream, check_message_lengths, run_to_end
 from ollang.server.recording import SESSION_HEADER, attach, record_index, remember_answer
+from ollang.server.routes.models import (
+    check_pull_allowed,
+    pull_hosts,
+    pull_progress,
+    usable_models,
+)
 from ollang.server.schemas import MODEL_NAME_PATTERN, ErrorResponse
-from ollang.server.streaming import ClientDisconnected, StreamItem, cancel_on_disconnect
+from ollang.server.streaming import StreamItem
 from ollang.server.turns import TurnChunk, TurnDone, TurnRequest
 from ollang.transport.manage import normalise_model
 from ollang.turns.recorder import TurnResult
@@ -101,14 +105,6 @@ async def _lines(
                 yield [StreamItem("progress", data=line) for line in part.lines]
 
 
-async def _collect(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
-    async with aclosing_iter(turns):
-        async for part in turns:
-            if isinstance(part, TurnDone):
-                return part.result
-    raise AssertionError("a turn always ends with TurnDone or raises")
-
-
 async def _answer(
     request: Request,
     ctx: ServerContext,
@@ -125,9 +121,8 @@ async def _answer(
         return DialectStream(
             _lines(turns, turn.model, after), fmt, ol.error_response, headers=headers
         )
-    try:
-        result = await cancel_on_disconnect(request.receive, _collect(turns))
-    except ClientDisconnected:
+    result = await run_to_end(request, turns)
+    if result is None:
         return Response(status_code=499)  # nobody to read it; the partial answer is kept
     after(result)
     render = ol.generate_response if generate else ol.chat_response
@@ -237,9 +232,7 @@ async def api_tags(request: Request) -> Any:
     """Installed models this server lets clients use, over every host that is up."""
     owner_now(request)
     ctx = context_of(request)
-    if not any(h.state.up for h in ctx.router.hosts):
-        raise NoHostError(None, ctx.router.hosts)
-    return {"models": [ol.tag_entry(details) for details, _ in ctx.gate.usable()]}
+    return {"models": [ol.tag_entry(details) for details, _ in usable_models(ctx)]}
 
 
 @router.post(
@@ -324,25 +317,6 @@ async def api_version(request: Request) -> Any:
     return {"version": version, "ollang": __version__}
 
 
-async def _pull_lines(
-    ctx: ServerContext, name: str, hosts: list[str]
-) -> AsyncIterator[list[StreamItem]]:
-    for host in hosts:
-        try:
-            async for progress in ctx.managers[host].apull(name):
-                data = {
-                    "status": progress.status,
-                    "digest": progress.digest,
-                    "total": progress.total,
-                    "completed": progress.completed,
-                }
-                yield [
-                    StreamItem("progress", data={k: v for k, v in data.items() if v is not None})
-                ]
-        finally:
-            await ctx.router.recheck(host)
-
-
 @router.post(
     "/api/pull",
     response_class=Response,
@@ -356,18 +330,11 @@ async def api_pull(request: Request) -> Response:
     excludes the name); only `[namespace/]model[:tag]` names, never another registry."""
     owner_now(request)
     ctx = context_of(request)
-    if not ctx.settings.allow_pull:
-        raise ForbiddenError(
-            "pulling models is disabled on this server",
-            "start the server with --allow-pull, or run `ollama pull` on its machine",
-        )
+    check_pull_allowed(ctx)
     body = await parse_request(request, ol.OllamaPullRequest)
     name = body.which
     ctx.gate.check_allowed(name)
-    hosts = [h.name for h in ctx.router.hosts if h.state.up and not h.is_embedded]
-    if not hosts:
-        raise NoHostError(name, [h for h in ctx.router.hosts if not h.is_embedded])
-    lines = _pull_lines(ctx, name, hosts)
+    lines = pull_progress(ctx, name, pull_hosts(ctx, name), name_host=False)
     if body.stream:
         return DialectStream(lines, ol.OllamaLines(), ol.error_response)
     async with aclosing_iter(lines):

@@ -21,12 +21,16 @@ from pydantic import BaseModel, Field
 
 from ollang.errors import ModelNotFoundError
 from ollang.iterators import aclosing_iter
-from ollang.routing.router import NoHostError
 from ollang.server.auth import BEARER_DOC, owner_now
 from ollang.server.body import body_schema, parse_request
 from ollang.server.context import ServerContext, context_of
 from ollang.server.dialects import openai as oa
-from ollang.server.dialects.common import DialectStream, check_message_lengths, line_items
+from ollang.server.dialects.common import (
+    DialectStream,
+    check_message_lengths,
+    line_items,
+    run_to_end,
+)
 from ollang.server.errors import ValidationFailedError
 from ollang.server.recording import (
     SESSION_HEADER,
@@ -35,7 +39,8 @@ from ollang.server.recording import (
     record_index,
     remember_answer,
 )
-from ollang.server.streaming import ClientDisconnected, StreamItem, cancel_on_disconnect
+from ollang.server.routes.models import usable_models
+from ollang.server.streaming import StreamItem
 from ollang.server.turns import TurnChunk, TurnDone, TurnRequest
 from ollang.turns.recorder import TurnResult
 
@@ -171,14 +176,6 @@ async def _items(
                 yield items
 
 
-async def _collect(turns: AsyncIterator[TurnChunk | TurnDone]) -> TurnResult:
-    async with aclosing_iter(turns):
-        async for part in turns:
-            if isinstance(part, TurnDone):
-                return part.result
-    raise AssertionError("a turn always ends with TurnDone or raises")
-
-
 _BODY_DOC = body_schema(oa.OpenAIChatRequest)
 
 
@@ -227,9 +224,8 @@ async def chat_completions(request: Request) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         fmt = oa.OpenAIStream(completion_id, created, turn.model, include_usage)
         return DialectStream(_items(turns, after), fmt, oa.error_response, headers=headers)
-    try:
-        result = await cancel_on_disconnect(request.receive, _collect(turns))
-    except ClientDisconnected:
+    result = await run_to_end(request, turns)
+    if result is None:
         return Response(status_code=499)  # nobody to read it; the partial answer is kept
     after(result)
     payload = oa.completion(result, completion_id=completion_id, created=created)
@@ -246,12 +242,9 @@ async def chat_completions(request: Request) -> Response:
 async def list_models(request: Request) -> Any:
     """The installed models this server lets clients use (over every host that is up)."""
     owner_now(request)
-    ctx = context_of(request)
-    if not any(h.state.up for h in ctx.router.hosts):
-        raise NoHostError(None, ctx.router.hosts)
     data = [
         oa.model_entry(d.name, d.modified_at.timestamp() if d.modified_at else None)
-        for d, _ in ctx.gate.usable()
+        for d, _ in usable_models(context_of(request))
     ]
     return {"object": "list", "data": data}
 
