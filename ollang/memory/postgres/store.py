@@ -175,16 +175,9 @@ class PostgresChatStore(ChatStore):
         def read(conn: psycopg.Connection[Any]) -> list[BaseMessage] | None:
             rows = conn.execute(self._sql.last_messages, (session_id, limit)).fetchall()
             rows.reverse()
-            # Column 3 is content_json: NULL for plain text, so most rows stop there.
-            refs = {ref for row in rows if row[3] is not None for ref in row_image_refs(row)}
-            images: dict[str, bytes] = {}
-            if refs:
-                found = conn.execute(
-                    self._sql.fetch_images, ([bytes.fromhex(ref) for ref in refs],)
-                ).fetchall()
-                images = {bytes(digest).hex(): bytes(data) for digest, data in found}
-                if len(images) < len(refs) and conn.info.transaction_status == _IDLE:
-                    return None  # deleted between the two statements: read again, see below
+            images, complete = self._row_images(conn, rows)
+            if not complete and conn.info.transaction_status == _IDLE:
+                return None  # deleted between the two statements: read again, see below
             return [message_from_row(row, decode_id, lambda refs: images) for row in rows]
 
         messages = self._db.run("read", read)
@@ -194,6 +187,20 @@ class PostgresChatStore(ChatStore):
             # images or neither. (An image still missing is left as its reference.)
             messages = self._db.run_on_snapshot("read", read)
         return messages or []
+
+    def _row_images(
+        self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
+    ) -> tuple[dict[str, bytes], bool]:
+        """The images message ``rows`` refer to, by hash, and whether every one was found."""
+        # Column 3 is content_json: NULL for plain text, so most rows stop there.
+        refs = {ref for row in rows if row[3] is not None for ref in row_image_refs(row)}
+        if not refs:
+            return {}, True
+        found = conn.execute(
+            self._sql.fetch_images, ([bytes.fromhex(ref) for ref in refs],)
+        ).fetchall()
+        images = {bytes(digest).hex(): bytes(data) for digest, data in found}
+        return images, len(images) == len(refs)
 
     def get_messages_before(self, session_id: str, before: str, limit: int) -> list[BaseMessage]:
         """See :meth:`ChatStore.get_messages_before` (on one snapshot; O(limit))."""
@@ -208,13 +215,7 @@ class PostgresChatStore(ChatStore):
                 return None
             rows = conn.execute(self._sql.messages_before, (row[0], row[1], limit)).fetchall()
             rows.reverse()
-            refs = {ref for row in rows if row[3] is not None for ref in row_image_refs(row)}
-            images: dict[str, bytes] = {}
-            if refs:
-                found = conn.execute(
-                    self._sql.fetch_images, ([bytes.fromhex(ref) for ref in refs],)
-                ).fetchall()
-                images = {bytes(digest).hex(): bytes(data) for digest, data in found}
+            images, _ = self._row_images(conn, rows)
             return [message_from_row(row, decode_id, lambda refs: images) for row in rows]
 
         messages = self._db.run_on_snapshot("read", read)
