@@ -127,15 +127,7 @@ def pull_model(settings: Settings, name: str, on: str | None = None) -> int:
 def _pull_one(manager: ModelManager, name: str) -> None:
     progress_stream = manager.pull(name)
     if not sys.stderr.isatty():
-        last = None
-        for p in progress_stream:
-            line = p.status
-            if p.total and p.completed is not None:
-                line += f" {100 * p.completed // p.total}%"
-            if line != last:
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
-                last = line
+        _statuses(progress_stream)
         return
     from rich.console import Console
     from rich.progress import (
