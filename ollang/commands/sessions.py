@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ollang.commands.common import open_default_store, validate_session_id
 from ollang.commands.errors import EXIT_USAGE, fail
@@ -177,21 +178,132 @@ def export_session(
 
 
 def import_session(settings: Settings, path: str, session_id: str | None) -> int:
-    """Import a JSON export."""
-    from ollang.memory.export import import_json
+    """Import a JSON export, checked as every other way in checks what it takes (the
+    field at fault named, exit 2); all of it in one transaction, or nothing."""
+    from ollang.memory.export import check_export, store_import
 
     try:
         data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise InvalidInputError(f"no file {path}") from err
+    except RecursionError as err:
+        raise InvalidInputError(f"{path} is not a JSON export: it is nested too deeply") from err
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise InvalidInputError(f"{path} is not a JSON export: {err}") from err
-    with open_default_store(settings) as store:
-        new_id = import_json(
-            store, data, session_id=validate_session_id(session_id) if session_id else None
-        )
+    checked = check_export(
+        data,
+        session_id=validate_session_id(session_id) if session_id else None,
+        check_settings=check_import_settings,
+        check_content=check_import_content,
+    )
+    with open_default_store(settings) as store:  # opened only for a file that passed
+        new_id = store_import(store, *checked)
     sys.stdout.write(f"imported session {new_id}\n")
     return 0
+
+
+def check_import_settings(settings: dict[str, Any]) -> None:
+    """An imported session's model and options, checked as ``-m`` and ``-o`` and the HTTP
+    API check theirs (every later ``ask --session`` and turn over HTTP uses them).
+
+    Raises:
+        InvalidInputError: the field at fault named (``session.options.bogus: ...``).
+    """
+    from pydantic import ValidationError
+
+    from ollang.commands.common import parse_option
+    from ollang.server.schemas import MODEL_NAME_PATTERN, ChatOptions
+
+    model = settings.get("model")
+    if model is not None and (len(model) > 200 or not re.fullmatch(MODEL_NAME_PATTERN, model)):
+        raise InvalidInputError(
+            f"session.model: {model[:60]!r} is not a model name", "e.g. llama3 or qwen3:0.6b"
+        )
+    options = settings.get("options") or {}
+    for key, value in options.items():
+        where = f"session.options.{key[:40]}"
+        try:
+            name, _typed = parse_option(key, "1")
+        except InvalidInputError as err:
+            raise InvalidInputError(f"{where}: {err.message}", err.hint) from None
+        if name != key:
+            raise InvalidInputError(f"{where}: unknown option {key!r}", f"did you mean {name}?")
+        if not _option_value_ok(key, value):
+            raise InvalidInputError(
+                f"{where}: {value!r:.60} is not a value of option {key}",
+                f"give it a value `-o {key}=...` would take",
+            )
+    known = {key: value for key, value in options.items() if key in ChatOptions.model_fields}
+    try:
+        ChatOptions(**known)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"][:1])
+        raise InvalidInputError(
+            f"session.options.{field}: {first['msg']}", "the HTTP API's limits apply"
+        ) from None
+
+
+def check_import_content(content: Any, where: str) -> None:
+    """An imported message's content as ollang stores and sends it: text, or a list of
+    text and inline images (base64 PNG, JPEG, GIF or WebP, checked as ``-i`` and the HTTP
+    API check every image: :mod:`ollang.turns.images`).
+
+    Raises:
+        InvalidInputError: the block at fault named (``messages[3].content[1]: ...``).
+    """
+    from ollang.turns.images import MAX_IMAGES, image_block_from_base64
+
+    if isinstance(content, str):
+        return
+    images = 0
+    for index, block in enumerate(content):
+        at = f"{where}[{index}]"
+        if isinstance(block, str):
+            continue
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            continue
+        if kind == "image":
+            data = block.get("base64") or block.get("data")
+            if not isinstance(data, str) or "url" in block:
+                raise InvalidInputError(
+                    f"{at}: image URLs are not supported; an image is stored inline "
+                    '({"type": "image", "base64": ..., "mime_type": ...}), as ollang exports it',
+                    "put the image's bytes in the file as base64, or drop the block",
+                )
+            image_block_from_base64(data, at)  # a PNG, JPEG, GIF or WebP, at most 10 MiB
+            images += 1
+            if images > MAX_IMAGES:
+                raise InvalidInputError(f"{at}: more than {MAX_IMAGES} images in one message")
+            continue
+        shown = repr(kind)[:40] if isinstance(kind, str) else "unknown"
+        raise InvalidInputError(
+            f"{at}: content blocks of type {shown} are not supported", "use text and images"
+        )
+
+
+def _option_value_ok(key: str, value: Any) -> bool:
+    """Whether ``value`` has the type option ``key`` takes (as ``-o`` would make it)."""
+    from ollang.commands.common import parse_option
+
+    if key == "stop":
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        )
+    if key == "keep_alive":
+        return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    if key == "format":
+        return value == "json" or isinstance(value, dict)
+    if key == "think":
+        return isinstance(value, bool) or value in ("low", "medium", "high")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        parse_option(key, str(value))  # an int option refuses 0.5
+    except InvalidInputError:
+        return False
+    return True
 
 
 def remove_session(settings: Settings, session_id: str, yes: bool) -> int:

@@ -6,8 +6,13 @@ pages off the event loop."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
+import os
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +22,7 @@ from ollang.memory import SQLiteChatStore
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
 from ollang.server import ServerSettings
 from ollang.server.testing import LiveServer
+from tests.cli_process import cli as ollang
 from tests.fake_ollama import FakeOllama, ModelInfo
 
 
@@ -306,3 +312,189 @@ def test_a_diverging_stateless_client_forks_within_its_own_key(keyed):
         fork = a.get("/sessions/chat@1").json()
         assert [m["content"] for m in fork["messages"]] == ["one", answer]
         assert keyed.store.get_session("chat@1").owner == keyed.store.get_session("chat").owner
+
+
+# -- part 4: imports -------------------------------------------------------------------------
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def cli_env(fake_ollama, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLANG_", "COLUMNS"))}
+    env.update(
+        OLLAMA_HOST=fake_ollama.host_port,
+        OLLANG_HOME=str(tmp_path / "home"),
+        OLLANG_BACKEND="ollama",
+    )
+    fake_ollama.add_model("mistral:latest")
+    return env
+
+
+def _export(messages: list[dict], **session) -> dict:
+    return {
+        "format": "ollang.session.v1",
+        "session": {
+            "id": "imported",
+            "title": None,
+            "model": None,
+            "created": 1.0,
+            "updated": 1.0,
+            "system": None,
+            "options": None,
+            **session,
+        },
+        "messages": messages,
+    }
+
+
+def _human(text: str = "hi", **extra) -> dict:
+    return {"role": "human", "content": text, "status": "complete", "created": 1.0, **extra}
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _snapshot(env: dict) -> list:
+    db = Path(env["OLLANG_HOME"]) / "sessions.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return [
+            conn.execute(
+                "SELECT id, owner, title, model, system, options FROM sessions"
+            ).fetchall(),
+            conn.execute("SELECT session_key, id, role, content, created FROM messages").fetchall(),
+        ]
+
+
+_IMAGE_URL = [
+    _human("one"),
+    {"role": "ai", "content": "two"},
+    _human("three"),
+    _human(
+        content=[{"type": "text", "text": "see"}, {"type": "image", "url": "https://x.test/a.png"}]
+    ),
+]
+BAD_IMPORTS = {
+    "image URL": (
+        json.dumps(_export(_IMAGE_URL)),
+        "messages[3].content[1]: image URLs are not supported",
+    ),
+    "not an image": (
+        json.dumps(
+            _export([_human(content=[{"type": "image", "base64": "aGVsbG8=", "mime_type": "x"}])])
+        ),
+        "messages[0].content[0] is not an image",
+    ),
+    "unknown option": (
+        json.dumps(_export([_human()], options={"bogus": 1})),
+        "session.options.bogus: unknown option 'bogus'",
+    ),
+    "option of the wrong type": (
+        json.dumps(_export([_human()], options={"seed": 0.5})),
+        "session.options.seed: 0.5 is not a value of option seed",
+    ),
+    "option out of range": (
+        json.dumps(_export([_human()], options={"temperature": 500})),
+        "session.options.temperature:",
+    ),
+    "model name": (json.dumps(_export([_human()], model="../etc")), "session.model:"),
+    "created NaN": (
+        json.dumps(_export([_human(created=float("nan"))])),
+        "messages[0].created: NaN and Infinity",
+    ),
+    "session created Infinity": (
+        json.dumps(_export([_human()], created=float("inf"))),
+        "session.created: NaN and Infinity",
+    ),
+    "400-digit number": (
+        json.dumps(_export([_human(created=10**400)])),
+        "messages[0].created: a number out of range",
+    ),
+    "100k-deep nesting": (
+        '{"format": "ollang.session.v1", "session": {"id": "x"}, "messages": [{"role": "human",'
+        ' "content": "hi", "additional_kwargs": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}]}",
+        "is not a JSON export: it is nested too deeply",
+    ),
+    "70-deep nesting": (
+        json.dumps(_export([_human(additional_kwargs={"x": _nested(70)})])),
+        "nested more than 64 levels deep",
+    ),
+    "lone surrogate": (
+        '{"format": "ollang.session.v1", "session": {"id": "x"}, '
+        '"messages": [{"role": "human", "content": "\\ud800"}]}',
+        "messages[0].content: not valid Unicode",
+    ),
+    "content of another type": (
+        json.dumps(_export([_human(content=[{"type": "audio", "data": "x"}])])),
+        "messages[0].content[0]: content blocks of type 'audio' are not supported",
+    ),
+    "message id": (json.dumps(_export([_human(id=12)])), "messages[0].id: must be text"),
+    "system prompt": (json.dumps(_export([_human()], system=["x"])), "session.system: must be"),
+    "unknown role": (
+        json.dumps(_export([{"role": "wizard", "content": "x"}])),
+        "messages[0]: malformed: unknown message role 'wizard'",
+    ),
+}
+
+
+@pytest.mark.reliability(
+    "Hostile input", "`sessions import` checks what every entry checks", each=True
+)
+@pytest.mark.parametrize("case", list(BAD_IMPORTS))
+def test_a_bad_import_is_refused_naming_the_field_and_changes_nothing(case, cli_env, tmp_path):
+    assert ollang("ask", "--session", "kept", "hello", env=cli_env).returncode == 0
+    before = _snapshot(cli_env)
+    text, expected = BAD_IMPORTS[case]
+    path = tmp_path / "bad.json"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    done = ollang("sessions", "import", str(path), env=cli_env)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.startswith("error: ") and expected in err, err
+    assert "Traceback" not in err and "Error:" not in err.split("\n")[0][7:]
+    assert _snapshot(cli_env) == before
+
+
+@pytest.mark.reliability("Hostile input", "an exported session imports back and resumes")
+def test_a_good_export_imports_back_and_resumes(cli_env, tmp_path, fake_ollama):
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG)
+    ask = ["ask", "-m", "mistral", "-s", "Be brief.", "-o", "mirostat=1", "-o", "stop=END"]
+    first = ollang(*ask, "--session", "orig", "-i", str(image), "look", env=cli_env)
+    assert first.returncode == 0, first.stderr.decode()
+    exported = tmp_path / "orig.json"
+    assert ollang("sessions", "export", "orig", "-f", "json", "-o", str(exported), env=cli_env)
+    done = ollang("sessions", "import", str(exported), "--as", "copy", env=cli_env)
+    assert done.returncode == 0, done.stderr.decode()
+    again = ollang("ask", "--session", "copy", "and now?", env=cli_env)
+    assert again.returncode == 0, again.stderr.decode()
+    sent = fake_ollama.chat_requests()[-1]
+    assert sent["model"].startswith("mistral") and sent["options"]["mirostat"] == 1
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["messages"][1]["images"] == [base64.b64encode(PNG).decode()]
+
+
+def test_an_import_is_one_transaction(store, monkeypatch):
+    from ollang.memory import InMemoryChatStore
+    from ollang.memory.export import import_json
+
+    if isinstance(store, InMemoryChatStore):
+        pytest.skip("the in-memory store has no transactions")
+    data = _export([_human("one"), {"role": "ai", "content": "two"}], title="T")
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the disk is gone")
+
+    monkeypatch.setattr(store, "update_session", failing)
+    with pytest.raises(RuntimeError):
+        import_json(store, data)
+    monkeypatch.undo()
+    assert store.get_session("imported") is None and store.get_messages("imported") == []
+    assert import_json(store, data) == "imported"
+    assert [m.text for m in store.get_messages("imported")] == ["one", "two"]
+    assert store.get_session("imported").title == "T"
