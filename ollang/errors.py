@@ -28,6 +28,7 @@ __all__ = [
     "OllamaUnavailableError",
     "OllangError",
     "SettingsError",
+    "with_detail",
 ]
 
 
@@ -53,6 +54,11 @@ class OllangError(Exception):
         return f"{self.message}\n{self.hint}" if self.hint else self.message
 
 
+def with_detail(message: str, detail: str) -> str:
+    """``message``, then ``detail`` in parentheses when there is one."""
+    return f"{message} ({detail})" if detail else message
+
+
 class InvalidInputError(OllangError, ValueError):
     """The caller's input cannot be used (e.g. empty text, a malformed id or option)."""
 
@@ -75,11 +81,8 @@ class OllamaUnavailableError(OllangError, ConnectionError):
 
     def __init__(self, url: str, detail: str = "") -> None:
         self.url = url
-        message = f"cannot reach Ollama at {url}"
-        if detail:
-            message += f" ({detail})"
         super().__init__(
-            message,
+            with_detail(f"cannot reach Ollama at {url}", detail),
             "start it with `ollama serve`, or set OLLAMA_HOST to where it runs",
         )
 
@@ -119,11 +122,8 @@ class OllamaTimeoutError(OllangError, TimeoutError):
 
     def __init__(self, url: str, detail: str = "") -> None:
         self.url = url
-        message = f"Ollama at {url} did not answer in time"
-        if detail:
-            message += f" ({detail})"
         super().__init__(
-            message,
+            with_detail(f"Ollama at {url} did not answer in time", detail),
             "the model may still be loading; retry, or raise OLLANG_READ_TIMEOUT (seconds)",
         )
 

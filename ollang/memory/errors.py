@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ollang.errors import OllangError
+from ollang.errors import OllangError, with_detail
 
 __all__ = [
     "NotAnOllangDatabaseError",
@@ -34,11 +34,8 @@ class NotAnOllangDatabaseError(StoreError):
 
     def __init__(self, path: str, detail: str = "") -> None:
         self.path = path
-        message = f"{path} is not an ollang database"
-        if detail:
-            message += f" ({detail})"
         super().__init__(
-            message,
+            with_detail(f"{path} is not an ollang database", detail),
             "it was left untouched; point OLLANG_HOME or OLLANG_STORE_URL somewhere else, "
             "or move the file",
         )
