@@ -169,12 +169,16 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
     app.state.ctx = ctx
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_error_handler(app)
+    error_shapes = _install_routes(app)
+    _install_docs(app, settings)
+    _install_page(app)
+    _install_middleware(app, settings, error_shapes)
+    return app
 
-    app.include_router(routes_models.health_router)
-    app.include_router(routes_chat.router)
-    app.include_router(routes_models.router)
-    app.include_router(routes_sessions.router)
-    # -- the OpenAI and Ollama dialects (issue 16): their routes, errors in their shapes
+
+def _install_routes(app: FastAPI) -> dict[str, Any]:
+    """ollang's own routes and the OpenAI and Ollama dialects'; returns each dialect's
+    error renderer by path prefix (its errors answer in its shape)."""
     from ollang.server.dialects import ollama as dialect_ollama
     from ollang.server.dialects import openai as dialect_openai
     from ollang.server.dialects.common import install_error_shapes
@@ -182,16 +186,26 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
     from ollang.server.routes import ollama_manage as routes_ollama_manage
     from ollang.server.routes import openai as routes_openai
 
-    app.include_router(routes_openai.router)
-    app.include_router(routes_ollama.router)
-    app.include_router(routes_ollama_manage.router)
+    for router in (
+        routes_models.health_router,
+        routes_chat.router,
+        routes_models.router,
+        routes_sessions.router,
+        routes_openai.router,
+        routes_ollama.router,
+        routes_ollama_manage.router,
+    ):
+        app.include_router(router)
     error_shapes = {
         dialect_openai.ERROR_PREFIX: dialect_openai.error_response,
         dialect_ollama.ERROR_PREFIX: dialect_ollama.error_response,
     }
     install_error_shapes(app, error_shapes)
-    # -- end of the dialects
+    return error_shapes
 
+
+def _install_docs(app: FastAPI, settings: ServerSettings) -> None:
+    """``/openapi.json`` and ``/docs`` (Swagger UI from the bundled copy when installed)."""
     docs_deps = [] if settings.public_docs else [Depends(request_owner)]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=docs_deps)
@@ -218,6 +232,10 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
             swagger_ui_parameters=parameters,
         )
 
+
+def _install_page(app: FastAPI) -> None:
+    """``/``: the chat page for browsers, Ollama's own answer for every other client."""
+
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page(request: Request) -> Response:
         # Browsers get the chat page; every other client Ollama's own answer, which the
@@ -232,7 +250,11 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Outermost last: the Host and Origin checks see requests first, then the body limit.
+
+def _install_middleware(
+    app: FastAPI, settings: ServerSettings, error_shapes: dict[str, Any]
+) -> None:
+    """Outermost last: the Host and Origin checks see requests first, then the body limit."""
     app.add_middleware(PageHeaders)
     if settings.cors_origins:
         app.add_middleware(
@@ -261,7 +283,6 @@ def create_app(settings: ServerSettings | None = None, *, freeze_gc: bool = Fals
         policy=Policy.of(settings.host, settings.allowed_hosts, settings.cors_origins),
         shapes=error_shapes,
     )
-    return app
 
 
 def _check_address(host: str, port: int) -> None:
