@@ -49,6 +49,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
+from ollang.errors import InvalidInputError
 from ollang.memory.base import TITLE_MAX_CHARS, MessageStatus
 from ollang.memory.images import IMAGE_REF, StoredImage, restore_images, split_images
 
@@ -339,3 +340,64 @@ def message_for_row(message: BaseMessage) -> RowMessage:
     if not isinstance(data["content"], str):
         data["content"], images = split_images(data["content"])
     return RowMessage(data, images, title, message_model(message))
+
+
+#: Keys of a message dict with a column of their own in the SQL stores (the rest: ``extra``).
+_COLUMN_KEYS = ("id", "role", "content", "reasoning", "status", "created")
+
+
+def compact_json(value: Any) -> str:
+    """JSON with compact separators and real UTF-8, not ``\\u`` escapes (every byte counts
+    on disk); NUL comes out as ``\\u0000``, which any text column holds."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def message_row(
+    data: Mapping[str, Any], encode_id: Callable[[str], Any], *, nul_free: bool = False
+) -> tuple[Any, ...]:
+    """A message dict (:func:`message_for_row`) as the SQL stores' columns, in the order
+    :func:`message_from_row` reads: ``(id, role, text, exact, reasoning, status, created,
+    extra)``.
+
+    ``text`` is the plain text (what search indexes), ``exact`` the content's JSON when
+    ``text`` is not all of it, ``status`` NULL for ``complete``, ``extra`` the JSON of
+    the keys without a column. ``nul_free``: no text column can hold NUL (PostgreSQL), so
+    content with NUL is kept exactly in ``exact`` (its text with spaces for NUL) and
+    reasoning with NUL goes to ``extra``. Everything that can fail on the message fails
+    here, before any transaction.
+
+    Raises:
+        InvalidInputError: a value is not valid Unicode, or not JSON (a tool artifact).
+    """
+    content = data["content"]
+    extra = {key: value for key, value in data.items() if key not in _COLUMN_KEYS}
+    reasoning = data.get("reasoning")
+    if nul_free and reasoning is not None and "\x00" in reasoning:
+        extra["reasoning"] = reasoning  # JSON keeps NUL; a text column cannot
+        reasoning = None
+    try:
+        if isinstance(content, str) and not (nul_free and "\x00" in content):
+            text, exact = content, None
+        else:
+            text = content if isinstance(content, str) else content_text(content)
+            if nul_free:
+                text = text.replace("\x00", " ")
+            exact = compact_json(content)
+        values = (
+            encode_id(data["id"]),
+            data["role"],
+            text,
+            exact,
+            reasoning,
+            None if data["status"] == "complete" else data["status"],
+            data["created"],
+            compact_json(extra) if extra else None,
+        )
+        for value in values:
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInputError(f"a message is not valid Unicode ({err.reason})") from err
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"a message cannot be stored as JSON ({err})") from err
+    return values

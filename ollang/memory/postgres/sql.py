@@ -16,7 +16,7 @@ from typing import Any
 from ollang.errors import InvalidInputError
 from ollang.memory.base import SessionInfo
 from ollang.memory.images import IMAGE_REF, StoredImage, image_refs
-from ollang.memory.messages import content_text
+from ollang.memory.messages import compact_json
 from ollang.memory.postgres.migrations import search_vector
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "image_params",
     "no_nul",
     "row_image_refs",
-    "row_values",
     "session_from_row",
     "settings_values",
 ]
@@ -40,8 +39,6 @@ _SESSION_COLUMNS = (
 )
 _MESSAGE_COLUMNS = "id, role, content, content_json, reasoning, status, created, extra"
 _MESSAGE_NAMES = tuple(_MESSAGE_COLUMNS.split(", "))
-# Keys of a message dict that have their own column; the rest goes to `extra`.
-_COLUMN_KEYS = ("id", "role", "content", "reasoning", "status", "created")
 #: ts_headline marks: control characters, so that "**" already in a message is not
 #: mistaken for a mark when the snippet is cut and marked in Python.
 HEADLINE_START, HEADLINE_STOP = "\x01", "\x02"
@@ -67,12 +64,6 @@ def decode_id(stored: bytes) -> str:
     if len(stored) == 16:
         return stored.hex()
     return stored.removesuffix(b"\xff").decode("utf-8")
-
-
-def _compact(value: Any) -> str:
-    # Compact separators and real UTF-8: every byte counts on disk. NUL comes out
-    # as \u0000, which a text column holds.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class Statements:
@@ -359,12 +350,12 @@ def settings_values(
         "options": None,
     }
     if system and "\x00" in system:
-        values["system"], values["system_json"] = system.replace("\x00", " "), _compact(system)
+        values["system"], values["system_json"] = system.replace("\x00", " "), compact_json(system)
     elif system:
         values["system"] = system
     try:
         if options:
-            values["options"] = _compact(dict(options))
+            values["options"] = compact_json(dict(options))
         for value in values.values():  # fail before the statement, not inside it
             if isinstance(value, str):
                 value.encode("utf-8")
@@ -394,40 +385,6 @@ def session_from_row(row: tuple[Any, ...]) -> SessionInfo:
 def no_nul(value: str | None) -> str | None:
     # Titles and model names are for display: a NUL (which text cannot hold) is dropped.
     return value.replace("\x00", "") if value is not None else None
-
-
-def row_values(data: dict[str, Any]) -> tuple[Any, ...]:
-    """A message dict as column values, in ``_MESSAGE_COLUMNS`` order."""
-    content = data["content"]
-    extra = {key: value for key, value in data.items() if key not in _COLUMN_KEYS}
-    reasoning = data.get("reasoning")
-    if reasoning is not None and "\x00" in reasoning:
-        extra["reasoning"] = reasoning  # JSON keeps NUL; a text column cannot
-        reasoning = None
-    if isinstance(content, str) and "\x00" not in content:
-        text, exact = content, None
-    else:
-        text = (content if isinstance(content, str) else content_text(content)).replace("\x00", " ")
-        exact = _compact(content)
-    try:
-        values = (
-            encode_id(data["id"]),
-            data["role"],
-            text,
-            exact,
-            reasoning,
-            None if data["status"] == "complete" else data["status"],
-            data["created"],
-            _compact(extra) if extra else None,
-        )
-        for value in values:  # fail before the transaction, not inside it
-            if isinstance(value, str):
-                value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise InvalidInputError(f"a message is not valid Unicode ({err.reason})") from err
-    except (TypeError, ValueError) as err:  # e.g. a tool artifact that is not JSON
-        raise InvalidInputError(f"a message cannot be stored as JSON ({err})") from err
-    return values
 
 
 def columns_by_name(columns: list[list[Any]]) -> dict[str, list[Any]]:

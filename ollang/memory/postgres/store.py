@@ -60,7 +60,7 @@ from ollang.memory.errors import (
     StoreError,
 )
 from ollang.memory.images import StoredImage
-from ollang.memory.messages import message_for_row, message_from_row
+from ollang.memory.messages import message_for_row, message_from_row, message_row
 from ollang.memory.postgres.migrations import MigrationError, apply_migrations, foreign_tables
 from ollang.memory.postgres.pool import Database
 from ollang.memory.postgres.sql import (
@@ -73,7 +73,6 @@ from ollang.memory.postgres.sql import (
     image_params,
     no_nul,
     row_image_refs,
-    row_values,
     session_from_row,
     settings_values,
 )
@@ -239,7 +238,7 @@ class PostgresChatStore(ChatStore):
             if title is None:
                 title = no_nul(derived)
             model = no_nul(used) or model
-            values = row_values(data)
+            values = message_row(data, encode_id, nul_free=True)
             if found:
                 images[values[0]] = found
             else:  # the same id twice: the later version's images

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.messages import BaseMessage
 
-from ollang.errors import InvalidInputError
 from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
 from ollang.memory.errors import (
     NotAnOllangDatabaseError,
@@ -48,7 +47,7 @@ from ollang.memory.errors import (
     StoreError,
 )
 from ollang.memory.images import StoredImage
-from ollang.memory.messages import content_text, message_for_row, message_from_row
+from ollang.memory.messages import compact_json, message_for_row, message_from_row, message_row
 from ollang.memory.search import fts_query
 from ollang.memory.sqlite.migrations import (
     APPLICATION_ID,
@@ -69,8 +68,6 @@ T = TypeVar("T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SESSION_COLUMNS = "id, title, model, created, updated, message_count, owner, system, options"
 _MESSAGE_COLUMNS = "id, role, content, content_blocks, reasoning, status, created, extra"
-# Keys of a message dict that have their own column; the rest goes to `extra`.
-_COLUMN_KEYS = ("id", "role", "content", "reasoning", "status", "created")
 # SQLite's historical limit on bound parameters is 999; stay well below it.
 _CHUNK = 500
 # Words of context on each side of a match in search snippets.
@@ -90,11 +87,6 @@ def _db_id(message_id: str) -> str | bytes:
 def _message_id(stored: str | bytes) -> str:
     """The message id a stored value stands for (inverse of :func:`_db_id`)."""
     return stored.hex() if isinstance(stored, bytes) else stored
-
-
-def _compact(value: Any) -> str:
-    # Compact separators and real UTF-8 (not \u escapes): every byte counts on disk.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class _Connection:
@@ -560,13 +552,7 @@ class SQLiteChatStore(ChatStore):
         rows: list[tuple[tuple[Any, ...], str | None, str | None, list[StoredImage]]] = []
         for message in messages:
             data, images, title, model = message_for_row(message)
-            try:
-                params = _row_params(data)
-            except UnicodeEncodeError as err:
-                raise InvalidInputError(f"a message is not valid Unicode ({err.reason})") from err
-            except (TypeError, ValueError) as err:  # e.g. a tool artifact that is not JSON
-                raise InvalidInputError(f"a message cannot be stored as JSON ({err})") from err
-            rows.append((params, title, model, images))
+            rows.append((message_row(data, _db_id), title, model, images))
 
         def write(conn: sqlite3.Connection) -> None:
             now = self._now(conn)
@@ -682,7 +668,7 @@ class SQLiteChatStore(ChatStore):
     def update_session(self, session_id: str, **changes: Unpack[SessionChanges]) -> None:
         """See :meth:`ChatStore.update_session`."""
         title, model, system, options = self._session_changes(changes)
-        encoded = None if options is None else _compact(dict(options)) if options else ""
+        encoded = None if options is None else compact_json(dict(options)) if options else ""
 
         def write(conn: sqlite3.Connection) -> None:
             now = self._now(conn)
@@ -804,30 +790,6 @@ class SQLiteChatStore(ChatStore):
             SearchHit(session, _message_id(message), role, text, created)
             for session, message, role, text, created in rows
         ]
-
-
-def _row_params(data: dict[str, Any]) -> tuple[Any, ...]:
-    """A message dict as column values, in ``_MESSAGE_COLUMNS`` order."""
-    content = data["content"]
-    if isinstance(content, str):
-        text, blocks = content, None
-    else:
-        text, blocks = content_text(content), _compact(content)
-    extra = {key: value for key, value in data.items() if key not in _COLUMN_KEYS}
-    params = (
-        _db_id(data["id"]),
-        data["role"],
-        text,
-        blocks,
-        data.get("reasoning"),
-        None if data["status"] == "complete" else data["status"],
-        data["created"],
-        _compact(extra) if extra else None,
-    )
-    for value in params:  # fail before the transaction, not inside it
-        if isinstance(value, str):
-            value.encode("utf-8")
-    return params
 
 
 def _session_info(row: tuple[Any, ...]) -> SessionInfo:
