@@ -132,6 +132,22 @@ def test_a_long_session_is_read_in_pages_and_never_holds_up_the_server(fake, tmp
         assert slowest < 1.0, f"/health took {slowest:.2f} s"
 
 
+def test_pages_further_back_in_every_store(store):
+    store.add_messages("s", _history(*[f"m{i}" for i in range(10)]))
+    store.add_messages("other", _history("o0", "o1"))
+    ids = [m.id for m in store.get_messages("s")]
+    assert [m.text for m in store.get_messages_before("s", ids[5], 3)] == ["m2", "m3", "m4"]
+    assert [m.text for m in store.get_messages_before("s", ids[2], 100)] == ["m0", "m1"]
+    assert store.get_messages_before("s", ids[0], 5) == []
+    assert store.get_messages_before("s", ids[5], 0) == []
+    other = store.get_messages("other")[1].id
+    for session, before in (("s", other), ("s", "no-such-id"), ("missing", ids[3])):
+        with pytest.raises(LookupError):
+            store.get_messages_before(session, before, 5)
+    with pytest.raises(ValueError, match="limit"):
+        store.get_messages_before("s", ids[5], -1)
+
+
 # -- part 2: forks -------------------------------------------------------------------------
 # `store` (tests/conftest.py): an empty store, once per backend (memory, SQLite, PostgreSQL).
 
