@@ -6,6 +6,7 @@ import json
 import sys
 from contextlib import closing
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from ollang.chains.structured import check_answer
 from ollang.commands.common import (
@@ -18,6 +19,9 @@ from ollang.commands.common import (
 from ollang.commands.render import StreamPrinter
 from ollang.errors import InvalidInputError, OllangError
 from ollang.settings import Settings
+
+if TYPE_CHECKING:
+    from ollang.turns.recorder import TurnResult
 
 __all__ = ["read_prompt", "run_ask"]
 
@@ -99,6 +103,24 @@ def run_ask(
         printer.finish()  # the error goes on a line of its own, after what arrived
         raise
     assert result is not None
+    _print_answer(
+        result, session_id, args, wanted, as_json=as_json, live=show_live, printer=printer
+    )
+    return 0
+
+
+def _print_answer(
+    result: TurnResult,
+    session_id: str | None,
+    args: TurnArgs,
+    wanted: Any,
+    *,
+    as_json: bool,
+    live: bool,
+    printer: StreamPrinter,
+) -> None:
+    """The answer once complete: as JSON (``--json``), as the checked structured answer
+    (``--format``/``--schema``), or the rest of what streamed."""
     parsed = check_answer(result.text, wanted) if wanted is not None else None
     if as_json:
         payload = {
@@ -115,7 +137,7 @@ def run_ask(
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
     elif wanted is not None:
         sys.stdout.write(json.dumps(parsed, ensure_ascii=False, indent=2) + "\n")
-    elif show_live:
+    elif live:
         printer.finish()
     else:
         sys.stdout.write(result.text + ("" if result.text.endswith("\n") else "\n"))
@@ -123,4 +145,3 @@ def run_ask(
         sys.stderr.write(
             "warning: Ollama truncated the prompt to fit its context; raise -o num_ctx\n"
         )
-    return 0
