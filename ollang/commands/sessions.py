@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -336,16 +337,7 @@ def search_sessions(settings: Settings, text: str, limit: int, as_json: bool) ->
     with open_default_store(settings) as store:
         hits = store.search(text, limit=limit)
     if as_json:
-        rows = [
-            {
-                "session_id": h.session_id,
-                "message_id": h.message_id,
-                "role": h.role,
-                "snippet": h.snippet,
-                "created": h.created,
-            }
-            for h in hits
-        ]
+        rows = [asdict(h) for h in hits]  # session_id, message_id, role, snippet, created
         sys.stdout.write(json.dumps({"hits": rows}, indent=2, ensure_ascii=False) + "\n")
         return 0
     if not hits:
