@@ -316,59 +316,71 @@ def compare(
     )
 
 
+# serve's options (module level: the command reads as what it does)
+_ServeHost = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="Address to bind (default: $OLLANG_SERVER_HOST, else loopback 127.0.0.1).",
+    ),
+]
+_ServePort = Annotated[
+    int | None,
+    typer.Option(metavar="PORT", help="Port (default: $OLLANG_SERVER_PORT, else 8000)."),
+]
+_ServeApiKey = Annotated[
+    list[str] | None,
+    typer.Option("--api-key", metavar="KEY", help="Require this bearer key. Repeatable."),
+]
+_ServeAllowModel = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-model", metavar="GLOB", help="Only models matching this glob. Repeatable."
+    ),
+]
+_ServeAllowPull = Annotated[
+    bool, typer.Option("--allow-pull", help="Allow pulling models (POST /models/pull).")
+]
+_ServeAllowManage = Annotated[
+    bool,
+    typer.Option(
+        "--allow-manage",
+        help="Allow managing models through Ollama's API (delete, copy, create, push, "
+        "blobs; pull too).",
+    ),
+]
+_ServeCorsOrigin = Annotated[
+    list[str] | None,
+    typer.Option("--cors-origin", metavar="ORIGIN", help="Allow this browser origin."),
+]
+_ServeAllowedHost = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        metavar="NAME",
+        help="Also answer requests for this host name (loopback names, addresses and "
+        "this machine's name always work); '*' for any.",
+    ),
+]
+_ServeWorkers = Annotated[
+    int,
+    typer.Option(min=1, max=64, metavar="N", help="Worker processes (one per core is plenty)."),
+]
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="Address to bind (default: $OLLANG_SERVER_HOST, else loopback 127.0.0.1).",
-        ),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(metavar="PORT", help="Port (default: $OLLANG_SERVER_PORT, else 8000)."),
-    ] = None,
-    api_key: Annotated[
-        list[str] | None,
-        typer.Option("--api-key", metavar="KEY", help="Require this bearer key. Repeatable."),
-    ] = None,
-    allow_model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-model", metavar="GLOB", help="Only models matching this glob. Repeatable."
-        ),
-    ] = None,
-    allow_pull: Annotated[
-        bool, typer.Option("--allow-pull", help="Allow pulling models (POST /models/pull).")
-    ] = False,
-    allow_manage: Annotated[
-        bool,
-        typer.Option(
-            "--allow-manage",
-            help="Allow managing models through Ollama's API (delete, copy, create, push, "
-            "blobs; pull too).",
-        ),
-    ] = False,
-    cors_origin: Annotated[
-        list[str] | None,
-        typer.Option("--cors-origin", metavar="ORIGIN", help="Allow this browser origin."),
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allowed-host",
-            metavar="NAME",
-            help="Also answer requests for this host name (loopback names, addresses and "
-            "this machine's name always work); '*' for any.",
-        ),
-    ] = None,
+    host: _ServeHost = None,
+    port: _ServePort = None,
+    api_key: _ServeApiKey = None,
+    allow_model: _ServeAllowModel = None,
+    allow_pull: _ServeAllowPull = False,
+    allow_manage: _ServeAllowManage = False,
+    cors_origin: _ServeCorsOrigin = None,
+    allowed_host: _ServeAllowedHost = None,
     backend: BackendOpt = None,
-    workers: Annotated[
-        int,
-        typer.Option(min=1, max=64, metavar="N", help="Worker processes (one per core is plenty)."),
-    ] = 1,
+    workers: _ServeWorkers = 1,
     ollama_host: HostOpt = None,
 ) -> int:
     """Run the HTTP API and the browser chat page.
@@ -381,23 +393,18 @@ def serve(
     from ollang.settings import parse_backend
 
     state = _cli(ctx, ollama_host)
-    given: dict[str, Any] = {}
-    if host is not None:
-        given["host"] = host
-    if port is not None:
-        given["port"] = port
-    if api_key:
-        given["api_keys"] = list(api_key)
-    if allow_model:
-        given["allow_models"] = list(allow_model)
-    if allow_pull:
-        given["allow_pull"] = True
-    if allow_manage:
-        given["allow_manage"] = True
-    if cors_origin:
-        given["cors_origins"] = list(cors_origin)
-    if allowed_host:
-        given["allowed_hosts"] = list(allowed_host)
+    # Only what was given: the rest comes from OLLANG_SERVER_* (and the core settings).
+    options = {
+        "host": host,
+        "port": port,
+        "api_keys": api_key,
+        "allow_models": allow_model,
+        "allow_pull": allow_pull or None,
+        "allow_manage": allow_manage or None,
+        "cors_origins": cors_origin,
+        "allowed_hosts": allowed_host,
+    }
+    given: dict[str, Any] = {k: v for k, v in options.items() if v is not None and v != []}
     if backend:
         given["backend"] = parse_backend(backend, "--backend")
     if state.hosts:  # over $OLLANG_SERVER_OLLAMA_HOSTS too
