@@ -1,15 +1,21 @@
 """ollang: LangChain chat chains, durable chat memory, a CLI and an HTTP server over Ollama.
 
-Everything lives under this one import name:
+Everything lives under this one import name; the package tree is the architecture,
+from the bottom up:
 
-* :mod:`ollang.chains` — chat models, the chat chain, the generate chain, the fake model;
-* :mod:`ollang.memory` — session stores (SQLite, in-memory) and their records;
-* :mod:`ollang.server` — the HTTP API and the browser page (FastAPI);
-* :mod:`ollang.cli` — the ``ollang`` command (also ``python -m ollang``);
-* :mod:`ollang.errors` and :mod:`ollang.settings` — the standard-library leaves every
-  layer may import: the error base class, and the one reading of the environment.
+* :mod:`ollang.errors`, :mod:`ollang.settings` (and ``iterators``, ``_lazy``) — the
+  standard-library leaves: the errors a user sees, the one reading of the environment;
+* :mod:`ollang.memory` — session stores (in-memory, ``sqlite/``, ``postgres/``);
+* :mod:`ollang.turns` — one chat turn: the I/O-free life cycle, history and window, the
+  reply recorder;
+* :mod:`ollang.transport` — the way to Ollama: one client family, one translation module,
+  one error translator; :mod:`ollang.embedded` — llama.cpp in-process;
+* :mod:`ollang.routing` — hosts, health, the routing order, one failover policy;
+* :mod:`ollang.chains` — LangChain runnables: the chat chain, the generate chain, the fake;
+* :mod:`ollang.server` (routes, dialects) and :mod:`ollang.cli` (with ``commands``) — the
+  adapters people use.
 
-Layers import one way: leaves ← ``memory`` ← ``chains`` ← ``server`` and the CLI.
+Each layer imports only the layers before it (``tests/unit/test_layers.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""ollang's chains: Ollama models composed with prompts and durable memory.
+"""ollang's chains: LangChain runnables — chat models composed with prompts and durable memory.
+
+The chat chain (:mod:`~ollang.chains.chat`), the one-shot generate chain, the fake chat
+model for tests, and what they need of LangChain's wrappers; the models themselves come
+from :mod:`ollang.transport` (``ChatOllama``) and :mod:`ollang.embedded` (llama.cpp),
+re-exported here for convenience.
 
 Public API (imported lazily, so ``import ollang.chains.structured`` stays cheap for the CLI)::
 
@@ -70,21 +75,22 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from ollang.chains.chat import DEFAULT_SESSION_ID, ChatChain, build_chat_chain
-    from ollang.turns.context import ContextBudget
+    from ollang.chains.fake import FakeChatModel, FakeReply
+    from ollang.chains.generate import build_generate_chain
     from ollang.errors import (
         ContextWindowError,
+        InvalidInputError,
         ModelNotFoundError,
         OllamaResponseError,
         OllamaTimeoutError,
         OllamaUnavailableError,
+        OllangError,
     )
-    from ollang.chains.fake import FakeChatModel, FakeReply
-    from ollang.chains.generate import build_generate_chain
-    from ollang.transport.chat_model import make_chat_model, make_llm
-    from ollang.turns.recorder import ChatEvent, Timings, TurnResult, Usage
-    from ollang.errors import InvalidInputError, OllangError
     from ollang.memory.errors import StoreError
     from ollang.settings import Settings
+    from ollang.transport.chat_model import make_chat_model, make_llm
+    from ollang.turns.context import ContextBudget
+    from ollang.turns.recorder import ChatEvent, Timings, TurnResult, Usage
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)

@@ -2,10 +2,14 @@
 
 * :mod:`~ollang.routing.hosts` — a host: an Ollama server, or the embedded backend
   (llama.cpp in-process) as the last tier;
-* :mod:`~ollang.routing.router` — health checks, leases, and the routing order over the
-  hosts' states;
+* :mod:`~ollang.routing.order` — the routing order and the availability of a model, as
+  pure functions of the hosts' states;
+* :mod:`~ollang.routing.router` — health checks and leases over those decisions;
+* :mod:`~ollang.routing.failover` — which errors move a request to another host, and what
+  is raised when none is left (the server's turns and the CLI's model alike);
+* :mod:`~ollang.routing.routed` — a LangChain chat model over the hosts that have a model;
 * :mod:`~ollang.routing.backend` — choosing the backend for the CLI and the library
-  (``OLLANG_BACKEND``), and a chat model that routes over the hosts.
+  (``OLLANG_BACKEND``).
 
 Imports the leaves, :mod:`ollang.transport` and :mod:`ollang.embedded`.
 """

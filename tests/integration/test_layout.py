@@ -68,10 +68,7 @@ def clone(tmp_path_factory) -> Path:
 
 def _build(kind: str, source: Path, out: Path) -> Path:
     """Build a wheel or an sdist of ``source`` with this environment's setuptools."""
-    code = (
-        "import sys; from setuptools import build_meta as b; "
-        f"print(b.build_{kind}(sys.argv[1]))"
-    )
+    code = f"import sys; from setuptools import build_meta as b; print(b.build_{kind}(sys.argv[1]))"
     built = subprocess.run(
         [sys.executable, "-c", code, str(out)],
         cwd=source,

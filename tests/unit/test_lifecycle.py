@@ -11,7 +11,9 @@ from ollang.memory import message_status
 from ollang.turns.context import ContextBudget
 from ollang.turns.lifecycle import TurnLifecycle, Write
 
-BUDGET = ContextBudget(window=4096, reserve=512, prompt_tokens=10, history_sent=0, history_dropped=0)
+BUDGET = ContextBudget(
+    window=4096, reserve=512, prompt_tokens=10, history_sent=0, history_dropped=0
+)
 
 
 def _ai(text: str, status: str) -> AIMessage:
