@@ -12,7 +12,7 @@ from ollang.settings import Settings
 from ollang.transport.manage import format_gb
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ollang.routing.router import Router
     from ollang.transport.manage import ModelManager, PullProgress
@@ -210,6 +210,24 @@ def show_model(settings: Settings, name: str, as_json: bool, only: str | None = 
     return 0
 
 
+def _on_each(
+    settings: Settings,
+    on: str | None,
+    model: str,
+    act: Callable[[ModelManager], None],
+    done: str,
+    where: str = "on",
+) -> int:
+    """``act`` on every host that has ``model`` (or ``--host``), saying ``done`` for each
+    (with ``where`` and the host when there are several)."""
+    targets = _managers(settings, on, having=None if on else model)
+    for url, manager in targets:
+        act(manager)
+        suffix = f" {where} {url}" if len(targets) > 1 else ""
+        sys.stdout.write(f"{done}{suffix}\n")
+    return 0
+
+
 def remove_model(settings: Settings, name: str, yes: bool, on: str | None = None) -> int:
     """Remove a model after confirming (or with ``--yes``), from every host that has it."""
     if not yes:
@@ -220,32 +238,23 @@ def remove_model(settings: Settings, name: str, yes: bool, on: str | None = None
         if not typer.confirm(f"Remove model {name}?", default=False):
             sys.stdout.write("kept\n")
             return 0
-    targets = _managers(settings, on, having=None if on else name)
-    for url, manager in targets:
-        manager.delete(name)
-        where = f" from {url}" if len(targets) > 1 else ""
-        sys.stdout.write(f"removed {name}{where}\n")
-    return 0
+    return _on_each(settings, on, name, lambda m: m.delete(name), f"removed {name}", "from")
 
 
 def stop_model(settings: Settings, name: str, on: str | None = None) -> int:
     """Unload a model now, on every host that has it (or ``--host``)."""
-    targets = _managers(settings, on, having=None if on else name)
-    for url, manager in targets:
-        manager.stop(name)
-        where = f" on {url}" if len(targets) > 1 else ""
-        sys.stdout.write(f"stopped {name}{where}\n")
-    return 0
+    return _on_each(settings, on, name, lambda m: m.stop(name), f"stopped {name}")
 
 
 def copy_model(settings: Settings, source: str, destination: str, on: str | None = None) -> int:
     """Copy a model under a new name, on every host that has it (or ``--host``)."""
-    targets = _managers(settings, on, having=None if on else source)
-    for url, manager in targets:
-        manager.copy(source, destination)
-        where = f" on {url}" if len(targets) > 1 else ""
-        sys.stdout.write(f"copied {source} to {destination}{where}\n")
-    return 0
+    return _on_each(
+        settings,
+        on,
+        source,
+        lambda m: m.copy(source, destination),
+        f"copied {source} to {destination}",
+    )
 
 
 def _statuses(progress: Iterator[PullProgress]) -> None:
