@@ -79,6 +79,7 @@ class Statements:
         )
         self._message_statements(s, now)
         self._session_statements(s, now)
+        self._fork_statements(s, now)
         self._image_statements(s)
         # {query} is an AND (&&) of tsquery terms built by search(). The inner query
         # finds the newest hits by the GIN index; ts_headline runs on those only.
@@ -169,6 +170,9 @@ class Statements:
         self.rename = (
             f"UPDATE {s}.sessions SET id = %s, updated = {now} WHERE id = %s RETURNING key"
         )
+
+    def _fork_statements(self, s: str, now: str) -> None:
+        """Forking a session: its settings, messages and image links under a new id."""
         # A fork, in one transaction: the source locked (not deleted or renamed meanwhile),
         # the target created only if no session has its id (ON CONFLICT waits for a
         # claimant's transaction: exactly one of them gets the id), then the messages
