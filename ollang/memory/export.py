@@ -175,7 +175,18 @@ def check_export(
     if not isinstance(session, dict) or not isinstance(raw_messages, list):
         raise InvalidInputError("the export has no session or no messages list")
     _check_values(session, "session")
-    target = session_id or session.get("id")
+    target = _import_target(session_id or session.get("id"))
+    settings = _session_settings(session)
+    if check_settings is not None:
+        check_settings(settings)
+    messages = [
+        _message(raw, f"messages[{index}]", check_content) for index, raw in enumerate(raw_messages)
+    ]
+    return target, messages, settings
+
+
+def _import_target(target: Any) -> str:
+    """The session id an import goes under (``--as ID``, else the export's)."""
     if not isinstance(target, str) or not target:
         raise InvalidInputError("the export has no session id", "pass one with --as ID")
     if not is_valid_session_id(target):
@@ -183,6 +194,11 @@ def check_export(
         raise InvalidInputError(
             f"invalid session id {shown!r} in the export", "pass one with --as ID"
         )
+    return target
+
+
+def _session_settings(session: dict[str, Any]) -> dict[str, Any]:
+    """The export's session fields checked; its settings (title, model, system, options)."""
     for key in ("title", "model", "system"):
         _text_or_none(session.get(key), f"session.{key}")
     for key in ("created", "updated"):
@@ -190,37 +206,35 @@ def check_export(
     options = session.get("options")
     if options is not None and not isinstance(options, dict):
         raise _refuse("session.options", "must be an object of model options or null")
-    settings = {
+    return {
         "title": session.get("title"),
         "model": session.get("model"),
         "system": session.get("system"),
         "options": options,
     }
-    if check_settings is not None:
-        check_settings(settings)
-    messages = []
-    for index, raw in enumerate(raw_messages):
-        where = f"messages[{index}]"
-        if not isinstance(raw, dict):
-            raise _refuse(where, "not a message object")
-        _check_values(raw, where)
-        _number(raw.get("created"), f"{where}.created")
-        message_id = raw.get("id")
-        if message_id is not None and (
-            not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID
-        ):
-            raise _refuse(f"{where}.id", f"must be text of 1-{_MAX_MESSAGE_ID} characters")
-        content = raw.get("content", "")
-        if not isinstance(content, (str, list)):
-            raise _refuse(f"{where}.content", "must be text or a list of content blocks")
-        if check_content is not None:
-            check_content(content, f"{where}.content")
-        try:
-            messages.append(message_from_dict(raw))
-        except (ValueError, TypeError, KeyError) as err:
-            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise _refuse(where, f"malformed: {problem}") from err
-    return target, messages, settings
+
+
+def _message(raw: Any, where: str, check_content: Callable[[Any, str], None] | None) -> BaseMessage:
+    """One exported message, checked (``where``: ``messages[N]``, for the errors)."""
+    if not isinstance(raw, dict):
+        raise _refuse(where, "not a message object")
+    _check_values(raw, where)
+    _number(raw.get("created"), f"{where}.created")
+    message_id = raw.get("id")
+    if message_id is not None and (
+        not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID
+    ):
+        raise _refuse(f"{where}.id", f"must be text of 1-{_MAX_MESSAGE_ID} characters")
+    content = raw.get("content", "")
+    if not isinstance(content, (str, list)):
+        raise _refuse(f"{where}.content", "must be text or a list of content blocks")
+    if check_content is not None:
+        check_content(content, f"{where}.content")
+    try:
+        return message_from_dict(raw)
+    except (ValueError, TypeError, KeyError) as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise _refuse(where, f"malformed: {problem}") from err
 
 
 def import_json(
