@@ -343,6 +343,12 @@ class OllamaWire(BaseOllamaClient):
         """``POST path`` with a JSON body, answered with one JSON object."""
         return await self._json("POST", path, body, timeout)
 
+    async def _raise_status(self, conn: _Connection, model: str | None) -> None:
+        """Read an error answer to its end and raise it as ours."""
+        while not conn.complete and conn.closed is None:
+            await conn.wait(self.read_timeout)
+        raise status_error(conn.status, conn.take().decode("utf-8", "replace"), model)
+
     async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
         """``POST path`` and yield its NDJSON lines, parsed, in the batches they arrived in.
 
@@ -359,9 +365,7 @@ class OllamaWire(BaseOllamaClient):
         try:
             conn = await self._exchange("POST", path, body, self.read_timeout)
             if conn.status >= 400:
-                while not conn.complete and conn.closed is None:
-                    await conn.wait(self.read_timeout)
-                raise status_error(conn.status, conn.take().decode("utf-8", "replace"), model)
+                await self._raise_status(conn, model)
             pending = b""
             while True:
                 piece = conn.take()
