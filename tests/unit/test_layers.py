@@ -18,9 +18,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("ollang", "ollang._lazy", "ollang.errors", "ollang.settings", "ollang.iterators"),
     ("ollang.memory",),
     ("ollang.turns",),
-    ("ollang.transport", "ollang.embedded"),
+    ("ollang.transport", "ollang.embedded", "ollang.catalog"),
     ("ollang.routing",),
-    ("ollang.chains",),
+    ("ollang.chains", "ollang.evaluation"),
     ("ollang.server", "ollang.cli", "ollang.commands", "ollang.__main__"),
 ]
 
