@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -37,7 +38,15 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOllama", "ModelInfo", "RecordedRequest", "Reply"]
+__all__ = [
+    "OLLAMA_CAPABILITIES",
+    "REAL_MODELS",
+    "FakeOllama",
+    "ModelInfo",
+    "RecordedRequest",
+    "Reply",
+    "real_model",
+]
 
 _PIECES = re.compile(r"\s*\S+|\s+$")
 
@@ -55,16 +64,35 @@ def split_tokens(text: str) -> list[str]:
     return _PIECES.findall(text) or ([text] if text else [])
 
 
+_DEFAULT_PARAMETER_COUNT = 8_030_261_248  # llama3:8b's, what every model reported before
+_SCALES = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+
+
+def parameter_count(parameter_size: str) -> int | None:
+    """``details.parameter_size`` as a number: ``"8.0B"`` → 8_000_000_000, ``"137M"`` →
+    137_000_000; ``None`` for anything else."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMBT])\s*", parameter_size, re.IGNORECASE)
+    if match is None:
+        return None
+    return round(float(match.group(1)) * _SCALES[match.group(2).upper()])
+
+
 @dataclass
 class ModelInfo:
-    """An installed model as the fake server reports it."""
+    """An installed model as the fake server reports it.
+
+    The defaults describe ``llama3:8b`` loosely; :data:`REAL_MODELS` (via :func:`real_model`)
+    has models as real Ollama reports them, GGUF metadata and all.
+    """
 
     name: str
     size: int = 4_661_224_676
     family: str = "llama"
     parameter_size: str = "8.0B"
     quantization_level: str = "Q4_0"
-    context_length: int = 8192
+    #: The trained context length (``model_info``'s ``<arch>.context_length``). ``0``: the
+    #: value in ``model_info`` if it has one, else 8192. Given, it wins over ``model_info``.
+    context_length: int = 0
     digest: str = ""
     modified_at: str = "2024-05-01T10:00:00Z"
     template: str = "{{ .Prompt }}"
@@ -72,14 +100,43 @@ class ModelInfo:
     #: (a name with ``embed`` or ``minilm`` in it, as ``nomic-embed-text``, ``all-minilm``),
     #: else ``["completion", "tools"]``.
     capabilities: list[str] = field(default_factory=list)
+    #: ``/api/show``'s ``model_info`` (the GGUF header's keys). Whatever it lacks of
+    #: ``general.architecture`` (the family), ``general.parameter_count`` (from
+    #: ``parameter_size``; 8,030,261,248 for the default "8.0B") and
+    #: ``<arch>.context_length`` is filled in.
+    model_info: dict[str, Any] = field(default_factory=dict)
+    #: ``details.families``; by default ``[family]`` (a vision model adds ``"clip"``).
+    families: list[str] = field(default_factory=list)
+    #: What ``/api/ps`` reports as ``size`` once loaded (weights, KV cache, graph);
+    #: ``0``: the file size, as before.
+    loaded_size: int = 0
+    #: ``/api/ps``'s ``size_vram``: how much of the loaded size is on a GPU (``0``: CPU only).
+    size_vram: int = 0
 
     def __post_init__(self) -> None:
         self.name = _with_tag(self.name)
         if not self.capabilities:
             embeds = any(word in self.name for word in ("embed", "minilm"))
             self.capabilities = ["embedding"] if embeds else ["completion", "tools"]
+        self.capabilities = list(self.capabilities)
+        self.families = list(self.families) or [self.family]
         if not self.digest:
             self.digest = hashlib.sha256(self.name.encode()).hexdigest()
+        info = dict(self.model_info)
+        arch = str(info.setdefault("general.architecture", self.family))
+        if "general.parameter_count" not in info:
+            count = parameter_count(self.parameter_size) if self.parameter_size != "8.0B" else None
+            info["general.parameter_count"] = count or _DEFAULT_PARAMETER_COUNT
+        key = f"{arch}.context_length"
+        if not self.context_length:
+            self.context_length = int(info.get(key) or 8192)
+        info[key] = self.context_length
+        self.model_info = info
+
+    @property
+    def architecture(self) -> str:
+        """``general.architecture``."""
+        return str(self.model_info["general.architecture"])
 
     def tag_entry(self) -> dict[str, Any]:
         """The model as ``/api/tags`` lists it."""
@@ -98,10 +155,145 @@ class ModelInfo:
             "parent_model": "",
             "format": "gguf",
             "family": self.family,
-            "families": [self.family],
+            "families": list(self.families),
             "parameter_size": self.parameter_size,
             "quantization_level": self.quantization_level,
         }
+
+
+#: Ollama's capability names (``/api/show``'s ``capabilities``, server/images.go).
+OLLAMA_CAPABILITIES = frozenset(
+    {"completion", "tools", "insert", "vision", "embedding", "thinking"}
+)
+
+#: Models as a real Ollama reports them: ``size``, ``digest`` and ``details`` as ``/api/tags``
+#: lists them, ``capabilities`` and ``model_info`` (the GGUF header's keys, tokenizer arrays
+#: left out: Ollama sends them only with ``verbose``) as ``/api/show`` answers. Each entry
+#: says where its numbers come from. Take one with :func:`real_model` (a fresh copy).
+REAL_MODELS: dict[str, ModelInfo] = {
+    # /api/show model_info and details: ollama/ollama docs/api.md, "Show Model Information"
+    # (the llama3 8B Q4_0 example). size and digest: /api/tags of llama3:latest (the same
+    # blob) in public dumps, e.g. the "size": 4661224676, digest 365c0bd3c000... rows.
+    # capabilities: its template has no .Tools, so ["completion"].
+    "llama3:8b": ModelInfo(
+        "llama3:8b",
+        size=4_661_224_676,
+        digest="365c0bd3c000a25d28ddbf732fe1c6add414de7275464c4e4d1c3b5fcb5d8ad1",
+        family="llama",
+        parameter_size="8.0B",
+        quantization_level="Q4_0",
+        template=(
+            "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}"
+            "<|eot_id|>{{ end }}{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n"
+            "{{ .Prompt }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+            "{{ .Response }}<|eot_id|>"
+        ),
+        capabilities=["completion"],
+        model_info={
+            "general.architecture": "llama",
+            "general.file_type": 2,
+            "general.parameter_count": 8_030_261_248,
+            "general.quantization_version": 2,
+            "llama.attention.head_count": 32,
+            "llama.attention.head_count_kv": 8,
+            "llama.attention.layer_norm_rms_epsilon": 1e-05,
+            "llama.block_count": 32,
+            "llama.context_length": 8192,
+            "llama.embedding_length": 4096,
+            "llama.feed_forward_length": 14336,
+            "llama.rope.dimension_count": 128,
+            "llama.rope.freq_base": 500000,
+            "llama.vocab_size": 128256,
+            "tokenizer.ggml.bos_token_id": 128000,
+            "tokenizer.ggml.eos_token_id": 128009,
+            "tokenizer.ggml.model": "gpt2",
+            "tokenizer.ggml.pre": "llama-bpe",
+        },
+    ),
+    # mistral:7b is Mistral 7B Instruct v0.3. model_info: an /api/show dump of Ollama's
+    # mistral:7b-instruct (same weights; that tag is Q4_K_M, general.file_type 15, so 2 =
+    # Q4_0 here). It agrees with mistralai/Mistral-7B-Instruct-v0.3's config.json (hidden
+    # 4096, 32 layers, 32 heads, 8 KV heads, intermediate 14336, vocab 32768, rope_theta
+    # 1e6, 32768 positions). size, digest, details: /api/tags of mistral:7b, e.g.
+    # "size": 4113301824, digest f974a74358d6..., "7.2B", "Q4_0"; ollama.com/library/mistral
+    # (4.1GB, 7.24B, Q4_0). Its template handles .Tools: ["completion", "tools"].
+    "mistral:7b": ModelInfo(
+        "mistral:7b",
+        size=4_113_301_824,
+        digest="f974a74358d62a017b37c6f424fcdf2744ca02926c4f952513ddf474b2fa5091",
+        family="llama",
+        parameter_size="7.2B",
+        quantization_level="Q4_0",
+        capabilities=["completion", "tools"],
+        model_info={
+            "general.architecture": "llama",
+            "general.file_type": 2,
+            "general.parameter_count": 7_248_023_552,
+            "general.quantization_version": 2,
+            "llama.attention.head_count": 32,
+            "llama.attention.head_count_kv": 8,
+            "llama.attention.layer_norm_rms_epsilon": 1e-05,
+            "llama.block_count": 32,
+            "llama.context_length": 32768,
+            "llama.embedding_length": 4096,
+            "llama.feed_forward_length": 14336,
+            "llama.rope.dimension_count": 128,
+            "llama.rope.freq_base": 1000000,
+            "llama.vocab_size": 32768,
+            "tokenizer.ggml.add_bos_token": True,
+            "tokenizer.ggml.add_eos_token": False,
+            "tokenizer.ggml.bos_token_id": 1,
+            "tokenizer.ggml.eos_token_id": 2,
+            "tokenizer.ggml.model": "llama",
+            "tokenizer.ggml.pre": "default",
+            "tokenizer.ggml.unknown_token_id": 0,
+        },
+    ),
+    # gemma:7b (Gemma 1, 7B). general.parameter_count 8537680896 and parameter_size "9B":
+    # github.com/ollama/ollama/issues/5254 ("num_params": 8537680896, shown as 9B). GGUF
+    # keys: the gemma-7b-it loader dump in github.com/ggml-org/llama.cpp/pull/5691 (28
+    # blocks, 8192 context, 3072 embedding, 24576 FFN, 16 heads, 16 KV heads, key/value
+    # length 256, rms eps 1e-6, tokenizer "llama" with 256000 tokens; no vocab_size or
+    # rope keys in that GGUF), as in github.com/ggml-org/llama.cpp/pull/8597. size, digest,
+    # details: /api/tags of gemma:7b in fmaclen/hollama tests/utils.ts (5011853225,
+    # a72c7f4d0a15..., "9B", "Q4_0"). Its template has no .Tools: ["completion"].
+    "gemma:7b": ModelInfo(
+        "gemma:7b",
+        size=5_011_853_225,
+        digest="a72c7f4d0a15522df81486d13ce432c79e191bda2558d024fbad4362c4f7cbf8",
+        family="gemma",
+        parameter_size="9B",
+        quantization_level="Q4_0",
+        capabilities=["completion"],
+        model_info={
+            "general.architecture": "gemma",
+            "general.file_type": 2,
+            "general.parameter_count": 8_537_680_896,
+            "general.quantization_version": 2,
+            "gemma.attention.head_count": 16,
+            "gemma.attention.head_count_kv": 16,
+            "gemma.attention.key_length": 256,
+            "gemma.attention.layer_norm_rms_epsilon": 1e-06,
+            "gemma.attention.value_length": 256,
+            "gemma.block_count": 28,
+            "gemma.context_length": 8192,
+            "gemma.embedding_length": 3072,
+            "gemma.feed_forward_length": 24576,
+            "tokenizer.ggml.model": "llama",
+        },
+    ),
+}
+
+
+def real_model(name: str) -> ModelInfo:
+    """A fresh copy of a :data:`REAL_MODELS` entry (``KeyError`` for one it lacks)."""
+    base = REAL_MODELS[_with_tag(name)]
+    return dataclasses.replace(
+        base,
+        capabilities=list(base.capabilities),
+        families=list(base.families),
+        model_info=copy.deepcopy(base.model_info),
+    )
 
 
 @dataclass
@@ -415,11 +607,7 @@ class FakeOllama:
                 "parameters": 'stop "<|eot_id|>"',
                 "template": info.template,
                 "details": info.details(),
-                "model_info": {
-                    "general.architecture": info.family,
-                    "general.parameter_count": 8_030_261_248,
-                    f"{info.family}.context_length": info.context_length,
-                },
+                "model_info": dict(info.model_info),
                 "capabilities": info.capabilities,
                 "modified_at": info.modified_at,
             },
@@ -431,8 +619,8 @@ class FakeOllama:
             {
                 "name": m.name,
                 "model": m.name,
-                "size": m.size,
-                "size_vram": 0,
+                "size": m.loaded_size or m.size,
+                "size_vram": m.size_vram,
                 "digest": m.digest,
                 "expires_at": expires,
                 "details": m.details(),
