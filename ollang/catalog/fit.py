@@ -188,17 +188,19 @@ def kv_cache_bytes(arch: Architecture, ctx: int, kv_cache_type: str = "f16") -> 
 def _compute_bytes(arch: Architecture, ctx: int, batch: int, flash_attention: bool) -> int:
     """llama.cpp's compute (graph) buffer for batches of ``batch`` tokens, plus its output buffer.
 
-    Ollama's graph estimate for llama (``GraphSize`` in ollama/fs/ggml/ggml.go) is the
-    larger of the attention step and the logits step, in f32 (4 bytes) per token of the
-    batch; the terms below are that formula with its constants refitted to llama.cpp's
-    own ``CPU compute buffer size`` for SmolLM2-135M (bench/fit_bench.py: exact to
-    0.01 % without flash attention):
+    The formula's origin is Ollama's graph estimate for llama (``GraphSize`` in
+    ollama/fs/ggml/ggml.go): the larger of the attention step and the logits step, in
+    f32 (4 bytes) per token of the batch. Its terms were then refitted to the ``CPU
+    compute buffer size`` llama.cpp reports (bench/fit_bench.py: SmolLM2-135M and three
+    synthetic shapes, exact to 0.5 % without flash attention, within 6 % with it):
 
-    * logits step: the logits (``vocab``) and three ``embedding``-wide tensors live
-      (the last hidden state, its norm, the output ids): ``4*b*(vocab + 3*embedding + 1)``;
-    * attention step without flash attention: the ``ctx x b`` scores of every head plus
-      the mask (``ctx * (1 + head_count)``), Q, K, V and the hidden states:
-      ``4*b*(1 + 5*embedding + head_count_kv*(key_length+value_length) + ctx*(1+head_count))``;
+    * logits step: the logits (``vocab`` wide), three ``embedding``-wide tensors (hidden
+      state, norm, the output's input) and the output ids: ``4*b*(vocab + 3*embedding + 1)``;
+    * attention step without flash attention: the ``ctx x b`` scores of every head and
+      the mask (``ctx*(1 + head_count)``), Q and the attention's output (``head_count``
+      heads), K and V (``head_count_kv`` heads), three hidden states:
+      ``4*b*(1 + 3*embedding + (head_count + head_count_kv)*(key_length + value_length)
+      + ctx*(1 + head_count))``;
     * with flash attention the scores are never stored: only an f16 mask (``2*b*ctx``)
       grows with the context, so the logits step is the larger for usual sizes.
 
@@ -208,9 +210,9 @@ def _compute_bytes(arch: Architecture, ctx: int, batch: int, flash_attention: bo
     b = min(batch, ctx)
     embedding = arch.embedding_length
     vocab = arch.vocab_size or _FALLBACK_VOCAB
-    kv_width = arch.head_count_kv * (arch.key_length + arch.value_length)
+    heads_width = (arch.head_count + arch.head_count_kv) * (arch.key_length + arch.value_length)
     logits = 4 * b * (vocab + 3 * embedding + 1)
-    attention = 4 * b * (1 + 5 * embedding + kv_width)
+    attention = 4 * b * (1 + 3 * embedding + heads_width)
     if flash_attention:
         attention += 2 * b * ctx
     else:
