@@ -110,6 +110,9 @@ class ModelInfo:
     #: What ``/api/ps`` reports as ``size`` once loaded (weights, KV cache, graph);
     #: ``0``: the file size, as before.
     loaded_size: int = 0
+    #: The context ``/api/ps`` reports the model loaded at (``loaded_size`` is for it);
+    #: ``0``: ``context_length``, as before.
+    loaded_context_length: int = 0
     #: ``/api/ps``'s ``size_vram``: how much of the loaded size is on a GPU (``0``: CPU only).
     size_vram: int = 0
 
@@ -161,20 +164,32 @@ class ModelInfo:
         }
 
 
-#: Ollama's capability names (``/api/show``'s ``capabilities``, server/images.go).
+#: Ollama's capability names (``/api/show``'s ``capabilities``; ollama/ollama types/model).
 OLLAMA_CAPABILITIES = frozenset(
     {"completion", "tools", "insert", "vision", "embedding", "thinking"}
 )
 
+_LLAMA3_TEMPLATE = (
+    "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}"
+    "<|eot_id|>{{ end }}{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n"
+    "{{ .Prompt }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    "{{ .Response }}<|eot_id|>"
+)
+
 #: Models as a real Ollama reports them: ``size``, ``digest`` and ``details`` as ``/api/tags``
-#: lists them, ``capabilities`` and ``model_info`` (the GGUF header's keys, tokenizer arrays
-#: left out: Ollama sends them only with ``verbose``) as ``/api/show`` answers. Each entry
-#: says where its numbers come from. Take one with :func:`real_model` (a fresh copy).
+#: lists them, ``capabilities`` and ``model_info`` (the GGUF header's keys; the tokenizer's
+#: arrays are left out, Ollama sends them only with ``verbose``) as ``/api/show`` answers, and
+#: where someone published it, the size ``/api/ps`` reported once loaded (``loaded_size`` at
+#: ``loaded_context_length``; ``size_vram`` stays 0, a CPU load, unless a test sets it). Each
+#: entry says where its numbers come from; bench/ollama_ps_published.json has the ``ollama ps``
+#: rows. Take one with :func:`real_model` (a fresh copy).
 REAL_MODELS: dict[str, ModelInfo] = {
-    # /api/show model_info and details: ollama/ollama docs/api.md, "Show Model Information"
-    # (the llama3 8B Q4_0 example). size and digest: /api/tags of llama3:latest (the same
-    # blob) in public dumps, e.g. the "size": 4661224676, digest 365c0bd3c000... rows.
-    # capabilities: its template has no .Tools, so ["completion"].
+    # model_info, details: ollama/ollama docs/api.md, "Show Model Information" (its llama3
+    # 8B Q4_0 example: 8,030,261,248 parameters, 32 blocks, 8192 context, 4096 embedding,
+    # 14336 FFN, 32 heads, 8 KV heads, vocab 128256, rope 500000). size and digest: /api/tags
+    # dumps of llama3:latest (the same blob) in public repositories (4661224676, the fake's
+    # old default; 365c0bd3c000...); `ollama list` prints "365c0bd3c000  4.7 GB" (e.g.
+    # muquit/privategpt markdowns/install_ollama.md). Its template has no .Tools: ["completion"].
     "llama3:8b": ModelInfo(
         "llama3:8b",
         size=4_661_224_676,
@@ -182,12 +197,7 @@ REAL_MODELS: dict[str, ModelInfo] = {
         family="llama",
         parameter_size="8.0B",
         quantization_level="Q4_0",
-        template=(
-            "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}"
-            "<|eot_id|>{{ end }}{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n"
-            "{{ .Prompt }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
-            "{{ .Response }}<|eot_id|>"
-        ),
+        template=_LLAMA3_TEMPLATE,
         capabilities=["completion"],
         model_info={
             "general.architecture": "llama",
@@ -210,13 +220,15 @@ REAL_MODELS: dict[str, ModelInfo] = {
             "tokenizer.ggml.pre": "llama-bpe",
         },
     ),
-    # mistral:7b is Mistral 7B Instruct v0.3. model_info: an /api/show dump of Ollama's
-    # mistral:7b-instruct (same weights; that tag is Q4_K_M, general.file_type 15, so 2 =
-    # Q4_0 here). It agrees with mistralai/Mistral-7B-Instruct-v0.3's config.json (hidden
-    # 4096, 32 layers, 32 heads, 8 KV heads, intermediate 14336, vocab 32768, rope_theta
-    # 1e6, 32768 positions). size, digest, details: /api/tags of mistral:7b, e.g.
-    # "size": 4113301824, digest f974a74358d6..., "7.2B", "Q4_0"; ollama.com/library/mistral
-    # (4.1GB, 7.24B, Q4_0). Its template handles .Tools: ["completion", "tools"].
+    # mistral:7b is Mistral 7B Instruct v0.3, Q4_0 (digest f974a74358d6). model_info: the
+    # /api/show of mistral:7b in github.com/attogram/ollama-bash-lib demos/show.md (commit
+    # ed60be402128, a Q4_K_M build of the same weights: general.file_type 15 there, 2 = Q4_0
+    # here); it agrees with mistralai/Mistral-7B-Instruct-v0.3's config.json (hidden 4096,
+    # 32 layers, 32 heads, 8 KV heads, intermediate 14336, vocab 32768, rope_theta 1e6, 32768
+    # positions). size, digest, details: /api/tags in that repo's demos/list.txt (commit
+    # 5f6f81a96768: 4113301824, "7.2B", "Q4_0"); ollama.com/library/mistral (4.1GB, Q4_0).
+    # capabilities ["completion", "tools"]: that /api/show. Loaded: /api/ps there (commit
+    # 684677407e82, Ollama 0.10.1): 5560649728 bytes at a 4096 context, 100% GPU.
     "mistral:7b": ModelInfo(
         "mistral:7b",
         size=4_113_301_824,
@@ -225,6 +237,8 @@ REAL_MODELS: dict[str, ModelInfo] = {
         parameter_size="7.2B",
         quantization_level="Q4_0",
         capabilities=["completion", "tools"],
+        loaded_size=5_560_649_728,
+        loaded_context_length=4096,
         model_info={
             "general.architecture": "llama",
             "general.file_type": 2,
@@ -253,9 +267,9 @@ REAL_MODELS: dict[str, ModelInfo] = {
     # github.com/ollama/ollama/issues/5254 ("num_params": 8537680896, shown as 9B). GGUF
     # keys: the gemma-7b-it loader dump in github.com/ggml-org/llama.cpp/pull/5691 (28
     # blocks, 8192 context, 3072 embedding, 24576 FFN, 16 heads, 16 KV heads, key/value
-    # length 256, rms eps 1e-6, tokenizer "llama" with 256000 tokens; no vocab_size or
-    # rope keys in that GGUF), as in github.com/ggml-org/llama.cpp/pull/8597. size, digest,
-    # details: /api/tags of gemma:7b in fmaclen/hollama tests/utils.ts (5011853225,
+    # length 256, rms eps 1e-6, tokenizer "llama" of 256000 tokens; that GGUF has no
+    # vocab_size or rope keys), as github.com/ggml-org/llama.cpp/pull/8597 shows too. size,
+    # digest, details: /api/tags of gemma:7b in fmaclen/hollama tests/utils.ts (5011853225,
     # a72c7f4d0a15..., "9B", "Q4_0"). Its template has no .Tools: ["completion"].
     "gemma:7b": ModelInfo(
         "gemma:7b",
@@ -280,6 +294,170 @@ REAL_MODELS: dict[str, ModelInfo] = {
             "gemma.embedding_length": 3072,
             "gemma.feed_forward_length": 24576,
             "tokenizer.ggml.model": "llama",
+        },
+    ),
+    # llava:7b is LLaVA 1.6 on Mistral-7B-Instruct-v0.2 (huggingface.co/liuhaotian/
+    # llava-v1.6-mistral-7b model card), Q4_0 with a CLIP projector. size, digest, details:
+    # /api/tags in github.com/attogram/ollama-bash-lib demos/list.txt (commit 5f6f81a96768:
+    # 4733363377, 8dd30f6b0cb1..., families ["llama", "clip"], "7B", "Q4_0"). No /api/show
+    # dump of its model_info was found: the keys are DERIVED from Mistral-7B-Instruct-v0.2's
+    # config.json (hidden 4096, 32 layers, 32 heads, 8 KV heads so head dim 128, intermediate
+    # 14336, vocab 32000, rope_theta 1e6, 32768 positions), and general.parameter_count is
+    # those weights counted (7,241,732,096, as for any 32000-vocab Mistral 7B). Loaded:
+    # /api/ps there (commit 097a18f35edd, Ollama 0.10.0-rc0): 6182481920 bytes at 4096, GPU.
+    "llava:7b": ModelInfo(
+        "llava:7b",
+        size=4_733_363_377,
+        digest="8dd30f6b0cb19f555f2c7a7ebda861449ea2cc76bf1f44e262931f45fc81d081",
+        family="llama",
+        families=["llama", "clip"],
+        parameter_size="7B",
+        quantization_level="Q4_0",
+        capabilities=["completion", "vision"],
+        loaded_size=6_182_481_920,
+        loaded_context_length=4096,
+        model_info={
+            "general.architecture": "llama",
+            "general.file_type": 2,
+            "general.parameter_count": 7_241_732_096,
+            "general.quantization_version": 2,
+            "llama.attention.head_count": 32,
+            "llama.attention.head_count_kv": 8,
+            "llama.attention.layer_norm_rms_epsilon": 1e-05,
+            "llama.block_count": 32,
+            "llama.context_length": 32768,
+            "llama.embedding_length": 4096,
+            "llama.feed_forward_length": 14336,
+            "llama.rope.dimension_count": 128,
+            "llama.rope.freq_base": 1000000,
+            "tokenizer.ggml.model": "llama",
+        },
+    ),
+    # nomic-embed-text:latest (nomic-embed-text v1.5, F16). model_info and details: the raw
+    # /api/show fixture of nomic-embed-text:latest in github.com/padiazg/ollama-tools
+    # models/ollama/model_test.go (136,727,040 parameters, 12 blocks, 2048 context, 768
+    # embedding, 3072 FFN, 12 heads, "137M", "F16"). size and digest: /api/tags dumps of
+    # nomic-embed-text:latest in public repositories (274302450, 0a109f422b47...; `ollama
+    # list` rows print "0a109f422b47  274 MB", e.g. muquit/privategpt
+    # markdowns/install_ollama.md). An embedding model: ["embedding"].
+    "nomic-embed-text:latest": ModelInfo(
+        "nomic-embed-text:latest",
+        size=274_302_450,
+        digest="0a109f422b47e3a30ba2b10eca18548e944e8a23073ee3f3e947efcf3c45e59f",
+        family="nomic-bert",
+        parameter_size="137M",
+        quantization_level="F16",
+        template="{{ .Prompt }}",
+        capabilities=["embedding"],
+        model_info={
+            "general.architecture": "nomic-bert",
+            "general.file_type": 1,
+            "general.parameter_count": 136_727_040,
+            "nomic-bert.attention.causal": False,
+            "nomic-bert.attention.head_count": 12,
+            "nomic-bert.attention.layer_norm_epsilon": 1e-12,
+            "nomic-bert.block_count": 12,
+            "nomic-bert.context_length": 2048,
+            "nomic-bert.embedding_length": 768,
+            "nomic-bert.feed_forward_length": 3072,
+            "nomic-bert.pooling_type": 1,
+            "nomic-bert.rope.freq_base": 1000,
+            "tokenizer.ggml.bos_token_id": 101,
+            "tokenizer.ggml.cls_token_id": 101,
+            "tokenizer.ggml.eos_token_id": 102,
+            "tokenizer.ggml.mask_token_id": 103,
+            "tokenizer.ggml.model": "bert",
+            "tokenizer.ggml.padding_token_id": 0,
+            "tokenizer.ggml.seperator_token_id": 102,
+            "tokenizer.ggml.token_type_count": 2,
+            "tokenizer.ggml.unknown_token_id": 100,
+        },
+    ),
+    # llama3.1:8b (Q4_K_M, 128K context, tools). model_info and details: the raw /api/show
+    # fixture of llama3.1 in github.com/padiazg/ollama-tools models/ollama/model_test.go
+    # (8,030,261,312 parameters: llama3's plus the 64-entry rope_freqs tensor; 131072
+    # context; "8.0B", "Q4_K_M"). size and digest: /api/tags dumps of llama3.1:8b in public
+    # repositories (4920753328, 46e0c10c039e...). Its template handles .Tools:
+    # ["completion", "tools"].
+    "llama3.1:8b": ModelInfo(
+        "llama3.1:8b",
+        size=4_920_753_328,
+        digest="46e0c10c039e019119339687c3c1757cc81b9da49709a3b3924863ba87ca666e",
+        family="llama",
+        parameter_size="8.0B",
+        quantization_level="Q4_K_M",
+        capabilities=["completion", "tools"],
+        model_info={
+            "general.architecture": "llama",
+            "general.basename": "Meta-Llama-3.1",
+            "general.file_type": 15,
+            "general.finetune": "Instruct",
+            "general.languages": ["en", "de", "fr", "it", "pt", "hi", "es", "th"],
+            "general.license": "llama3.1",
+            "general.parameter_count": 8_030_261_312,
+            "general.quantization_version": 2,
+            "general.size_label": "8B",
+            "general.tags": ["facebook", "meta", "pytorch", "llama", "llama-3", "text-generation"],
+            "general.type": "model",
+            "llama.attention.head_count": 32,
+            "llama.attention.head_count_kv": 8,
+            "llama.attention.layer_norm_rms_epsilon": 1e-05,
+            "llama.block_count": 32,
+            "llama.context_length": 131072,
+            "llama.embedding_length": 4096,
+            "llama.feed_forward_length": 14336,
+            "llama.rope.dimension_count": 128,
+            "llama.rope.freq_base": 500000,
+            "llama.vocab_size": 128256,
+            "tokenizer.ggml.bos_token_id": 128000,
+            "tokenizer.ggml.eos_token_id": 128009,
+            "tokenizer.ggml.model": "gpt2",
+            "tokenizer.ggml.pre": "llama-bpe",
+        },
+    ),
+    # qwen3:8b (Qwen3 8B, Q4_K_M, thinking and tools). model_info, details, capabilities:
+    # the /api/show of qwen3:8b in github.com/attogram/ollama-bash-lib demos/show.md (commit
+    # 096bccb8dc89, Ollama 0.11.0): 8,190,735,360 parameters, 36 blocks, 40960 context, 4096
+    # embedding, 12288 FFN, 32 heads, 8 KV heads, key/value length 128, rope 1e6, tokenizer
+    # of 151936 tokens (github.com/ollama/ollama/issues/10476 shows those tokenizer keys; no
+    # vocab_size key), capabilities ["completion", "tools", "thinking"]. size and digest:
+    # that repo's demos/list.txt (commit a0f8ed5f553a: 5225388164, 500a1f067a9f...). Loaded:
+    # /api/ps there (commit 096bccb8dc89, Ollama 0.11.0): 6499533824 bytes at 4096, GPU.
+    "qwen3:8b": ModelInfo(
+        "qwen3:8b",
+        size=5_225_388_164,
+        digest="500a1f067a9f782620b40bee6f7b0c89e17ae61f686b92c24933e4ca4b2b8b41",
+        family="qwen3",
+        parameter_size="8.2B",
+        quantization_level="Q4_K_M",
+        capabilities=["completion", "tools", "thinking"],
+        loaded_size=6_499_533_824,
+        loaded_context_length=4096,
+        model_info={
+            "general.architecture": "qwen3",
+            "general.basename": "Qwen3",
+            "general.file_type": 15,
+            "general.license": "apache-2.0",
+            "general.parameter_count": 8_190_735_360,
+            "general.quantization_version": 2,
+            "general.size_label": "8B",
+            "general.type": "model",
+            "qwen3.attention.head_count": 32,
+            "qwen3.attention.head_count_kv": 8,
+            "qwen3.attention.key_length": 128,
+            "qwen3.attention.layer_norm_rms_epsilon": 1e-06,
+            "qwen3.attention.value_length": 128,
+            "qwen3.block_count": 36,
+            "qwen3.context_length": 40960,
+            "qwen3.embedding_length": 4096,
+            "qwen3.feed_forward_length": 12288,
+            "qwen3.rope.freq_base": 1000000,
+            "tokenizer.ggml.add_bos_token": False,
+            "tokenizer.ggml.bos_token_id": 151643,
+            "tokenizer.ggml.eos_token_id": 151645,
+            "tokenizer.ggml.model": "gpt2",
+            "tokenizer.ggml.padding_token_id": 151643,
+            "tokenizer.ggml.pre": "qwen2",
         },
     ),
 }
@@ -624,7 +802,7 @@ class FakeOllama:
                 "digest": m.digest,
                 "expires_at": expires,
                 "details": m.details(),
-                "context_length": m.context_length,
+                "context_length": m.loaded_context_length or m.context_length,
             }
             for name, m in self.models.items()
             if name in self.loaded
