@@ -84,13 +84,11 @@ class Architecture:
         if not isinstance(arch, str) or not arch:
             raise _header_error("general.architecture")
 
-        def number(key: str, required: bool = True) -> int | None:
+        def optional(key: str) -> int | None:
             value = model_info.get(f"{arch}.{key}")
             if isinstance(value, (list, tuple)):
                 value = max(value, default=None)
             if value is None:
-                if required:
-                    raise _header_error(f"{arch}.{key}")
                 return None
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise OllangError(
@@ -99,35 +97,32 @@ class Architecture:
                 )
             return int(value)
 
-        block_count = _required(number("block_count"))
-        embedding = _required(number("embedding_length"))
-        heads = _required(number("attention.head_count"))
-        if heads == 0:
-            raise _header_error(f"{arch}.attention.head_count (it is 0)")
-        key_length = number("attention.key_length", False) or embedding // heads
-        vocab = number("vocab_size", False)
+        def required(key: str) -> int:
+            value = optional(key)
+            if not value:
+                raise _header_error(f"{arch}.{key}" + (" (it is 0)" if value == 0 else ""))
+            return value
+
+        embedding = required("embedding_length")
+        heads = required("attention.head_count")
+        key_length = optional("attention.key_length") or embedding // heads
+        vocab = optional("vocab_size")
         tokens = model_info.get("tokenizer.ggml.tokens")
         if vocab is None and isinstance(tokens, (list, tuple)):
             vocab = len(tokens)
         parameters = model_info.get("general.parameter_count")
         return cls(
             arch=arch,
-            block_count=block_count,
+            block_count=required("block_count"),
             embedding_length=embedding,
             head_count=heads,
-            head_count_kv=number("attention.head_count_kv", False) or heads,
+            head_count_kv=optional("attention.head_count_kv") or heads,
             key_length=key_length,
-            value_length=number("attention.value_length", False) or key_length,
-            context_length=_required(number("context_length")),
+            value_length=optional("attention.value_length") or key_length,
+            context_length=required("context_length"),
             vocab_size=vocab or None,
             parameter_count=int(parameters) if isinstance(parameters, (int, float)) else None,
         )
-
-
-def _required(value: int | None) -> int:
-    """``value``, known not to be ``None`` (``number(..., required=True)`` raised otherwise)."""
-    assert value is not None
-    return value
 
 
 def _header_error(key: str) -> OllangError:
@@ -263,9 +258,9 @@ RunsOn = Literal["gpu", "split", "cpu", "none"]
 class Fit:
     """Where a model would run on a machine at one context size, and the largest context that runs.
 
-    ``gpu_bytes``/``cpu_bytes`` are what lands in VRAM and in RAM. In a split each side
-    also holds a compute buffer (as in llama.cpp), so together they exceed
-    ``estimate.total_bytes`` by one; for ``none`` both are 0. ``max_ctx`` is the largest
+    ``gpu_bytes``/``cpu_bytes`` are what lands in VRAM and in RAM; for ``none`` both are
+    0. Each device holding layers also holds a compute buffer (as in llama.cpp), so on
+    two or more devices they add up to more than ``estimate.total_bytes``. ``max_ctx`` is the largest
     context (a multiple of 256, or the trained context) at which ``runs_on`` is not
     ``none``, 0 when not even 256 tokens fit. ``clamped_from`` is the asked context when
     it was above the model's trained ``context_length`` (then ``ctx`` is that length).
@@ -328,9 +323,9 @@ def _place(est: Estimate, arch: Architecture, machine: Machine) -> _Placement:
     estimate fits in RAM, else ``none``. Simplified: the output layer counts as part of
     the average layer, and Ollama's separate partial-offload graph size is not modelled.
     """
-    layers = max(arch.block_count, 1)
+    layers = arch.block_count
     layered = est.weights_bytes + est.kv_cache_bytes
-    layer = math.ceil(layered / layers)
+    layer = max(math.ceil(layered / layers), 1)
     remaining = layers
     gpu_bytes = 0
     for free in sorted(machine.gpus, reverse=True):

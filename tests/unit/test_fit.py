@@ -286,6 +286,11 @@ def test_a_header_without_an_essential_key(missing: str) -> None:
         Architecture.from_model_info(info)
 
 
+def test_a_header_with_a_zero_count() -> None:
+    with pytest.raises(OllangError, match=r"lacks llama.block_count \(it is 0\)"):
+        Architecture.from_model_info({**LLAMA3_INFO, "llama.block_count": 0})
+
+
 def test_a_header_with_a_key_that_is_not_a_number() -> None:
     with pytest.raises(OllangError, match="not a count"):
         Architecture.from_model_info({**LLAMA3_INFO, "llama.block_count": "many"})
