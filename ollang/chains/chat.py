@@ -269,13 +269,13 @@ class ChatChain(Runnable[Any, str]):
         """Carry out one of the life cycle's writes (directly: the sync path, and any
         write that must not wait on a worker thread)."""
         if write is not None:
-            self.store.add_messages(write.session_id, write.messages)
+            write.run(self.store)
 
     async def _astore(self, write: Write | None) -> None:
         """Carry out a write off the event loop, unless it must not wait (cancellation)."""
         if write is not None:
             if write.wait:
-                await asyncio.to_thread(self.store.add_messages, write.session_id, write.messages)
+                await asyncio.to_thread(write.run, self.store)
             else:
                 self._store(write)
 

@@ -211,6 +211,17 @@ class ChatStore(ABC):
             StoreError: the storage cannot be written (nothing was written).
         """
 
+    def add_snapshot(self, session_id: str, message: BaseMessage) -> None:
+        """Store a snapshot of a reply that is still streaming (the once-a-second flush).
+
+        Like :meth:`add_messages` with one message, and read back the same (status
+        ``interrupted``), but a store may leave a snapshot out of :meth:`search` until
+        the reply is stored for good by :meth:`add_messages`, or until the store is
+        next opened after a crash: indexing the growing text at every flush was most
+        of what storing a turn cost. This default stores it as any message.
+        """
+        self.add_messages(session_id, [message])
+
     @abstractmethod
     def delete_messages(self, session_id: str, message_ids: Sequence[str]) -> int:
         """Delete messages of a session by id.

@@ -188,7 +188,7 @@ class TurnEngine:
         recent = [] if req.fresh else store.get_messages(session_id, limit=RETRY_LOOKBACK)
         opening = life.open(req.human, recent)
         if opening.write is not None:  # before the model is called
-            store.add_messages(opening.write.session_id, opening.write.messages)
+            opening.write.run(store)
         if req.remember is not None:  # the session continues as this turn runs
             store.update_session(
                 session_id, model=req.model, system=req.system or "", options=req.remember
@@ -311,7 +311,7 @@ class TurnEngine:
                     self.router.failed(lease.host, err)  # down: checked again at once
             write = life.stopped(err)
             if write is not None and write.wait:  # stored before the error reaches the client
-                await self.writer.call(self.store.add_messages, write.session_id, write.messages)
+                await self.writer.call(write.run, self.store)
             else:  # cancelled: not awaited (a further await could itself be cancelled)
                 self._write(write)
             raise
@@ -321,13 +321,13 @@ class TurnEngine:
             self.metrics.finished(req.route, host, status, recorder.output_tokens)
         write, result = life.finish()
         if write is not None:
-            await self.writer.call(self.store.add_messages, write.session_id, write.messages)
+            await self.writer.call(write.run, self.store)
         yield TurnDone(result, host)
 
     def _write(self, write: Write | None) -> None:
         """Hand a write to the store writer without waiting (flushes, cancellations)."""
         if write is not None:
-            self.writer.submit(self.store.add_messages, write.session_id, write.messages)
+            self.writer.submit(write.run, self.store)
 
     @staticmethod
     def _chunk(recorder: TurnRecorder, lines: list[Line]) -> TurnChunk:

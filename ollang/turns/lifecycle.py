@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage, HumanMessage
 
+from ollang.memory.base import ChatStore
 from ollang.turns.context import ContextBudget
 from ollang.turns.history import retried_question
 from ollang.turns.recorder import Status, TurnRecorder, TurnResult
@@ -55,6 +56,15 @@ class Write:
     session_id: str
     messages: list[BaseMessage]
     wait: bool = True
+    #: A snapshot of a reply still streaming (:meth:`ChatStore.add_snapshot`).
+    snapshot: bool = False
+
+    def run(self, store: ChatStore) -> None:
+        """Carry the write out on ``store`` (synchronously: the driver picks the thread)."""
+        if self.snapshot:
+            store.add_snapshot(self.session_id, self.messages[0])
+        else:
+            store.add_messages(self.session_id, self.messages)
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ class TurnLifecycle:
         recorder = self._recorder()
         if self.session_id is None or not recorder.flush_due():
             return None
-        return Write(self.session_id, [recorder.message("interrupted")])
+        return Write(self.session_id, [recorder.message("interrupted")], snapshot=True)
 
     # -- 3. end -------------------------------------------------------------------
     def stopped(self, err: BaseException) -> Write | None:

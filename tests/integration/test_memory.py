@@ -780,3 +780,62 @@ def test_open_store_unknown_urls(url, not_yet):
     text = str(info.value)
     assert "sqlite:///PATH" in text and "memory://" in text
     assert ("not supported yet" in text) is not_yet
+
+
+def _fts_consistent(db_path) -> None:
+    """The search index holds exactly the rows that are not snapshots: in a copy, the
+    snapshots are deleted behind the triggers' back, then FTS5 checks its index against
+    the rows left (``integrity-check`` with rank 1 reads the content table)."""
+    disk = sqlite3.connect(db_path)
+    db = sqlite3.connect(":memory:")
+    try:
+        disk.backup(db)
+        db.execute("DROP TRIGGER messages_fts_delete")
+        db.execute("DELETE FROM messages WHERE status IS 'partial'")
+        db.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+        disk.close()
+
+
+def test_sqlite_snapshots_stay_out_of_search_until_the_reply_is_final(db_path):
+    with SQLiteChatStore(db_path) as s:
+        s.add_messages("s", [HumanMessage("tell me about walruses")])
+        reply = AIMessage("Walruses are large", id="r1")
+        set_message_status(reply, "interrupted")
+        s.add_snapshot("s", reply)
+        stored = s.get_messages("s")
+        assert [message_status(m) for m in stored] == ["complete", "interrupted"]
+        assert stored[-1].content == "Walruses are large"
+        assert s.get_session("s").message_count == 2
+        assert [h.message_id for h in s.search("large")] == []  # a snapshot: not indexed
+        s.add_snapshot("s", AIMessage("Walruses are large marine mammals", id="r1"))
+        _fts_consistent(db_path)
+        s.add_messages("s", [AIMessage("Walruses are large marine mammals.", id="r1")])
+        assert [h.message_id for h in s.search("mammals")] == ["r1"]
+        assert s.get_session("s").message_count == 2
+    _fts_consistent(db_path)
+
+
+def test_sqlite_snapshot_left_by_a_crash_is_found_after_reopening(db_path):
+    with SQLiteChatStore(db_path) as s:
+        s.add_messages("s", [HumanMessage("and narwhals?")])
+        s.add_snapshot("s", AIMessage("Narwhals have a tusk", id="r1"))
+        s.add_snapshot("t", AIMessage("Belugas sing", id="r2"))
+        s.delete_session("t")  # a deleted snapshot leaves nothing in the index
+        _fts_consistent(db_path)
+    # The process "died" mid-answer: the next open marks the snapshot as cut short.
+    with SQLiteChatStore(db_path) as s:
+        assert [h.message_id for h in s.search("tusk")] == ["r1"]
+        assert message_status(s.get_messages("s")[-1]) == "interrupted"
+        _fts_consistent(db_path)
+        # A turn still streaming elsewhere goes on writing: the index follows the row.
+        s.add_snapshot("s", AIMessage("Narwhals have a long tusk", id="r1"))
+        assert s.search("tusk") == []
+        s.fork_session("s", "copy")  # a copy is a finished message: cut short, indexed
+        assert message_status(s.get_messages("copy")[-1]) == "interrupted"
+        assert [h.session_id for h in s.search("tusk")] == ["copy"]
+        s.add_messages("s", [AIMessage("Narwhals have a long tusk.", id="r1")])
+        assert sorted(h.session_id for h in s.search("tusk")) == ["copy", "s"]
+    _fts_consistent(db_path)

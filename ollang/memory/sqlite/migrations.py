@@ -230,6 +230,49 @@ def m006_search_by_word_stems(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m007_snapshots_outside_search(db: sqlite3.Connection) -> None:
+    """A streaming reply's once-a-second snapshots (status ``partial``) stay out of the
+    search index; the reply is indexed when it is stored for good (complete, cut short
+    or failed), or when a store opened after a crash marks it ``interrupted``.
+
+    Re-indexing the whole answer at every flush was the largest part of what storing a
+    turn cost per token (issue 24). The triggers test the status of the row on each side
+    of a change, so the index holds exactly the rows that are not ``partial``, whoever
+    changes them. ``messages_partial`` finds the snapshots left by a crash at once.
+    """
+    _run(
+        db,
+        "DROP TRIGGER messages_fts_insert",
+        "DROP TRIGGER messages_fts_delete",
+        "DROP TRIGGER messages_fts_update",
+        """
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+        WHEN new.status IS NOT 'partial' BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+        WHEN old.status IS NOT 'partial' BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages
+        WHEN old.content IS NOT new.content
+            OR (old.status IS 'partial') IS NOT (new.status IS 'partial') BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                SELECT 'delete', old.rowid, old.content WHERE old.status IS NOT 'partial';
+            INSERT INTO messages_fts(rowid, content)
+                SELECT new.rowid, new.content WHERE new.status IS NOT 'partial';
+        END
+        """,
+        "CREATE INDEX messages_partial ON messages(session_key) WHERE status = 'partial'",
+    )
+
+
 def _applied(db: sqlite3.Connection) -> list[str]:
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_ollang_migrations'"

@@ -47,7 +47,13 @@ from ollang.memory.errors import (
     StoreError,
 )
 from ollang.memory.images import StoredImage
-from ollang.memory.messages import compact_json, message_for_row, message_from_row, message_row
+from ollang.memory.messages import (
+    PARTIAL_STATUS,
+    compact_json,
+    message_for_row,
+    message_from_row,
+    message_row,
+)
 from ollang.memory.search import fts_query
 from ollang.memory.sqlite.migrations import (
     APPLICATION_ID,
@@ -190,10 +196,19 @@ class SQLiteChatStore(ChatStore):
             if str(mode).lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             apply_migrations(conn)
+            self._recover_snapshots(conn)
         except MigrationError as err:
             raise StoreError(f"cannot open {self.path}: {err}", "upgrade ollang") from err
         except sqlite3.Error as err:
             raise self._error("open", err) from err
+
+    @staticmethod
+    def _recover_snapshots(conn: sqlite3.Connection) -> None:
+        """Mark the snapshots a crashed process left (status ``partial``) as cut short, so
+        search finds them. One still streaming in another process is only indexed early:
+        its next write makes it a snapshot again, and the index follows the row."""
+        if conn.execute("SELECT 1 FROM messages WHERE status = 'partial' LIMIT 1").fetchone():
+            conn.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'partial'")
 
     def _inspect(self) -> None:
         """Refuse files that are not ours, reading only (never writing) them."""
@@ -411,6 +426,7 @@ class SQLiteChatStore(ChatStore):
             except sqlite3.Error as err:
                 raise self._error("write to", err) from err
             self._local.batch = True
+            self._local.latest = None
             try:
                 yield
                 try:
@@ -423,22 +439,32 @@ class SQLiteChatStore(ChatStore):
                 raise
             finally:
                 self._local.batch = False
+                self._local.latest = None
 
-    @staticmethod
-    def _now(conn: sqlite3.Connection) -> float:
+    def _now(self, conn: sqlite3.Connection) -> float:
         # Strictly after every stored `updated`, even when the clock is coarse or
-        # steps back, so "most recently updated" is always well defined.
-        latest = conn.execute("SELECT max(updated) FROM sessions").fetchone()[0]
+        # steps back, so "most recently updated" is always well defined. Inside a batch
+        # the write lock is held throughout: the newest value is read once, then kept.
+        latest = getattr(self._local, "latest", None) if self._in_batch() else None
+        if latest is None:
+            latest = conn.execute("SELECT max(updated) FROM sessions").fetchone()[0]
         now = time.time()
-        return now if latest is None or now > latest else latest + 1e-6
+        now = now if latest is None or now > latest else latest + 1e-6
+        if self._in_batch():
+            self._local.latest = now
+        return now
+
+    def _in_batch(self) -> bool:
+        return bool(getattr(self._local, "batch", False))
 
     @staticmethod
     def _ensure_session(conn: sqlite3.Connection, session_id: str, now: float) -> int:
-        conn.execute(
-            "INSERT OR IGNORE INTO sessions(id, created, updated) VALUES (?, ?, ?)",
-            (session_id, now, now),
-        )
         row = conn.execute("SELECT key FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:  # one statement for the usual case, a session that exists
+            row = conn.execute(
+                "INSERT INTO sessions(id, created, updated) VALUES (?, ?, ?) RETURNING key",
+                (session_id, now, now),
+            ).fetchone()
         return int(row[0])
 
     # -- messages -----------------------------------------------------------------
@@ -546,13 +572,24 @@ class SQLiteChatStore(ChatStore):
 
     def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
         """See :meth:`ChatStore.add_messages`."""
+        self._upsert(session_id, messages, partial=False)
+
+    def add_snapshot(self, session_id: str, message: BaseMessage) -> None:
+        """See :meth:`ChatStore.add_snapshot`: stored with status ``partial``, which the
+        search index skips (migration ``m007``)."""
+        self._upsert(session_id, [message], partial=True)
+
+    def _upsert(self, session_id: str, messages: Sequence[BaseMessage], *, partial: bool) -> None:
         if not messages:
             return
         # Everything that can fail on the input fails here, before the transaction.
         rows: list[tuple[tuple[Any, ...], str | None, str | None, list[StoredImage]]] = []
         for message in messages:
             data, images, title, model = message_for_row(message)
-            rows.append((message_row(data, _db_id), title, model, images))
+            row = message_row(data, _db_id)
+            if partial:
+                row = (*row[:5], PARTIAL_STATUS, *row[6:])
+            rows.append((row, title, model, images))
 
         def write(conn: sqlite3.Connection) -> None:
             now = self._now(conn)
@@ -577,6 +614,8 @@ class SQLiteChatStore(ChatStore):
                     self._link_images(conn, key, p[0], images)
                 title = title or derived
                 model = used or model
+            if partial and not added:
+                return  # a later snapshot: the session's count, title and model stand
             conn.execute(
                 "UPDATE sessions SET updated = ?, message_count = message_count + ?, "
                 "title = coalesce(title, ?), model = coalesce(?, model) WHERE key = ?",
@@ -755,7 +794,8 @@ class SQLiteChatStore(ChatStore):
             for old in rowids:
                 new = conn.execute(
                     f"INSERT INTO messages(session_key, {_MESSAGE_COLUMNS}) "
-                    "SELECT ?, ?, role, content, content_blocks, reasoning, status, created, "
+                    "SELECT ?, ?, role, content, content_blocks, reasoning, "
+                    "CASE status WHEN 'partial' THEN 'interrupted' ELSE status END, created, "
                     "extra FROM messages WHERE rowid = ?",
                     (key, uuid.uuid4().bytes, old),
                 ).lastrowid
