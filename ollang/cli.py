@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -287,18 +288,57 @@ def run(
     return run_ask(settings, prompt, args, as_json=False, stream=True)
 
 
+_CompareSuite = Annotated[
+    Path | None,
+    typer.Option(
+        "--suite",
+        metavar="FILE",
+        help="Evaluate on this suite (YAML or JSON: cases with prompts and assertions).",
+    ),
+]
+_CompareRepeat = Annotated[
+    int, typer.Option("--repeat", metavar="N", help="Runs per case and model (with --suite).")
+]
+_CompareJudge = Annotated[
+    str | None,
+    typer.Option(
+        "--judge", metavar="MODEL", help="The model that grades rubric assertions (with --suite)."
+    ),
+]
+_CompareReport = Annotated[
+    Path | None,
+    typer.Option("--report", metavar="FILE.md", help="Write a Markdown report (with --suite)."),
+]
+_ComparePlot = Annotated[
+    Path | None,
+    typer.Option(
+        "--plot", metavar="FILE.png", help="Draw pass rates and speeds (with --suite; matplotlib)."
+    ),
+]
+_CompareJson = Annotated[
+    bool, typer.Option("--json", help="Print the evaluation as JSON (with --suite).")
+]
+
+
 @app.command()
 def compare(
     ctx: typer.Context,
     prompt: Annotated[
-        str, typer.Argument(metavar="PROMPT", help="The prompt sent to every model.")
-    ],
+        str | None,
+        typer.Argument(metavar="[PROMPT]", help="The prompt sent to every model (no --suite)."),
+    ] = None,
     model: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--model", "-m", metavar="NAME", help="A model to compare. Repeat: -m A -m B."
         ),
-    ],
+    ] = None,
+    suite: _CompareSuite = None,
+    repeat: _CompareRepeat = 1,
+    judge: _CompareJudge = None,
+    report: _CompareReport = None,
+    plot: _ComparePlot = None,
+    as_json: _CompareJson = False,
     system: SystemOpt = None,
     option: OptionOpt = None,
     backend: BackendOpt = None,
@@ -307,12 +347,68 @@ def compare(
     """Compare models on one prompt.
 
     Sends the same prompt to every -m model; shows speed and answers side by side.
+
+    With --suite FILE: an evaluation. Every case of the suite runs on every model
+    (--repeat times); each answer is checked (contains, not-contains, regex, equals,
+    json-schema, rubric graded by the --judge model) and timed. Prints pass rate, time
+    to first token, tokens/s, load time and fit per model; keeps the run for `ollang
+    recommend`. Exit 0 when the evaluation ran, failed checks included (they are
+    results); 1 when every run failed with an error; 2 for a bad suite; 4 when a model
+    is not installed (nothing runs); 130 on Ctrl-C, the finished runs kept.
+
+    \b
+    A suite:
+      cases:
+        - name: France
+          prompt: What is the capital of France?
+          assert: [{contains: Paris}, {not-contains: London}]
+        - prompt: Give a JSON object with a name.
+          assert: [{json-schema: {type: object, required: [name]}}]
     """
-    from ollang.commands.compare import run_compare
+    from ollang.errors import InvalidInputError
 
     settings = _settings(ctx, ollama_host)
+    models = model or []
+    if not models:
+        raise InvalidInputError("name the models to compare", "e.g. -m llama3 -m mistral")
+    if suite is not None:
+        if prompt is not None:
+            raise InvalidInputError(
+                "give either a PROMPT or --suite, not both", "the suite holds the prompts"
+            )
+        from ollang.commands.compare import run_suite
+
+        return run_suite(
+            settings,
+            suite,
+            models,
+            repeat=repeat,
+            judge=judge,
+            report=report,
+            plot_path=plot,
+            as_json=as_json,
+            system=system,
+            options=option or [],
+            backend=backend,
+        )
+    suite_only = {
+        "--repeat": repeat != 1,
+        "--judge": judge is not None,
+        "--report": report is not None,
+        "--plot": plot is not None,
+        "--json": as_json,
+    }
+    used = [name for name, given in suite_only.items() if given]
+    if used:
+        raise InvalidInputError(f"{', '.join(used)} need --suite", "e.g. --suite suite.yaml")
+    if prompt is None:
+        raise InvalidInputError(
+            "give a PROMPT or --suite FILE", 'e.g. ollang compare "Explain TCP" -m A -m B'
+        )
+    from ollang.commands.compare import run_compare
+
     return run_compare(
-        settings, prompt, model, system=system, options=option or [], backend=backend
+        settings, prompt, models, system=system, options=option or [], backend=backend
     )
 
 

@@ -1,17 +1,38 @@
-"""``ollang compare``: one prompt, several models, speed and answers side by side."""
+"""``ollang compare``: several models side by side, on one prompt or on a suite.
+
+With a prompt (:func:`run_compare`), each model's answer streams under a header, then a
+table of speed and length. With ``--suite`` (:func:`run_suite`), an evaluation
+(:mod:`ollang.evaluation`): every case on every model, checked and timed, summed up per
+model, kept in the data directory for ``ollang recommend``.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Sequence
 from contextlib import closing
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from ollang.commands.common import build_model, parse_options
+from ollang.commands.errors import EXIT_INTERRUPTED
 from ollang.commands.render import StreamPrinter
-from ollang.errors import ModelNotFoundError, OllamaUnavailableError, OllangError
+from ollang.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    OllamaUnavailableError,
+    OllangError,
+)
 from ollang.settings import Settings
 
-__all__ = ["run_compare"]
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from ollang.evaluation import Evaluation, ModelSummary, Progress
+
+__all__ = ["open_models", "run_compare", "run_suite"]
 
 
 def run_compare(
@@ -90,11 +111,16 @@ def _table(rows: list[dict[str, Any]]) -> None:
                 str(len(res.text)),
             ]
         )
+    _print_table(header, body, "comparison")
+
+
+def _print_table(header: list[str], body: list[list[str]], title: str) -> None:
+    """A table on stdout: rich on a terminal, Markdown on a pipe."""
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*header, title="comparison")
+        table = Table(*header, title=title)
         for row in body:
             table.add_row(*row)
         Console().print(table)
@@ -102,3 +128,193 @@ def _table(rows: list[dict[str, Any]]) -> None:
     sys.stdout.write("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
     for row in body:
         sys.stdout.write("| " + " | ".join(row) + " |\n")
+
+
+# -- ollang compare --suite: an evaluation ---------------------------------------------
+
+
+def run_suite(
+    settings: Settings,
+    suite_path: Path,
+    models: list[str],
+    *,
+    repeat: int,
+    judge: str | None,
+    report: Path | None,
+    plot_path: Path | None,
+    as_json: bool,
+    system: str | None,
+    options: list[str],
+    backend: str | None,
+) -> int:
+    """Run the suite at ``suite_path`` on ``models``: progress on stderr, the summary on
+    stdout (or its JSON), the report and chart when asked, the run kept for ``recommend``.
+
+    Everything that can be refused is refused before the first model request: the suite
+    (exit 2, naming file:line: field), ``repeat`` < 1 or rubric assertions without a judge
+    (exit 2), a model or judge that is not installed (exit 4, with the pull hint).
+
+    Returns:
+        0 when the evaluation ran (failed checks are results), 1 when every run failed
+        with an error, 130 when Ctrl-C stopped it (the finished runs are kept).
+    """
+    from ollang.evaluation import load_suite, markdown, plot, run_evaluation, save_run
+
+    if repeat < 1:
+        raise InvalidInputError(f"--repeat must be at least 1, got {repeat}", "e.g. --repeat 3")
+    suite = load_suite(suite_path)
+    if system is not None:  # the suite's own system prompts win over --system
+        suite = replace(
+            suite,
+            cases=tuple(c if c.system else replace(c, system=system) for c in suite.cases),
+        )
+    if suite.needs_judge and judge is None:
+        raise InvalidInputError(
+            f"{suite_path}: the suite has rubric assertions but no judge model",
+            "name one with --judge MODEL, or drop the rubric assertions",
+        )
+    opts = parse_options(options)
+    opened = open_models(settings, backend, models, opts)
+    judge_model = open_models(settings, backend, [judge], {})[judge] if judge else None
+    progress = _ProgressDisplay(len(models) * len(suite.cases) * repeat, len(suite.cases) * repeat)
+    with progress:
+        evaluation = run_evaluation(
+            suite,
+            list(dict.fromkeys(models)),
+            opened.__getitem__,
+            repeat=repeat,
+            judge=judge_model,
+            on_progress=progress.update,
+        )
+    fill_fit(evaluation.models)
+    save_run(evaluation, settings.home)
+    if as_json:
+        sys.stdout.write(json.dumps(evaluation.to_json(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        _summary(evaluation)
+    if report is not None:
+        report.write_text(markdown(evaluation), encoding="utf-8")
+    if plot_path is not None:
+        plot(evaluation, plot_path)
+    if evaluation.interrupted:
+        total = len(suite.cases) * repeat * len(dict.fromkeys(models))
+        sys.stderr.write(f"interrupted: {len(evaluation.cases)} of {total} runs finished, kept\n")
+        return EXIT_INTERRUPTED
+    if evaluation.cases and all(r.error is not None for r in evaluation.cases):
+        return 1
+    return 0
+
+
+def open_models(
+    settings: Settings, backend: str | None, names: Sequence[str], options: dict[str, Any]
+) -> dict[str, BaseChatModel]:
+    """A chat model per name over the configured hosts, each checked to be installed.
+
+    Raises:
+        ModelNotFoundError: a model is not installed (the first such, with the pull hint).
+        OllamaUnavailableError: no host that could run it is up.
+    """
+    opened: dict[str, BaseChatModel] = {}
+    for name in dict.fromkeys(names):
+        routed = build_model(settings, backend, name, options).model
+        opened[name] = cast("BaseChatModel", routed)
+    return opened
+
+
+def fill_fit(summaries: Sequence[ModelSummary]) -> None:
+    """Say whether each model fits this machine, when the catalogue knows the model."""
+    return None
+
+
+class _ProgressDisplay:
+    """Progress on stderr: a rich bar on a terminal, else one line per finished model."""
+
+    def __init__(self, total: int, per_model: int) -> None:
+        self.total = total
+        self.per_model = per_model
+        self.bar: Any = None
+        self.task: Any = None
+        self.passed: dict[str, int] = {}
+        self.runs: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+
+    def __enter__(self) -> _ProgressDisplay:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("evaluating", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def update(self, progress: Progress) -> None:
+        """Count one finished run; show it."""
+        result = progress.result
+        name = progress.model
+        self.runs[name] = self.runs.get(name, 0) + 1
+        self.passed[name] = self.passed.get(name, 0) + int(result.passed)
+        self.errors[name] = self.errors.get(name, 0) + int(result.error is not None)
+        if self.bar is not None:
+            self.bar.update(
+                self.task, completed=progress.done, description=f"{name}: {result.case}"
+            )
+            return
+        if self.runs[name] == self.per_model:
+            errors = self.errors[name]
+            line = f"{name}: {self.passed[name]}/{self.per_model} passed"
+            line += f", {errors} error{'s' if errors != 1 else ''}" if errors else ""
+            sys.stderr.write(line + f" ({progress.done}/{progress.total} runs)\n")
+            sys.stderr.flush()
+
+
+def _spread(p50: float | None, low: float | None, high: float | None, spec: str) -> str:
+    """``p50 (min-max)``, or just ``p50`` when the runs agree."""
+    if p50 is None:
+        return "-"
+    if low is None or high is None or format(low, spec) == format(high, spec):
+        return format(p50, spec)
+    return f"{format(p50, spec)} ({format(low, spec)}-{format(high, spec)})"
+
+
+def _summary(evaluation: Evaluation) -> None:
+    """The table per model on stdout (rich on a terminal, Markdown otherwise), then the
+    failed checks."""
+    header = ["model", "pass rate", "ttft p50 s (min-max)", "tokens/s p50 (min-max)", "load", "fit"]
+    body = []
+    for m in evaluation.models:
+        rate = f"{m.pass_rate:.0%} ({m.passed}/{m.total})"
+        if m.errors:
+            rate += f", {m.errors} error{'s' if m.errors > 1 else ''}"
+        body.append(
+            [
+                m.model,
+                rate,
+                _spread(m.ttft_p50_s, m.ttft_min_s, m.ttft_max_s, ".2f"),
+                _spread(m.tokens_per_s_p50, m.tokens_per_s_min, m.tokens_per_s_max, ".1f"),
+                "-" if m.load_s is None else f"{m.load_s:.1f} s",
+                m.fit or "-",
+            ]
+        )
+    _print_table(header, body, "evaluation")
+    failed = [r for r in evaluation.cases if not r.passed]
+    if failed:
+        sys.stdout.write("\nfailed:\n")
+    for r in failed:
+        where = f"  {r.case} on {r.model}" + (f" (run {r.repeat})" if r.repeat > 1 else "")
+        if r.error is not None:
+            sys.stdout.write(f"{where}: error: {r.error}\n")
+            continue
+        for c in r.checks:
+            if not c.passed:
+                sys.stdout.write(f"{where}: {c.kind}: {' '.join(c.detail.split())}\n")
