@@ -30,7 +30,9 @@ from ollang.settings import Settings
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from ollang.evaluation import Evaluation, ModelSummary, Progress
+    from ollang.catalog import ModelFacts
+    from ollang.evaluation import Evaluation, Progress
+    from ollang.routing.backend import RoutedModel
 
 __all__ = ["open_models", "run_compare", "run_suite"]
 
@@ -175,18 +177,20 @@ def run_suite(
         )
     opts = parse_options(options)
     opened = open_models(settings, backend, models, opts)
-    judge_model = open_models(settings, backend, [judge], {})[judge] if judge else None
+    judge_model = open_models(settings, backend, [judge], {})[judge].model if judge else None
+    fits = model_fits(settings, opened, opts.get("num_ctx"))  # before the runs load them
     progress = _ProgressDisplay(len(models) * len(suite.cases) * repeat, len(suite.cases) * repeat)
     with progress:
         evaluation = run_evaluation(
             suite,
             list(dict.fromkeys(models)),
-            opened.__getitem__,
+            lambda name: cast("BaseChatModel", opened[name].model),
             repeat=repeat,
-            judge=judge_model,
+            judge=cast("BaseChatModel | None", judge_model),
             on_progress=progress.update,
         )
-    fill_fit(evaluation.models)
+    for summary in evaluation.models:
+        summary.fit = fits.get(summary.model)
     save_run(evaluation, settings.home)
     if as_json:
         sys.stdout.write(json.dumps(evaluation.to_json(), ensure_ascii=False, indent=2) + "\n")
@@ -207,23 +211,77 @@ def run_suite(
 
 def open_models(
     settings: Settings, backend: str | None, names: Sequence[str], options: dict[str, Any]
-) -> dict[str, BaseChatModel]:
+) -> dict[str, RoutedModel]:
     """A chat model per name over the configured hosts, each checked to be installed.
 
     Raises:
         ModelNotFoundError: a model is not installed (the first such, with the pull hint).
         OllamaUnavailableError: no host that could run it is up.
     """
-    opened: dict[str, BaseChatModel] = {}
-    for name in dict.fromkeys(names):
-        routed = build_model(settings, backend, name, options).model
-        opened[name] = cast("BaseChatModel", routed)
-    return opened
+    return {name: build_model(settings, backend, name, options) for name in dict.fromkeys(names)}
 
 
-def fill_fit(summaries: Sequence[ModelSummary]) -> None:
-    """Say whether each model fits this machine, when the catalogue knows the model."""
-    return None
+def model_fits(
+    settings: Settings, routed: dict[str, RoutedModel], ctx: int | None
+) -> dict[str, str]:
+    """Where each model runs on this machine, as ``ollama ps`` says it (``100% GPU``...).
+
+    Only for models whose first host is this machine (a loopback address, or the
+    embedded backend): this machine's memory says nothing of another's. A model whose
+    facts cannot be read (no header, a failed ``/api/show``) has none.
+    """
+    from ollang.catalog import this_machine
+
+    local = {name: r.hosts[0] for name, r in routed.items() if r.hosts and _is_local(r.hosts[0])}
+    if not local:
+        return {}
+    machine = this_machine()
+    fits: dict[str, str] = {}
+    for name, host in local.items():
+        try:
+            facts = _facts(settings, host, name)
+            found = facts.fit(machine, ctx) if facts is not None else None
+        except OllangError:
+            found = None
+        if found is not None:
+            fits[name] = found.processor()
+    return fits
+
+
+def _is_local(host: str) -> bool:
+    """Whether ``host`` (a base URL, or ``embedded``) runs on this machine."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from ollang.settings import EMBEDDED_HOST
+
+    if host == EMBEDDED_HOST:
+        return True
+    name = urlsplit(host).hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _facts(settings: Settings, host: str, name: str) -> ModelFacts | None:
+    """The catalogue's facts of ``name`` on ``host`` (cached per digest in the data dir)."""
+    from ollang.catalog import FactsCache, facts_from_gguf, gather_facts
+    from ollang.settings import EMBEDDED_HOST
+    from ollang.transport.manage import ModelManager, normalise_model
+
+    if host == EMBEDDED_HOST:
+        from ollang.embedded.gguf import resolve_embedded_model
+
+        return facts_from_gguf(name, resolve_embedded_model(name, settings).path)
+    manager = ModelManager(host, settings=settings)
+    wanted = normalise_model(name)
+    listed = [d for d in manager.list() if normalise_model(d.name) == wanted]
+    if not listed:
+        return None
+    return gather_facts(manager, listed[:1], FactsCache(settings.home)).get(listed[0].name)
 
 
 class _ProgressDisplay:
