@@ -1,30 +1,46 @@
-"""``/models``, ``/models/pull`` and ``/health``."""
+"""``/models``, ``/models/{name}/fit``, ``/models/pull`` and ``/health``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
-from ollang.routing.router import NoHostError
+from ollang.catalog.facts import ModelFacts
+from ollang.catalog.fit import Machine
+from ollang.routing.router import NoHostError, model_not_found
 from ollang.server.auth import request_owner
 from ollang.server.body import body_schema, parse_request
 from ollang.server.context import ServerContext, context_of
 from ollang.server.errors import ForbiddenError, ValidationFailedError
-from ollang.server.schemas import ErrorResponse, Health, ModelList, PullProgressOut, PullRequest
+from ollang.server.facts import FitUnknownError, facts_of, fit_json
+from ollang.server.schemas import (
+    MODEL_NAME_PATTERN,
+    ErrorResponse,
+    Health,
+    ModelInfo,
+    ModelList,
+    PullProgressOut,
+    PullRequest,
+)
 from ollang.server.streaming import NDJSON, LiveStream, StreamItem
-from ollang.transport.manage import ModelDetails
+from ollang.transport.manage import ModelDetails, normalise_model
 
 __all__ = [
+    "FitOut",
+    "ModelListWithFacts",
+    "ModelWithFacts",
     "check_pull_allowed",
     "health_router",
     "pull_hosts",
     "pull_progress",
     "router",
+    "usable_model",
     "usable_models",
 ]
 
@@ -35,6 +51,52 @@ health_router = APIRouter(tags=["health"])
 HEALTH_TIMEOUT = 3.0
 
 
+#: The largest context a fit may be asked for (as ``options.num_ctx``).
+MAX_FIT_CTX = 1_048_576
+
+
+class FitOut(BaseModel):
+    """Where a model would run on the server's machine at one context size (an estimate
+    of llama.cpp's allocations, placed as Ollama's scheduler places them)."""
+
+    model: str
+    ctx: int = Field(..., description="The context the fit is for, in tokens.")
+    kv_cache_type: str = Field(..., description="f16, q8_0 or q4_0.")
+    weights_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int = Field(..., description="llama.cpp's compute (graph) buffer.")
+    total_bytes: int = Field(..., description="The three together.")
+    gpu_bytes: int = Field(..., description="What lands in VRAM.")
+    cpu_bytes: int = Field(..., description="What lands in RAM.")
+    gpu_percent: int
+    runs_on: Literal["gpu", "split", "cpu", "none"]
+    max_ctx: int = Field(..., description="The largest context that runs (0: none does).")
+    processor: str = Field(..., description="As `ollama ps` prints it: `100% GPU`, ...")
+    warning: str | None = Field(
+        None, description="Set when the asked context was above the trained one (clamped)."
+    )
+
+
+class ModelWithFacts(ModelInfo):
+    """A listed model with what it can do and where it would run (``null``: unknown)."""
+
+    capabilities: list[str] = Field(
+        default_factory=list, description="Ollama's: completion, tools, vision, thinking..."
+    )
+    parameter_count: int | None = None
+    context_length: int | None = Field(None, description="The trained context, in tokens.")
+    quantization: str | None = Field(None, description="Q4_0, Q4_K_M, F16...")
+    fit: FitOut | None = Field(
+        None, description="At the model's default context on the server's machine."
+    )
+
+
+class ModelListWithFacts(ModelList):
+    """``GET /models``."""
+
+    models: list[ModelWithFacts]  # type: ignore[assignment]  # narrower: ModelInfo with facts
+
+
 def usable_models(ctx: ServerContext) -> list[tuple[ModelDetails, list[str]]]:
     """The models clients may use, over every host that is up, with the hosts that have
     each (503 when no host is up)."""
@@ -43,20 +105,109 @@ def usable_models(ctx: ServerContext) -> list[tuple[ModelDetails, list[str]]]:
     return ctx.gate.usable()
 
 
+def usable_model(ctx: ServerContext, name: str) -> tuple[ModelDetails, list[str]]:
+    """One model clients may use, with the hosts that have it.
+
+    Raises:
+        ModelNotFoundError: no host has it, or the allow patterns exclude it (the same
+            404, naming the allowed models: a client learns nothing of the others).
+        NoHostError: no host is up, or one that is down was last seen with it (503).
+    """
+    if not ctx.gate.allowed(name):
+        raise model_not_found(name, [d.name for d, _ in ctx.gate.usable()])
+    ctx.router.check_model(name, allowed=ctx.gate.allowed)
+    wanted = normalise_model(ctx.router.installed_name(name))
+    for details, hosts in usable_models(ctx):
+        if normalise_model(details.name) == wanted:
+            return details, hosts
+    raise model_not_found(name, [d.name for d, _ in ctx.gate.usable()])  # removed meanwhile
+
+
+def _with_facts(
+    details: ModelDetails, hosts: list[str], facts: ModelFacts | None, machine: Machine
+) -> dict[str, Any]:
+    """One entry of ``GET /models``: the listing, then the facts and the default fit."""
+    entry: dict[str, Any] = {**details.to_dict(), "hosts": hosts}
+    if facts is None:
+        return {**entry, "quantization": details.quantization_level, "fit": None}
+    fit = facts.fit(machine)
+    if entry["details"]["context_length"] is None:
+        entry["details"]["context_length"] = facts.context_length
+    return {
+        **entry,
+        "capabilities": list(facts.capabilities),
+        "parameter_count": facts.parameter_count,
+        "context_length": facts.context_length,
+        "quantization": facts.quantization,
+        "fit": fit_json(fit) if fit is not None else None,
+    }
+
+
 @router.get(
     "/models",
-    response_model=ModelList,
+    response_model=ModelListWithFacts,
     responses={code: {"model": ErrorResponse} for code in (401, 503)},
     summary="Installed models this server lets clients use, over every host",
 )
 async def list_models(request: Request) -> Any:
     """Models on the hosts that are up (filtered by `--allow-model` patterns): name, size,
-    details, and `hosts`, the hosts that have each. 503 when no host is up."""
+    details, and `hosts`, the hosts that have each; `capabilities`, `parameter_count`,
+    `context_length`, `quantization`, and `fit`: where it would run on the server's
+    machine at its default context (`null` when its header does not tell). Each model's
+    `/api/show` is asked once per digest. 503 when no host is up."""
     ctx = context_of(request)
+    models = usable_models(ctx)
+    facts = facts_of(request)
+    found, machine = await asyncio.gather(facts.of(models), facts.machine())
     return {
-        "models": [{**details.to_dict(), "hosts": hosts} for details, hosts in usable_models(ctx)],
+        "models": [_with_facts(d, hosts, found.get(d.name), machine) for d, hosts in models],
         "default_model": ctx.router.installed_name(ctx.gate.default_model),
     }
+
+
+@router.get(
+    "/models/{name:path}/fit",
+    response_model=FitOut,
+    responses={code: {"model": ErrorResponse} for code in (401, 404, 422, 503)},
+    summary="Where a model would run on the server's machine, at a context size",
+)
+async def model_fit(
+    request: Request,
+    name: Annotated[
+        str,
+        Path(
+            pattern=MODEL_NAME_PATTERN,
+            max_length=200,
+            description="An installed model: `llama3:8b`, `hf.co/user/repo:Q4_K_M`.",
+        ),
+    ],
+    ctx: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_FIT_CTX,
+            description="Context size in tokens; default: Ollama's (4096, or the trained "
+            "context when smaller). Above the trained context it is clamped to it.",
+        ),
+    ] = None,
+    kv_cache: Annotated[
+        Literal["f16", "q8_0", "q4_0"],
+        Query(description="The KV cache type (Ollama's `OLLAMA_KV_CACHE_TYPE`)."),
+    ] = "f16",
+) -> Any:
+    """The memory the model needs at `ctx` tokens (weights, KV cache, compute buffer) and
+    where it would go on the server's machine (GPUs, RAM), with the largest context that
+    runs. An estimate. 404 for a model that is not installed or not allowed; 422 for a
+    bad `ctx` or `kv_cache`, or a model whose header does not tell."""
+    server = context_of(request)
+    details, hosts = usable_model(server, name)
+    facts = facts_of(request)
+    found, machine = await asyncio.gather(facts.of([(details, hosts)]), facts.machine())
+    model = found.get(details.name)
+    fit = model.fit(machine, ctx, kv_cache) if model is not None else None
+    if fit is None:
+        raise FitUnknownError(details.name)
+    return fit_json(fit)
 
 
 def check_pull_allowed(ctx: ServerContext) -> None:

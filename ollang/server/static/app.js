@@ -24,6 +24,7 @@
     reading: Promise.resolve(), // the images being read; a send waits for them
     queued: false, // a send is waiting for them
     controller: null, // AbortController of the answer being streamed
+    models: new Map(), // name -> the model as GET /models lists it (for its badges)
   };
 
   // ---------------------------------------------------------------- markdown
@@ -196,6 +197,58 @@
     return `${Math.round(value)} B`;
   }
 
+  // ---------------------------------------------------------------- model badges
+  // What GET /models says of each model: what it can do (Ollama's capabilities) and
+  // where it would run on the server's machine at its default context (the fit).
+  const CAPABILITY_BADGES = [
+    ["tools", "tools", "Can call tools (functions) the client offers"],
+    ["vision", "vision", "Reads images: attach them to a message"],
+    ["thinking", "thinking", "Can reason before answering (the Think toggle)"],
+    ["embedding", "embedding", "Makes embeddings (vectors), not chat answers"],
+  ];
+  const FIT_TEXT = { gpu: "GPU", cpu: "CPU", none: "won't fit" };
+
+  // The fit as a badge: its text, its class, and the sentence its title says.
+  function fitBadge(fit) {
+    const text = fit.runs_on === "split" ? `${fit.gpu_percent}% GPU` : FIT_TEXT[fit.runs_on];
+    const needs =
+      `needs ${formatSize(fit.total_bytes)} at ${fit.ctx} tokens of context ` +
+      `(weights ${formatSize(fit.weights_bytes)}, KV cache ${formatSize(fit.kv_cache_bytes)})`;
+    const where =
+      fit.runs_on === "none"
+        ? `does not fit the server's free memory: it ${needs}`
+        : `would run ${fit.processor} on the server's machine: it ${needs}`;
+    const most = fit.max_ctx ? `; at most ${fit.max_ctx} tokens of context fit` : "";
+    return { text, kind: `fit-${fit.runs_on}`, title: `Estimate: ${where}${most}.` };
+  }
+
+  // Every badge of one model, capabilities first.
+  function modelBadges(model) {
+    const has = new Set(model.capabilities || []);
+    const badges = CAPABILITY_BADGES.filter(([name]) => has.has(name)).map(([, text, title]) => ({
+      text,
+      kind: "capability",
+      title,
+    }));
+    const runsOn = model.fit && model.fit.runs_on;
+    if (runsOn === "split" || Object.hasOwn(FIT_TEXT, runsOn || "")) badges.push(fitBadge(model.fit));
+    return badges;
+  }
+
+  // The picker's chosen model's badges, beside it (an <option> holds text only).
+  function showBadges() {
+    const model = state.models.get($("model").value);
+    $("model-badges").replaceChildren(
+      ...(model ? modelBadges(model) : []).map((b) => {
+        const span = document.createElement("span");
+        span.className = `model-badge ${b.kind}`;
+        span.textContent = b.text;
+        span.title = b.title;
+        return span;
+      }),
+    );
+  }
+
   const STATUS_TEXT = {
     interrupted: "stopped — partial answer kept",
     error: "error — partial answer kept",
@@ -341,6 +394,7 @@
       }
       select.value = session.model;
     }
+    showBadges();
   }
 
   function renderAttachments() {
@@ -403,15 +457,19 @@
           const option = document.createElement("option");
           option.value = m.name;
           option.textContent = `${m.name} (${formatSize(m.size)})`;
+          const badges = modelBadges(m);
+          if (badges.length) option.title = badges.map((b) => b.text).join(", ");
           return option;
         }),
       );
+      state.models = new Map(models.map((m) => [m.name, m]));
       // The model last chosen in this browser, else the server's default.
       const has = (name) => name && models.some((m) => m.name === name);
       const saved = localStorage.getItem(MODEL_STORAGE);
       if (has(saved)) select.value = saved;
       else if (has(defaultModel)) select.value = defaultModel;
       if (state.session.model) showSettings(state.session);
+      showBadges();
       if (!models.length) banner("No models available", "pull one with `ollama pull llama3`");
       return true;
     } catch (err) {
@@ -502,6 +560,7 @@
     for (const extra of $("model").querySelectorAll("option[data-missing]")) extra.remove();
     const saved = localStorage.getItem(MODEL_STORAGE);
     if (saved && [...$("model").options].some((o) => o.value === saved)) $("model").value = saved;
+    showBadges();
     emptyChat();
     showHead();
   }
@@ -714,7 +773,10 @@
     });
     $("stop").addEventListener("click", () => state.controller?.abort());
     $("new-chat").addEventListener("click", newChat);
-    $("model").addEventListener("change", () => localStorage.setItem(MODEL_STORAGE, $("model").value));
+    $("model").addEventListener("change", () => {
+      localStorage.setItem(MODEL_STORAGE, $("model").value);
+      showBadges();
+    });
     $("system").addEventListener("input", showSystemPreview);
     $("attach").addEventListener("click", () => $("image-input").click());
     $("image-input").addEventListener("change", (event) => {
