@@ -151,7 +151,8 @@ class TurnEngine:
         store: The session store (reads and writes go through ``writer``).
         writer: The store writer thread.
         metrics: Where turns are counted.
-        flush_interval: Seconds between flushes of a streaming answer.
+        flush_interval: At most this many seconds of a streaming answer are lost in a
+            crash: flushes are handed to ``writer`` that much sooner than its linger.
     """
 
     def __init__(
@@ -167,7 +168,7 @@ class TurnEngine:
         self.store = store
         self.writer = writer
         self.metrics = metrics
-        self.flush_interval = flush_interval
+        self.flush_interval = max(0.0, flush_interval - writer.linger)
 
     # -- set-up -----------------------------------------------------------------
     async def _window(self, model: str, options: dict[str, Any]) -> tuple[int, bool]:
