@@ -160,10 +160,12 @@ def run_suite(
         0 when the evaluation ran (failed checks are results), 1 when every run failed
         with an error, 130 when Ctrl-C stopped it (the finished runs are kept).
     """
-    from ollang.evaluation import load_suite, markdown, plot, run_evaluation, save_run
+    from ollang.evaluation import load_suite, run_evaluation, save_run
 
     if repeat < 1:
         raise InvalidInputError(f"--repeat must be at least 1, got {repeat}", "e.g. --repeat 3")
+    _check_outputs(report, plot_path)
+    models = list(dict.fromkeys(models))
     suite = load_suite(suite_path)
     if system is not None:  # the suite's own system prompts win over --system
         suite = replace(
@@ -179,11 +181,12 @@ def run_suite(
     opened = open_models(settings, backend, models, opts)
     judge_model = open_models(settings, backend, [judge], {})[judge].model if judge else None
     fits = model_fits(settings, opened, opts.get("num_ctx"))  # before the runs load them
-    progress = _ProgressDisplay(len(models) * len(suite.cases) * repeat, len(suite.cases) * repeat)
+    total = len(models) * len(suite.cases) * repeat
+    progress = _ProgressDisplay(total, len(suite.cases) * repeat)
     with progress:
         evaluation = run_evaluation(
             suite,
-            list(dict.fromkeys(models)),
+            models,
             lambda name: cast("BaseChatModel", opened[name].model),
             repeat=repeat,
             judge=cast("BaseChatModel | None", judge_model),
@@ -192,6 +195,41 @@ def run_suite(
     for summary in evaluation.models:
         summary.fit = fits.get(summary.model)
     save_run(evaluation, settings.home)
+    _write_outputs(evaluation, as_json=as_json, report=report, plot_path=plot_path)
+    if evaluation.interrupted:
+        sys.stderr.write(f"interrupted: {len(evaluation.cases)} of {total} runs finished, kept\n")
+        return EXIT_INTERRUPTED
+    if evaluation.cases and all(r.error is not None for r in evaluation.cases):
+        return 1
+    return 0
+
+
+def _check_outputs(report: Path | None, plot_path: Path | None) -> None:
+    """Refuse, before an evaluation that may take an hour, outputs that could not be written.
+
+    Raises:
+        InvalidInputError: a missing directory, or --plot without matplotlib.
+    """
+    for option, path in (("--report", report), ("--plot", plot_path)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise InvalidInputError(
+                f"{option} {path}: no directory {path.resolve().parent}", "create it first"
+            )
+    if plot_path is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise InvalidInputError(
+                "--plot needs matplotlib: pip install 'ollang[eval]'", "or leave out --plot"
+            )
+
+
+def _write_outputs(
+    evaluation: Evaluation, *, as_json: bool, report: Path | None, plot_path: Path | None
+) -> None:
+    """The summary table (or the JSON) on stdout; the report and the chart when asked."""
+    from ollang.evaluation import markdown, plot
+
     if as_json:
         sys.stdout.write(json.dumps(evaluation.to_json(), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -200,13 +238,6 @@ def run_suite(
         report.write_text(markdown(evaluation), encoding="utf-8")
     if plot_path is not None:
         plot(evaluation, plot_path)
-    if evaluation.interrupted:
-        total = len(suite.cases) * repeat * len(dict.fromkeys(models))
-        sys.stderr.write(f"interrupted: {len(evaluation.cases)} of {total} runs finished, kept\n")
-        return EXIT_INTERRUPTED
-    if evaluation.cases and all(r.error is not None for r in evaluation.cases):
-        return 1
-    return 0
 
 
 def open_models(

@@ -37,6 +37,7 @@ __all__ = [
     "load_suite",
     "markdown",
     "measured_speeds",
+    "parse_suite",
     "plot",
     "run_evaluation",
     "save_run",
@@ -45,7 +46,14 @@ __all__ = [
 _WHERE = {
     **{
         name: "ollang.evaluation.suite"
-        for name in ("ASSERTION_KINDS", "Assertion", "Case", "Suite", "load_suite")
+        for name in (
+            "ASSERTION_KINDS",
+            "Assertion",
+            "Case",
+            "Suite",
+            "load_suite",
+            "parse_suite",
+        )
     },
     "Check": "ollang.evaluation.assertions",
     "check": "ollang.evaluation.assertions",
@@ -72,6 +80,13 @@ if TYPE_CHECKING:
         run_evaluation,
     )
     from ollang.evaluation.runs import RUNS_FILE, ModelSpeed, measured_speeds, save_run
-    from ollang.evaluation.suite import ASSERTION_KINDS, Assertion, Case, Suite, load_suite
+    from ollang.evaluation.suite import (
+        ASSERTION_KINDS,
+        Assertion,
+        Case,
+        Suite,
+        load_suite,
+        parse_suite,
+    )
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)

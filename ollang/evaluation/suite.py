@@ -46,6 +46,7 @@ __all__ = [
     "Case",
     "Suite",
     "load_suite",
+    "parse_suite",
 ]
 
 AssertionKind: TypeAlias = Literal[
@@ -262,11 +263,16 @@ def _field_name(path: _Path) -> str:
 
 
 class _Checker:
-    """Turns a :class:`_Document` into a :class:`Suite`, raising with file:line: field."""
+    """Turns a :class:`_Document` into a :class:`Suite`, raising with file:line: field.
 
-    def __init__(self, path: Path, document: _Document) -> None:
+    ``images``: whether cases may name image files (only a suite file may: they are
+    found next to it).
+    """
+
+    def __init__(self, path: Path, document: _Document, *, images: bool = True) -> None:
         self.path = path
         self.document = document
+        self.images = images
 
     def error(self, path: _Path, problem: str) -> InvalidInputError:
         line = self.document.line(path)
@@ -351,6 +357,12 @@ class _Checker:
     def image(self, value: Any, path: _Path) -> Path:
         from ollang.turns.images import image_kind
 
+        if not self.images:
+            raise self.error(
+                path,
+                "images are not supported here: only a suite file names images "
+                "(run it with `ollang compare --suite FILE`)",
+            )
         name = self.text(value, path, required=True)
         assert name is not None
         file = (self.path.parent / Path(name).expanduser()).resolve()
@@ -448,3 +460,19 @@ def load_suite(path: Path) -> Suite:
     """
     path = Path(path)
     return _Checker(path, _read(path)).suite()
+
+
+def parse_suite(data: Any, source: str = "<request>") -> Suite:
+    """Check a suite given as data (e.g. the JSON of a server request), not as a file.
+
+    The same schema as a file, but without images: there is no file to find them next
+    to (and a server must not open its own files for a client). Errors name ``source``
+    and the field, without a line: ``<request>: cases[1].assert[0]: ...``. The suite's
+    ``path`` is ``None``.
+
+    Raises:
+        InvalidInputError: a field is missing, of the wrong type or invalid, or a case
+            names images.
+    """
+    suite = _Checker(Path(source), _Document(data), images=False).suite()
+    return Suite(path=None, cases=suite.cases, description=suite.description)

@@ -182,6 +182,7 @@ def _install_routes(app: FastAPI) -> dict[str, Any]:
     from ollang.server.dialects import ollama as dialect_ollama
     from ollang.server.dialects import openai as dialect_openai
     from ollang.server.dialects.common import install_error_shapes
+    from ollang.server.routes import compare as routes_compare
     from ollang.server.routes import ollama as routes_ollama
     from ollang.server.routes import ollama_manage as routes_ollama_manage
     from ollang.server.routes import openai as routes_openai
@@ -191,6 +192,7 @@ def _install_routes(app: FastAPI) -> dict[str, Any]:
         routes_chat.router,
         routes_models.router,
         routes_sessions.router,
+        routes_compare.router,
         routes_openai.router,
         routes_ollama.router,
         routes_ollama_manage.router,
