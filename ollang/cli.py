@@ -325,7 +325,7 @@ def compare(
     ctx: typer.Context,
     prompt: Annotated[
         str | None,
-        typer.Argument(metavar="[PROMPT]", help="The prompt sent to every model (no --suite)."),
+        typer.Argument(metavar="PROMPT", help="The prompt sent to every model (no --suite)."),
     ] = None,
     model: Annotated[
         list[str] | None,
