@@ -17,7 +17,13 @@ from typing import Any
 
 from ollang.errors import InvalidInputError, OllangError
 
-__all__ = ["AnswerDoesNotFitError", "check_answer", "parse_format", "parse_schema"]
+__all__ = [
+    "AnswerDoesNotFitError",
+    "check_answer",
+    "parse_format",
+    "parse_schema",
+    "schema_validator",
+]
 
 _TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _FIELD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*([A-Za-z]+)?\s*(?::\s*(.*))?$")
@@ -110,14 +116,35 @@ def check_answer(text: str, schema: str | dict[str, Any]) -> Any:
             "try again, or a model that supports structured output",
         ) from err
     if isinstance(schema, dict):
-        from jsonschema import ValidationError, validate
+        from jsonschema.exceptions import best_match
 
         try:
-            validate(value, schema)
-        except ValidationError as err:
+            err = best_match(schema_validator(schema).iter_errors(value))
+        except Exception as unresolved:  # a $ref that resolves nowhere
+            raise AnswerDoesNotFitError(
+                f"the schema cannot be applied: {unresolved}", "give a self-contained schema"
+            ) from unresolved
+        if err is not None:
             where = "/".join(str(p) for p in err.absolute_path) or "the top level"
             raise AnswerDoesNotFitError(
                 f"the model's answer does not fit the schema at {where}: {err.message}",
                 "try again, or a model that supports structured output",
             ) from err
     return value
+
+
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """A jsonschema validator for ``schema`` that never fetches anything.
+
+    A schema can come from an HTTP request (a suite posted to ``/compare``, a
+    ``format``): resolving a ``$ref`` to a URL would let any caller make the server
+    fetch any address. Only references inside the schema itself resolve.
+    """
+    from jsonschema.validators import validator_for
+    from referencing import Registry
+    from referencing.exceptions import NoSuchResource
+
+    def refuse(uri: str) -> Any:
+        raise NoSuchResource(ref=uri)
+
+    return validator_for(schema)(schema, registry=Registry(retrieve=refuse))

@@ -122,7 +122,8 @@ def strip_fences(answer: str) -> str:
 def _json_schema(assertion: Assertion, answer: str) -> tuple[bool, str]:
     from jsonschema import ValidationError
     from jsonschema.exceptions import best_match
-    from jsonschema.validators import validator_for
+
+    from ollang.chains.structured import schema_validator
 
     try:
         data = json.loads(strip_fences(answer))
@@ -130,8 +131,11 @@ def _json_schema(assertion: Assertion, answer: str) -> tuple[bool, str]:
         return False, f"not JSON: {err}"
     schema = assertion.value
     assert isinstance(schema, dict)
-    validator = validator_for(schema)(schema)
-    error: ValidationError | None = best_match(validator.iter_errors(data))
+    validator = schema_validator(schema)
+    try:
+        error: ValidationError | None = best_match(validator.iter_errors(data))
+    except Exception as err:  # e.g. a $ref nothing resolves (remote ones are never fetched)
+        return False, f"the schema cannot be applied: {err}"
     if error is None:
         return True, "matches the schema"
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -460,3 +460,21 @@ def test_runs_are_kept_and_the_newest_speed_read_back(tmp_path: Path):
     assert speeds["good"].when.year == 2025
     assert speeds["bad"].tokens_per_s_p50 == 1.0 and speeds["bad"].when.year == 2024
     assert measured_speeds(tmp_path / "nowhere") == {}
+
+
+def test_a_schema_whose_ref_resolves_nowhere_fails_the_check_instead_of_raising():
+    from ollang.evaluation.assertions import check
+    from ollang.evaluation.suite import Assertion
+
+    assertion = Assertion("json-schema", {"$ref": "http://127.0.0.1:9/nowhere.json"})
+    result = check(assertion, '{"a": 1}', None)
+    assert not result.passed and "cannot be applied" in result.detail
+
+
+def test_a_remote_ref_in_an_answers_schema_is_never_fetched():
+    import pytest
+
+    from ollang.chains.structured import AnswerDoesNotFitError, check_answer
+
+    with pytest.raises(AnswerDoesNotFitError, match="cannot be applied"):
+        check_answer('{"a": 1}', {"$ref": "http://127.0.0.1:9/nowhere.json"})
