@@ -859,3 +859,31 @@ def test_time_comes_from_the_database_and_orders_sessions(store):
     infos = store.list_sessions()
     assert [s.id for s in infos] == ["second", "first"]
     assert infos[0].updated > infos[1].updated >= before - 5  # same machine, same clock
+
+
+# -- snapshots of a streaming reply (issue 24) --------------------------------------------
+def test_snapshots_stay_out_of_search_until_final_and_a_crashed_one_is_found(url):
+    from langchain_core.messages import AIMessage
+
+    from ollang.memory import message_status
+
+    with PostgresChatStore(url) as s:
+        s.add_messages("s", [HumanMessage("tell me about walruses")])
+        s.add_snapshot("s", AIMessage("Walruses are large", id="r1"))
+        assert message_status(s.get_messages("s")[-1]) == "interrupted"
+        assert s.get_session("s").message_count == 2
+        assert s.search("large") == []  # a snapshot: outside the (partial) index
+        s.add_messages("s", [AIMessage("Walruses are large mammals.", id="r1")])
+        assert [h.message_id for h in s.search("mammals")] == ["r1"]
+        s.add_snapshot("t", AIMessage("Narwhals have a tusk", id="r2"))
+        s.fork_session("t", "copy")  # a copy is finished: cut short, and searchable
+        assert message_status(s.get_messages("copy")[-1]) == "interrupted"
+        assert [h.session_id for h in s.search("tusk")] == ["copy"]
+    # The replica "died" mid-answer: the next store opened marks the snapshot cut short.
+    with PostgresChatStore(url) as s:
+        assert sorted(h.session_id for h in s.search("tusk")) == ["copy", "t"]
+        with admin(url) as conn:
+            statuses = conn.execute(
+                f'SELECT status FROM "{schema_of(url)}".messages WHERE status IS NOT NULL'
+            ).fetchall()
+        assert {row[0] for row in statuses} == {"interrupted"}

@@ -197,6 +197,47 @@ def m004_images(db: psycopg.Connection, schema: str) -> None:
     )
 
 
+@migration
+def m005_snapshots_outside_search(db: psycopg.Connection, schema: str) -> None:
+    """A streaming reply's once-a-second snapshots (status ``partial``) stay out of the
+    search index, as in SQLite's ``m007``: the index is partial, and the search query
+    carries the same predicate. ``messages_partial`` finds the snapshots a crashed
+    replica left, which the next store opened marks ``interrupted`` (then indexed)."""
+    _run(db, schema, "DROP INDEX {s}.messages_search")
+    db.execute(
+        sql.SQL(
+            "CREATE INDEX messages_search ON {s}.messages USING gin ({tsv}) "
+            "WITH (gin_pending_list_limit = 256) WHERE status IS DISTINCT FROM 'partial'"
+        ).format(s=sql.Identifier(schema), tsv=sql.SQL(search_vector(schema)))
+    )
+    _run(
+        db,
+        schema,
+        "CREATE INDEX messages_partial ON {s}.messages (session_key) WHERE status = 'partial'",
+    )
+
+
+@migration
+def m006_prefix_routes(db: psycopg.Connection, schema: str) -> None:
+    """Where each conversation of a stateless client was last served (SQLite's ``m008``):
+    a digest of its messages and the host, shared by every replica, so the next turn goes
+    back to that host's prompt cache whichever replica takes it. ``seen`` is the database
+    clock (epoch seconds); it expires a route and orders the pruning of the oldest."""
+    _run(
+        db,
+        schema,
+        """
+        CREATE TABLE {s}.prefix_routes (
+            digest bytea PRIMARY KEY,
+            model text NOT NULL,
+            host text NOT NULL,
+            seen double precision NOT NULL
+        )
+        """,
+        "CREATE INDEX prefix_routes_by_seen ON {s}.prefix_routes (seen)",
+    )
+
+
 def search_vector(schema: str) -> str:
     """The SQL of the indexed search vector (``schema`` must be a validated identifier)."""
     return f"to_tsvector('\"{schema}\".english'::regconfig, content)"

@@ -89,6 +89,8 @@ class Statements:
             "SELECT m.session_key, m.id, m.role, m.content, m.created, q.q, q.cfg, m.seq "
             f"FROM (SELECT c.cfg, {{query}} AS q FROM (SELECT '{s}.english'::regconfig AS cfg) "
             f"AS c) AS q, {s}.messages AS m WHERE {search_vector(schema)} @@ q.q "
+            # The index's own predicate (migration m005): snapshots are not searched.
+            "AND m.status IS DISTINCT FROM 'partial' "
             f"ORDER BY m.seq DESC LIMIT %s) AS h JOIN {s}.sessions AS s ON s.key = h.session_key "
             "ORDER BY h.seq DESC"
         )
@@ -190,7 +192,8 @@ class Statements:
             "WITH v AS (SELECT * FROM unnest(%(seq)s::bigint[], %(id)s::bytea[]) "
             "WITH ORDINALITY AS v(old, id, ord)), "
             f"m AS (INSERT INTO {s}.messages AS m (session_key, {_MESSAGE_COLUMNS}) "
-            "SELECT %(key)s, v.id, o.role, o.content, o.content_json, o.reasoning, o.status, "
+            "SELECT %(key)s, v.id, o.role, o.content, o.content_json, o.reasoning, "
+            "CASE o.status WHEN 'partial' THEN 'interrupted' ELSE o.status END, "
             f"o.created, o.extra FROM v JOIN {s}.messages AS o "
             "ON o.session_key = %(src)s AND o.seq = v.old ORDER BY v.ord "
             "RETURNING m.id, m.seq), "

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from langchain_core.messages import BaseMessage
+from psycopg import sql
 
 from ollang.errors import InvalidInputError
 from ollang.memory.base import SNIPPET_ELLIPSIS, SNIPPET_MARK, ChatStore, SearchHit, SessionInfo
@@ -60,7 +61,12 @@ from ollang.memory.errors import (
     StoreError,
 )
 from ollang.memory.images import StoredImage
-from ollang.memory.messages import message_for_row, message_from_row, message_row
+from ollang.memory.messages import (
+    PARTIAL_STATUS,
+    message_for_row,
+    message_from_row,
+    message_row,
+)
 from ollang.memory.postgres.migrations import MigrationError, apply_migrations, foreign_tables
 from ollang.memory.postgres.pool import Database
 from ollang.memory.postgres.sql import (
@@ -150,10 +156,27 @@ class PostgresChatStore(ChatStore):
                         f"{self.url} (schema {self.schema})", f"it holds the tables {shown}"
                     )
                 apply_migrations(conn, self.schema)
+                self._recover_snapshots(conn)
         except MigrationError as err:
             raise StoreError(f"cannot open {self.url}: {err}", "upgrade ollang") from err
         except psycopg.Error as err:
             raise self._db.error("open", err) from err
+
+    def _recover_snapshots(self, conn: psycopg.Connection[Any]) -> None:
+        """Mark the snapshots a crashed replica left (status ``partial``) as cut short, so
+        search finds them. One still streaming on another replica is only indexed
+        early: its next write makes it a snapshot again (a new row version, which the
+        partial index leaves out)."""
+        table = sql.SQL("{s}.messages").format(s=sql.Identifier(self.schema))
+        found = conn.execute(
+            sql.SQL("SELECT 1 FROM {t} WHERE status = 'partial' LIMIT 1").format(t=table)
+        ).fetchone()
+        if found:
+            conn.execute(
+                sql.SQL("UPDATE {t} SET status = 'interrupted' WHERE status = 'partial'").format(
+                    t=table
+                )
+            )
 
     def close(self) -> None:
         """Close the pool's connections. Later calls raise :class:`StoreError`."""
@@ -224,6 +247,14 @@ class PostgresChatStore(ChatStore):
 
     def add_messages(self, session_id: str, messages: Sequence[BaseMessage]) -> None:
         """See :meth:`ChatStore.add_messages` (one transaction of two statements)."""
+        self._upsert(session_id, messages, partial=False)
+
+    def add_snapshot(self, session_id: str, message: BaseMessage) -> None:
+        """See :meth:`ChatStore.add_snapshot`: stored with status ``partial``, outside the
+        search index (migration ``m005``)."""
+        self._upsert(session_id, [message], partial=True)
+
+    def _upsert(self, session_id: str, messages: Sequence[BaseMessage], *, partial: bool) -> None:
         if not messages:
             return
         _check_text(session_id)
@@ -239,6 +270,8 @@ class PostgresChatStore(ChatStore):
                 title = no_nul(derived)
             model = no_nul(used) or model
             values = message_row(data, encode_id, nul_free=True)
+            if partial:
+                values = (*values[:5], PARTIAL_STATUS, *values[6:])
             if found:
                 images[values[0]] = found
             else:  # the same id twice: the later version's images
