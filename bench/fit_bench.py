@@ -272,7 +272,73 @@ def measure(quick: bool) -> dict[str, Any]:
         "models": models,
         "llama_cpp_python": metadata.version("llama_cpp_python"),
         "loads": loads,
+        "published": published(),
     }
+
+
+#: A published row's model as the fake Ollama's catalogue (real GGUF headers) names it:
+#: hermes3:8b is a Llama 3.1 8B fine-tune of the same shape and quantization.
+_SAME_SHAPE = {"hermes3:8b": "llama3.1:8b"}
+PUBLISHED_GOAL = 0.10
+
+
+def published(path: Path = BENCH_DIR / "ollama_ps_published.json") -> list[dict[str, Any]]:
+    """The estimate against what ``ollama ps`` printed for real loads (cited rows).
+
+    Only rows whose model, quantization and context are known: the estimate needs the
+    header (``tests/fake_ollama.py``'s real ``model_info``) and the file's size, which
+    the catalogue has for its own quantization only. Ollama's default f16 KV cache and
+    no flash attention (its default in those versions).
+    """
+    from tests.fake_ollama import REAL_MODELS
+
+    out = []
+    for item in json.loads(path.read_text(encoding="utf-8")):
+        info = REAL_MODELS.get(_SAME_SHAPE.get(item["model"], item["model"]))
+        if info is None or not item.get("size_bytes") or not item.get("context"):
+            continue
+        if info.quantization_level != item.get("quantization"):
+            continue
+        arch = Architecture.from_model_info(info.model_info)
+        est = estimate(arch, info.size, item["context"], "f16", flash_attention=False)
+        out.append(
+            {
+                "model": item["model"],
+                "quantization": item["quantization"],
+                "ctx": item["context"],
+                "processor": item["processor"],
+                "ollama_version": item.get("ollama_version"),
+                "published_bytes": item["size_bytes"],
+                "estimated_bytes": est.total_bytes,
+                "error": _error(est.total_bytes, item["size_bytes"]),
+                "source": item["source"],
+            }
+        )
+    return out
+
+
+def published_markdown(items: list[dict[str, Any]]) -> str:
+    """The table of :func:`published`."""
+    lines = [
+        "",
+        "# Memory estimate vs published `ollama ps` sizes",
+        "",
+        "Each row a real load someone published (source linked); the estimate from the "
+        "model's GGUF header and file size at that context, f16 KV cache. Goal: within "
+        f"{PUBLISHED_GOAL:.0%}.",
+        "",
+        "| model | quant | ctx | ollama ps | estimate | error | processor | Ollama | source |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
+    ]
+    for i in items:
+        mark = "" if abs(i["error"]) <= PUBLISHED_GOAL else " **over goal**"
+        lines.append(
+            f"| {i['model']} | {i['quantization']} | {i['ctx']:,} | "
+            f"{i['published_bytes'] / 1e9:.2f} GB | {i['estimated_bytes'] / 1e9:.2f} GB | "
+            f"{i['error']:+.1%}{mark} | {i['processor']} | {i['ollama_version'] or '?'} | "
+            f"[link]({i['source']}) |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def rows_from(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -297,6 +363,20 @@ def rows_from(result: dict[str, Any]) -> list[dict[str, Any]]:
                     passed=abs(_error(est, real)) <= GOAL,
                 )
             )
+    for item in result.get("published", []):
+        rows.append(
+            row(
+                "fit",
+                f"memory estimate of {item['model']} {item['quantization']} at "
+                f"{item['ctx']:,} tokens",
+                round(item["estimated_bytes"] / 1e9, 2),
+                "GB",
+                f"published `ollama ps` size ({item['source']})",
+                round(item["published_bytes"] / 1e9, 2),
+                goal=f"within {PUBLISHED_GOAL:.0%}",
+                passed=abs(item["error"]) <= PUBLISHED_GOAL,
+            )
+        )
     return rows
 
 
@@ -344,7 +424,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="SmolLM2 only, 2 contexts x 2 caches")
     result = measure(parser.parse_args().quick)
-    table = markdown(result)
+    table = markdown(result) + published_markdown(result["published"])
     out = BENCH_DIR / "results"
     out.mkdir(exist_ok=True)
     (out / "fit.md").write_text(table, encoding="utf-8")
