@@ -6,9 +6,12 @@ the server):
 =========================  ==============================================================
 ``OLLAMA_HOST``            Ollama's address in any form Ollama accepts (``host``,
                            ``host:port``, ``:port``, ``http://host:port``, ``https://host``).
-``OLLANG_OLLAMA_HOSTS``    Several Ollama hosts, comma-separated, each in any ``OLLAMA_HOST``
-                           form with optional ``?priority=N&weight=W&max=M`` (see
-                           :class:`HostSpec`); set, it replaces ``OLLAMA_HOST``.
+``OLLANG_OLLAMA_HOSTS``    Several model hosts, comma-separated: Ollama servers in any
+                           ``OLLAMA_HOST`` form, OpenAI-compatible engines as
+                           ``openai+http://host:port/v1``, each with optional
+                           ``?priority=N&weight=W&max=M`` (and ``key=``, ``ctx=`` for
+                           ``openai+``; see :class:`HostSpec`); set, it replaces
+                           ``OLLAMA_HOST``.
 ``OLLANG_MODEL``           Default model (``llama3``; ``smollm2:135m`` on the embedded backend).
 ``OLLANG_BACKEND``         ``auto`` (default), ``ollama`` or ``embedded``.
 ``OLLANG_HOME``            Data directory (``sessions.db`` lives there); else
@@ -37,7 +40,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ollang.errors import SettingsError
 
@@ -46,6 +49,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_OLLAMA_URL",
     "EMBEDDED_HOST",
+    "HOST_KINDS",
     "HostSpec",
     "Settings",
     "parse_backend",
@@ -62,6 +66,12 @@ BACKENDS = ("auto", "ollama", "embedded")
 
 #: The name of the embedded backend when it is listed among the hosts.
 EMBEDDED_HOST = "embedded"
+#: What a host can be: an Ollama server, an OpenAI-compatible engine (vLLM, SGLang,
+#: llama.cpp's server, LM Studio, TGI...), or the embedded backend.
+HOST_KINDS = ("ollama", "openai", "embedded")
+#: The host options every kind takes, and those only ``openai+`` hosts take.
+_OPTIONS = ("priority", "weight", "max")
+_OPENAI_OPTIONS = ("key", "ctx")
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -135,25 +145,42 @@ def parse_ollama_host(value: str | None, name: str = "OLLAMA_HOST") -> str:
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One model host as configured: an Ollama server, or the embedded backend.
+    """One model host as configured: an Ollama server, an OpenAI-compatible engine, or
+    the embedded backend.
 
-    Written ``URL[?priority=N&weight=W&max=M]`` (``URL`` in any ``OLLAMA_HOST`` form,
-    or ``embedded``), e.g. ``gpu1:11434?max=4,cpu-box:11434?priority=1``.
+    Written ``URL[?priority=N&weight=W&max=M]``: ``URL`` in any ``OLLAMA_HOST`` form for
+    Ollama, ``openai+http://host:port/v1`` (or ``openai+https://``) for an engine that
+    speaks the OpenAI API, or ``embedded``; e.g.
+    ``gpu1:11434?max=4,openai+http://gpu2:8000/v1?key=sk-1&ctx=32768``.
 
     Attributes:
-        url: The base URL (``http://host:port``), or ``embedded``.
+        url: The base URL (``http://host:port`` for Ollama; ``http://host:port/v1``, the
+            path where ``/models`` and ``/chat/completions`` live, for ``openai``), or
+            ``embedded``.
         priority: Tier; lower is preferred. A host of a later tier is used only when no
             host of an earlier tier can take the request (down, lacking the model, full).
             The embedded backend, added last by ``auto``, has the lowest tier.
         weight: Within a tier, requests spread by in-flight requests per unit of weight.
         max_concurrent: Most requests in flight at once on this host (``None``: no limit);
             more wait for a free slot.
+        kind: ``ollama``, ``openai`` or ``embedded`` (:data:`HOST_KINDS`).
+        key: An ``openai`` host's API key (``key=``, percent-encoded in the entry), sent
+            as ``Authorization: Bearer``; never shown (:attr:`shown`, ``repr``).
+        context: An ``openai`` host's context window in tokens (``ctx=``), used when
+            the engine does not report its models' ``max_model_len``.
     """
 
     url: str
     priority: int = 0
     weight: float = 1.0
     max_concurrent: int | None = None
+    kind: str = "ollama"
+    key: str | None = field(default=None, repr=False)
+    context: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.url == EMBEDDED_HOST:
+            object.__setattr__(self, "kind", "embedded")
 
     @property
     def is_embedded(self) -> bool:
@@ -161,8 +188,11 @@ class HostSpec:
         return self.url == EMBEDDED_HOST
 
     @property
-    def text(self) -> str:
-        """The spec written back as ``URL[?priority=N&weight=W&max=M]`` (what :meth:`parse` reads)."""
+    def address(self) -> str:
+        """The host's address as written in an entry: ``openai+`` before an engine's URL."""
+        return f"openai+{self.url}" if self.kind == "openai" else self.url
+
+    def _written(self, key: str | None) -> str:
         options = []
         if self.priority:
             options.append(f"priority={self.priority}")
@@ -170,49 +200,116 @@ class HostSpec:
             options.append(f"weight={self.weight:g}")
         if self.max_concurrent is not None:
             options.append(f"max={self.max_concurrent}")
-        return self.url + ("?" + "&".join(options) if options else "")
+        if key is not None:
+            options.append(f"key={key}")
+        if self.context is not None:
+            options.append(f"ctx={self.context}")
+        return self.address + ("?" + "&".join(options) if options else "")
+
+    @property
+    def text(self) -> str:
+        """The spec written back as an entry (what :meth:`parse` reads), key included:
+        for passing settings on, never for showing."""
+        return self._written(quote(self.key, safe="") if self.key is not None else None)
+
+    @property
+    def shown(self) -> str:
+        """The spec as logs and pages may show it: :attr:`text` with the key redacted."""
+        return self._written("***" if self.key is not None else None)
 
     @classmethod
     def parse(cls, text: str, name: str = "OLLANG_OLLAMA_HOSTS") -> HostSpec:
-        """Read one ``URL[?priority=N&weight=W&max=M]`` entry.
+        """Read one ``[KIND+]URL[?priority=N&weight=W&max=M[&key=K&ctx=N]]`` entry.
 
         Raises:
-            SettingsError: an unreadable address or option (named).
+            SettingsError: an unknown kind, an unreadable address or option (the entry
+                named, its key redacted).
         """
         address, _, query = text.strip().partition("?")
-        if address.strip().lower() == EMBEDDED_HOST:
-            url = EMBEDDED_HOST
+        address = address.strip()
+        entry = _redacted(text.strip())
+        kind, prefixed = "ollama", False
+        if "+" in address.partition("/")[0]:  # no host name has a "+": a kind is named
+            prefixed = True
+            kind, _, rest = address.partition("+")
+            kind = kind.lower()
+            if kind not in ("ollama", "openai"):
+                raise SettingsError(
+                    f"{name}: unknown host kind {kind!r} in {entry!r}",
+                    "write openai+http://host:port/v1 for an OpenAI-compatible engine, "
+                    "or an Ollama address (host:port, http://host:port)",
+                )
+            address = rest
+        if address.lower() == EMBEDDED_HOST and not prefixed:
+            url, kind = EMBEDDED_HOST, "embedded"
+        elif kind == "openai":
+            url = _engine_url(address, name, entry)
         else:
             try:
                 url = parse_ollama_host(address, name)
             except ValueError as err:
                 raise SettingsError(str(err), "e.g. gpu1:11434?max=4") from err
-        options: dict[str, str] = {}
-        for part in filter(None, query.split("&")):
-            key, sep, value = part.partition("=")
-            if not sep or key not in ("priority", "weight", "max"):
-                raise SettingsError(
-                    f"{name}: unknown host option {part!r} in {text.strip()!r}",
-                    "host options are priority=N, weight=W and max=M",
-                )
-            options[key] = value
+        options = _host_options(query, kind, name, entry)
         try:
             priority = int(options.get("priority", "0"))
             weight = float(options.get("weight", "1"))
             most = int(options["max"]) if "max" in options else None
+            context = int(options["ctx"]) if "ctx" in options else None
         except ValueError as err:
-            raise SettingsError(f"{name}: a host option is not a number in {text!r}") from err
+            raise SettingsError(f"{name}: a host option is not a number in {entry!r}") from err
         if not weight > 0 or (most is not None and most < 1):
-            raise SettingsError(f"{name}: weight must be > 0 and max >= 1 in {text!r}")
-        return cls(url, priority, weight, most)
+            raise SettingsError(f"{name}: weight must be > 0 and max >= 1 in {entry!r}")
+        if context is not None and context < 1:
+            raise SettingsError(f"{name}: ctx must be a number of tokens >= 1 in {entry!r}")
+        key = unquote(options["key"]) if options.get("key") else None
+        return cls(url, priority, weight, most, kind, key, context)
+
+
+def _redacted(entry: str) -> str:
+    """An entry as error messages show it: any ``key=`` value replaced by ``***``."""
+    address, sep, query = entry.partition("?")
+    parts = ["key=***" if part.startswith("key=") else part for part in query.split("&")]
+    return address + sep + "&".join(parts)
+
+
+def _engine_url(address: str, name: str, entry: str) -> str:
+    """An OpenAI-compatible engine's base URL: ``http(s)://host[:port][/path]``, as given."""
+    parts = urlsplit(address)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"{name}: an openai+ host needs an http:// or https:// URL, got {entry!r}",
+            "e.g. openai+http://gpu2:8000/v1",
+        )
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError as err:
+        raise SettingsError(f"{name} has an invalid port: {entry!r}") from err
+    return address.rstrip("/")
+
+
+def _host_options(query: str, kind: str, name: str, entry: str) -> dict[str, str]:
+    """The ``?a=b&c=d`` options of an entry, each checked against what ``kind`` takes."""
+    known = _OPTIONS + (_OPENAI_OPTIONS if kind == "openai" else ())
+    options: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        key, sep, value = part.partition("=")
+        if not sep or key not in known:
+            shown = "key=***" if key == "key" else part
+            hint = "host options are priority=N, weight=W and max=M"
+            if key in _OPENAI_OPTIONS:
+                hint = "key= and ctx= are options of openai+ hosts only"
+            raise SettingsError(f"{name}: unknown host option {shown!r} in {entry!r}", hint)
+        options[key] = value
+    return options
 
 
 def parse_hosts(value: str, name: str = "OLLANG_OLLAMA_HOSTS") -> tuple[HostSpec, ...]:
     """A comma-separated list of :class:`HostSpec` entries (duplicates refused)."""
     hosts = tuple(HostSpec.parse(part, name) for part in value.split(",") if part.strip())
-    urls = [h.url for h in hosts]
+    urls = [h.address for h in hosts]
     if len(set(urls)) != len(urls):
-        raise SettingsError(f"{name} names a host twice: {value!r}")
+        shown = ",".join(h.shown for h in hosts)
+        raise SettingsError(f"{name} names a host twice: {shown!r}")
     return hosts
 
 
@@ -300,7 +397,7 @@ class Settings:
             raise SettingsError(str(err), "e.g. OLLAMA_HOST=127.0.0.1:11434") from err
         backend = parse_backend(text("OLLANG_BACKEND") or "auto")
         hosts = parse_hosts(text("OLLANG_OLLAMA_HOSTS")) if text("OLLANG_OLLAMA_HOSTS") else ()
-        ollama_hosts = [h for h in hosts if not h.is_embedded]
+        ollama_hosts = [h for h in hosts if h.kind == "ollama"]
         if ollama_hosts:
             ollama_url = ollama_hosts[0].url
         connect, read = text("OLLANG_CONNECT_TIMEOUT"), text("OLLANG_READ_TIMEOUT")
@@ -321,12 +418,17 @@ class Settings:
     def with_hosts(self, hosts: tuple[HostSpec, ...]) -> Settings:
         """These settings with other hosts (``--ollama-host``); the first Ollama host is
         :attr:`ollama_url`."""
-        first = next((h.url for h in hosts if not h.is_embedded), self.ollama_url)
+        first = next((h.url for h in hosts if h.kind == "ollama"), self.ollama_url)
         return dataclasses.replace(self, hosts=hosts, ollama_url=first)
 
     @property
     def ollama_hosts(self) -> tuple[HostSpec, ...]:
-        """The configured Ollama servers (without an ``embedded`` entry)."""
+        """The configured Ollama servers (neither an ``embedded`` entry nor engines)."""
+        return tuple(h for h in self.hosts if h.kind == "ollama")
+
+    @property
+    def remote_hosts(self) -> tuple[HostSpec, ...]:
+        """Every configured host that is not the embedded backend (Ollama and engines)."""
         return tuple(h for h in self.hosts if not h.is_embedded)
 
     @property

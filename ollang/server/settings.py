@@ -160,7 +160,9 @@ class ServerSettings(BaseSettings):
     )
     ollama_hosts: _StrList = Field(
         default_factory=list,
-        description="Ollama hosts (URL[?priority=N&weight=W&max=M], or 'embedded'); "
+        repr=False,  # an openai+ entry may hold its key=
+        description="Model hosts (URL[?priority=N&weight=W&max=M], "
+        "openai+http://host:port/v1[?key=K&ctx=N], or 'embedded'); "
         "overrides $OLLANG_OLLAMA_HOSTS and ollama_url (core.hosts).",
     )
     backend: str | None = Field(

@@ -431,3 +431,64 @@ def test_home_defaults(monkeypatch, tmp_path):
     assert Settings.from_env().home == tmp_path / "ollang"
     monkeypatch.delenv("XDG_DATA_HOME")
     assert Settings.from_env().home == Path.home() / ".local" / "share" / "ollang"
+
+
+# -- host kinds (issue 23): openai+ engines beside Ollama --------------------------------
+def test_openai_hosts_are_read_with_their_key_and_context():
+    hosts = parse_hosts(
+        "gpu1:11434,openai+http://gpu2:8000/v1?max=8&key=sk%2Fa%26b&ctx=32768,"
+        "openai+https://api.example.com/v1/?priority=1"
+    )
+    assert hosts == (
+        HostSpec("http://gpu1:11434"),
+        HostSpec(
+            "http://gpu2:8000/v1", max_concurrent=8, kind="openai", key="sk/a&b", context=32768
+        ),
+        HostSpec("https://api.example.com/v1", priority=1, kind="openai"),
+    )
+    assert parse_hosts(",".join(h.text for h in hosts)) == hosts  # the key travels encoded
+    assert hosts[1].shown == "openai+http://gpu2:8000/v1?max=8&key=***&ctx=32768"
+    assert "sk/a" not in repr(hosts[1])
+    assert [h.kind for h in parse_hosts("a:1,embedded")] == ["ollama", "embedded"]
+
+
+def test_only_ollama_hosts_set_the_ollama_url():
+    settings = Settings.from_env(
+        {"OLLANG_OLLAMA_HOSTS": "openai+http://gpu2:8000/v1,gpu1:11434", "OLLAMA_HOST": "x:1"}
+    )
+    assert settings.ollama_url == "http://gpu1:11434"
+    assert [h.url for h in settings.ollama_hosts] == ["http://gpu1:11434"]
+    assert len(settings.remote_hosts) == 2
+    alone = Settings.from_env({"OLLANG_OLLAMA_HOSTS": "openai+http://gpu2:8000/v1"})
+    assert alone.ollama_url == DEFAULT_OLLAMA_URL and alone.ollama_hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ("foo+http://gpu2:8000", r"unknown host kind 'foo' in 'foo\+http://gpu2:8000'"),
+        ("openai+gpu2:8000", "needs an http:// or https:// URL"),
+        ("openai+ftp://gpu2/v1", "needs an http:// or https:// URL"),
+        ("openai+http://gpu2:x/v1", "invalid port"),
+        ("openai+http://g/v1?ctx=0", "ctx must be"),
+        ("openai+http://g/v1?ctx=big", "not a number"),
+        ("gpu1:1?key=sk-secret", r"unknown host option 'key=\*\*\*'"),
+        ("gpu1:1?ctx=4096", "unknown host option 'ctx=4096'"),
+        (
+            "openai+http://g/v1?key=sk-secret&speed=2",
+            r"'speed=2' in 'openai\+http://g/v1\?key=\*\*\*&speed=2'",
+        ),
+        ("openai+http://g/v1?key=sk-secret,openai+http://g/v1", "names a host twice"),
+    ],
+)
+def test_bad_host_kinds_name_the_entry_and_never_the_key(bad, said):
+    with pytest.raises(SettingsError, match=said) as caught:
+        Settings.from_env({"OLLANG_OLLAMA_HOSTS": bad})
+    assert "OLLANG_OLLAMA_HOSTS" in str(caught.value)
+    assert "sk-secret" not in str(caught.value)
+
+
+def test_the_server_settings_never_show_a_hosts_key():
+    settings = ServerSettings(ollama_hosts=["openai+http://g:1/v1?key=sk-secret"])
+    assert settings.core.hosts[0].key == "sk-secret"
+    assert "sk-secret" not in repr(settings) and "sk-secret" not in str(settings)
