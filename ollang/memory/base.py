@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "PREFIX_ROUTE_LIMIT",
+    "PREFIX_ROUTE_MAX_AGE",
+    "PREFIX_ROUTE_PRUNE_EVERY",
     "SNIPPET_ELLIPSIS",
     "SNIPPET_MARK",
     "TITLE_MAX_CHARS",
@@ -51,6 +54,14 @@ TITLE_MAX_CHARS = 60
 SNIPPET_MARK = "**"
 #: Put where a snippet cuts the message text short.
 SNIPPET_ELLIPSIS = "…"
+
+#: Seconds a prefix route counts after it was last recorded (an engine's prompt cache
+#: outlives neither its model's unloading nor an hour of other conversations).
+PREFIX_ROUTE_MAX_AGE = 3600.0
+#: Most prefix routes a store keeps (about 100 bytes each); the oldest go first.
+PREFIX_ROUTE_LIMIT = 100_000
+#: A store prunes its prefix routes once per this many records (the first one included).
+PREFIX_ROUTE_PRUNE_EVERY = 256
 
 
 @dataclass(frozen=True)
@@ -390,6 +401,51 @@ class ChatStore(ABC):
             target, title=info.title, model=info.model, system=info.system, options=info.options
         )
         return len(copies)
+
+    # -- prefix routes: where a conversation of a stateless client was served ------
+    #: Seconds a prefix route counts (:meth:`find_prefix_routes`) and is kept.
+    prefix_route_max_age: float = PREFIX_ROUTE_MAX_AGE
+    #: Most prefix routes kept (:meth:`prune_prefix_routes`).
+    prefix_route_limit: int = PREFIX_ROUTE_LIMIT
+    #: :meth:`record_prefix_routes` prunes once per this many calls.
+    prefix_route_prune_every: int = PREFIX_ROUTE_PRUNE_EVERY
+    _prefix_records = 0
+
+    def find_prefix_routes(self, model: str, digests: Sequence[bytes]) -> dict[bytes, str]:
+        """The hosts recorded for ``digests`` of ``model`` within
+        :attr:`prefix_route_max_age`, by digest (one indexed query in the durable stores).
+
+        The server's cache-aware routing (:mod:`ollang.routing.prefix`) asks this for every
+        prefix of a stateless client's request, and sends it to the host of the longest
+        one found. A route is a digest of messages and a host name: nothing of the
+        messages themselves is stored. This default (a store that keeps no routes) finds
+        none, and routing falls back on each process's own memory.
+
+        Args:
+            model: The model the digests were made for.
+            digests: Digests of message prefixes (:func:`~ollang.routing.prefix.prefix_digests`).
+        """
+        return {}
+
+    def record_prefix_routes(  # noqa: B027 - optional: a store may keep no routes
+        self, model: str, digests: Sequence[bytes], host: str
+    ) -> None:
+        """Record that ``host`` served the conversations of ``digests`` of ``model`` now
+        (replacing what was recorded for them), so that every replica on this store sends
+        their continuations there. Prunes once per :attr:`prefix_route_prune_every` calls.
+        This default keeps nothing."""
+
+    def prune_prefix_routes(self) -> int:
+        """Drop the prefix routes older than :attr:`prefix_route_max_age`, then the oldest
+        beyond :attr:`prefix_route_limit`; returns how many went."""
+        return 0
+
+    def _prefix_prune_due(self) -> bool:
+        """Whether this record call should prune (the first, then one in every
+        :attr:`prefix_route_prune_every`); for implementations."""
+        count = self._prefix_records
+        self._prefix_records = count + 1
+        return count % max(1, self.prefix_route_prune_every) == 0
 
     def batch(self) -> AbstractContextManager[None]:
         """Run this thread's calls inside it as one transaction, each call isolated.

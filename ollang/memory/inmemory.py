@@ -10,6 +10,7 @@ import copy
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,8 @@ class InMemoryChatStore(ChatStore):
         self._sessions: dict[str, _Session] = {}
         self._last_update = 0.0
         self._appends = 0
+        # digest -> (model, host, seen), least recently recorded first.
+        self._routes: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"InMemoryChatStore({len(self._sessions)} sessions)"
@@ -253,3 +256,38 @@ class InMemoryChatStore(ChatStore):
                 if len(hits) == limit:
                     break
         return hits
+
+    # -- prefix routes ------------------------------------------------------------
+    def find_prefix_routes(self, model: str, digests: Sequence[bytes]) -> dict[bytes, str]:
+        """See :meth:`ChatStore.find_prefix_routes`."""
+        oldest = time.time() - self.prefix_route_max_age
+        with self._lock:
+            found = {d: self._routes.get(d) for d in digests}
+        return {
+            d: route[1]
+            for d, route in found.items()
+            if route is not None and route[0] == model and route[2] >= oldest
+        }
+
+    def record_prefix_routes(self, model: str, digests: Sequence[bytes], host: str) -> None:
+        """See :meth:`ChatStore.record_prefix_routes`."""
+        now = time.time()
+        with self._lock:
+            for digest in digests:
+                self._routes[digest] = (model, host, now)
+                self._routes.move_to_end(digest)
+        if self._prefix_prune_due():
+            self.prune_prefix_routes()
+
+    def prune_prefix_routes(self) -> int:
+        """See :meth:`ChatStore.prune_prefix_routes`."""
+        oldest = time.time() - self.prefix_route_max_age
+        dropped = 0
+        with self._lock:
+            while self._routes:
+                digest, (_, _, seen) = next(iter(self._routes.items()))
+                if seen >= oldest and len(self._routes) <= self.prefix_route_limit:
+                    break
+                del self._routes[digest]
+                dropped += 1
+        return dropped

@@ -69,6 +69,7 @@ from ollang.memory.messages import (
 )
 from ollang.memory.postgres.migrations import MigrationError, apply_migrations, foreign_tables
 from ollang.memory.postgres.pool import Database
+from ollang.memory.postgres.prefix_routes import PrefixRouteStatements
 from ollang.memory.postgres.sql import (
     HEADLINE_START,
     HEADLINE_STOP,
@@ -137,6 +138,7 @@ class PostgresChatStore(ChatStore):
         self._db = Database(url, schema=schema, pool_size=pool_size, pool_timeout=pool_timeout)
         self.url, self.schema, self.where = self._db.url, self._db.schema, self._db.where
         self._sql = Statements(self.schema)
+        self._routes = PrefixRouteStatements(self.schema)
         self._migrate()
         self._db.open()
 
@@ -473,6 +475,34 @@ class PostgresChatStore(ChatStore):
             )
             for session, message, role, content, headline, created in rows
         ]
+
+    # -- prefix routes ------------------------------------------------------------
+    def find_prefix_routes(self, model: str, digests: Sequence[bytes]) -> dict[bytes, str]:
+        """See :meth:`ChatStore.find_prefix_routes` (one statement, primary-key lookups)."""
+        if not digests:
+            return {}
+        age = self.prefix_route_max_age
+        return self._db.run("read", lambda conn: self._routes.find(conn, model, digests, age))
+
+    def record_prefix_routes(self, model: str, digests: Sequence[bytes], host: str) -> None:
+        """See :meth:`ChatStore.record_prefix_routes` (one upsert; pruning now and then)."""
+        if not digests:
+            return
+        prune = self._prefix_prune_due()
+
+        def write(conn: psycopg.Connection[Any]) -> None:
+            self._routes.record(conn, model, digests, host)
+            if prune:
+                self._routes.prune(conn, self.prefix_route_max_age, self.prefix_route_limit)
+
+        self._db.run("write to", write, atomic=prune)
+
+    def prune_prefix_routes(self) -> int:
+        """See :meth:`ChatStore.prune_prefix_routes`."""
+        age, limit = self.prefix_route_max_age, self.prefix_route_limit
+        return self._db.run(
+            "write to", lambda conn: self._routes.prune(conn, age, limit), atomic=True
+        )
 
 
 def _tsquery(word: str, parts: list[str], params: list[str]) -> None:

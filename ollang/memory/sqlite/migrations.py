@@ -273,6 +273,26 @@ def m007_snapshots_outside_search(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m008_prefix_routes(db: sqlite3.Connection) -> None:
+    """Where each conversation of a stateless client was last served: a digest of its
+    messages (:mod:`ollang.routing.prefix`; nothing of the messages themselves) and the
+    host, so the next turn goes back to that host's prompt cache. ``seen`` (epoch
+    seconds) expires a route and orders the pruning of the oldest ones."""
+    _run(
+        db,
+        """
+        CREATE TABLE prefix_routes (
+            digest BLOB PRIMARY KEY,
+            model TEXT NOT NULL,
+            host TEXT NOT NULL,
+            seen REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX prefix_routes_by_seen ON prefix_routes(seen)",
+    )
+
+
 def _applied(db: sqlite3.Connection) -> list[str]:
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_ollang_migrations'"

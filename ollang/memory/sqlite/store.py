@@ -55,6 +55,7 @@ from ollang.memory.messages import (
     message_row,
 )
 from ollang.memory.search import fts_query
+from ollang.memory.sqlite import prefix_routes
 from ollang.memory.sqlite.migrations import (
     APPLICATION_ID,
     MigrationError,
@@ -830,6 +831,36 @@ class SQLiteChatStore(ChatStore):
             SearchHit(session, _message_id(message), role, text, created)
             for session, message, role, text, created in rows
         ]
+
+    # -- prefix routes ------------------------------------------------------------
+    def find_prefix_routes(self, model: str, digests: Sequence[bytes]) -> dict[bytes, str]:
+        """See :meth:`ChatStore.find_prefix_routes` (primary-key seeks)."""
+        if not digests:
+            return {}
+        oldest = time.time() - self.prefix_route_max_age
+        return self._read(lambda conn: prefix_routes.find(conn, model, digests, oldest))
+
+    def record_prefix_routes(self, model: str, digests: Sequence[bytes], host: str) -> None:
+        """See :meth:`ChatStore.record_prefix_routes`."""
+        if not digests:
+            return
+        prune = self._prefix_prune_due()
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            prefix_routes.record(conn, model, digests, host, now)
+            if prune:
+                prefix_routes.prune(conn, now - self.prefix_route_max_age, self.prefix_route_limit)
+
+        self._write(write)
+
+    def prune_prefix_routes(self) -> int:
+        """See :meth:`ChatStore.prune_prefix_routes`."""
+        return self._write(
+            lambda conn: prefix_routes.prune(
+                conn, time.time() - self.prefix_route_max_age, self.prefix_route_limit
+            )
+        )
 
 
 def _session_info(row: tuple[Any, ...]) -> SessionInfo:
