@@ -5,7 +5,8 @@ function (in :mod:`ollang.commands`), render. Each command's docstring is its
 ``--help`` text. LangChain and the ollama client are imported inside the commands
 that use them, so ``ollang --help`` starts fast. Ollama's own verbs (``run``, ``list``,
 ``ps``, ``pull``, ``show``, ``rm``, ``stop``, ``cp``, ``create``, ``push``) are top-level commands, as in
-``ollama``; ``ollang models ...`` is the same code.
+``ollama``; ``ollang models ...`` is the same code. ``ollang models fit`` and ``ollang
+recommend`` help choose a model.
 """
 
 from __future__ import annotations
@@ -680,6 +681,84 @@ def models_push(
     from ollang.commands.models import push_model
 
     return push_model(_settings(ctx, ollama_host), name, on)
+
+
+@models_app.command("fit")
+def models_fit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="An installed model.")],
+    context: Annotated[
+        int | None,
+        typer.Option(
+            "--ctx",
+            metavar="N",
+            help="Context size in tokens (default: Ollama's 4096, or the trained one if smaller).",
+        ),
+    ] = None,
+    kv_cache: Annotated[
+        str,
+        typer.Option(
+            "--kv-cache", metavar="TYPE", help="KV cache type: f16, q8_0 or q4_0 (Ollama's)."
+        ),
+    ] = "f16",
+    gpu: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gpu",
+            metavar="SIZE",
+            help="Describe a GPU by its free memory (8GB, 8GiB) instead of detecting. Repeatable.",
+        ),
+    ] = None,
+    ram: Annotated[
+        str | None,
+        typer.Option(
+            "--ram", metavar="SIZE", help="Describe the free RAM (default: this machine's)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Will a model fit this machine?
+
+    Where it would run (GPU, split, CPU), the memory it needs (weights, KV cache, compute)
+    and the largest context that fits, on this machine or one described with --gpu/--ram.
+    """
+    from ollang.commands.choose import fit_model
+
+    return fit_model(
+        _settings(ctx, ollama_host),
+        name,
+        ctx=context,
+        kv_cache_type=kv_cache,
+        gpus=gpu or [],
+        ram=ram,
+        as_json=as_json,
+    )
+
+
+@app.command()
+def recommend(
+    ctx: typer.Context,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            metavar="TASK",
+            help="chat, code, vision, tools, embedding or reasoning.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+    ollama_host: HostOpt = None,
+) -> int:
+    """Which installed model to use for a task.
+
+    Ranks every host's models by capability, fit on this machine, measured speed
+    (ollang compare --suite) and size, saying why; exit 1 with what to pull when none
+    will do.
+    """
+    from ollang.commands.choose import recommend_models
+
+    return recommend_models(_settings(ctx, ollama_host), task, as_json)
 
 
 @models_app.callback(invoke_without_command=True)

@@ -6,7 +6,8 @@
 * :mod:`ollang.catalog.machine` — this machine's free RAM and VRAM, or one described;
 * :mod:`ollang.catalog.gguf_info` — a GGUF file's header as Ollama's /api/show gives it;
 * :mod:`ollang.catalog.facts` — what a model is and can do (parameters, quantization,
-  context, capabilities), from /api/show or a GGUF header, cached per digest.
+  context, capabilities), from /api/show or a GGUF header, cached per digest;
+* :mod:`ollang.catalog.recommend` — which installed model to use for a task.
 
 Standard library, :mod:`ollang.errors`, :mod:`ollang.settings` and third-party packages
 only, and :mod:`ollang.transport` for the /api/show requests of
@@ -37,18 +38,23 @@ from ollang.catalog.fit import (
 )
 from ollang.catalog.gguf_info import capabilities_from_gguf, model_info_from_gguf
 from ollang.catalog.machine import described_machine, gpu_note, this_machine
+from ollang.catalog.recommend import TASKS, Candidate, Recommendation, check_task, recommend
 from ollang.catalog.sizes import format_size, parse_size
 
 __all__ = [
     "CAPABILITIES",
     "KV_CACHE_TYPES",
+    "TASKS",
     "Architecture",
+    "Candidate",
     "Estimate",
     "FactsCache",
     "Fit",
     "Machine",
     "ModelFacts",
+    "Recommendation",
     "capabilities_from_gguf",
+    "check_task",
     "described_machine",
     "estimate",
     "facts_from_gguf",
@@ -61,5 +67,6 @@ __all__ = [
     "kv_cache_bytes",
     "model_info_from_gguf",
     "parse_size",
+    "recommend",
     "this_machine",
 ]

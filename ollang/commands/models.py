@@ -14,8 +14,9 @@ from ollang.transport.manage import format_gb
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ollang.catalog import Fit, ModelFacts
     from ollang.routing.router import Router
-    from ollang.transport.manage import ModelManager, PullProgress
+    from ollang.transport.manage import ModelDetails, ModelManager, PullProgress
 
 __all__ = [
     "copy_model",
@@ -39,8 +40,15 @@ def _router(settings: Settings) -> Router:
 
 
 def list_models(settings: Settings, as_json: bool) -> int:
-    """Models on every host that is up (one per line: ``llama3:8b (4.7 GB)``), or a table
-    on a terminal; with several hosts, which hosts have each."""
+    """Models on every host that is up, with what each can do and whether it fits here.
+
+    One per line (``llama3:8b (4.7 GB) completion,tools · 100% CPU``), or a table on a
+    terminal; with several hosts, which hosts have each. "Fits" is where the model would
+    run on this machine at Ollama's default context (``?`` when it cannot be told); the
+    facts come from each model's ``/api/show``, cached per digest in the data directory
+    (an embedded model's from its GGUF header)."""
+    from ollang.catalog.machine import this_machine
+    from ollang.commands.choose import fits_here, listed_facts
     from ollang.routing.router import NoHostError
 
     router = _router(settings)
@@ -49,7 +57,12 @@ def list_models(settings: Settings, as_json: bool) -> int:
         raise NoHostError(None, down)
     for host in down:
         sys.stderr.write(f"note: {host.name} is not reachable ({host.state.error}); not listed\n")
-    rows = [{**details.to_dict(), "hosts": hosts} for details, hosts in router.models()]
+    listed = router.models()
+    facts = listed_facts(settings, router, listed)
+    fits = fits_here(facts, this_machine()) if facts else {}
+    rows = [
+        _row(details, hosts, facts[details.name], fits[details.name]) for details, hosts in listed
+    ]
     several = len([h for h in router.hosts if h.state.up]) > 1
     if as_json:
         sys.stdout.write(json.dumps({"models": rows}, indent=2) + "\n")
@@ -61,12 +74,16 @@ def list_models(settings: Settings, as_json: bool) -> int:
         for r in rows:
             mark = " [embedded]" if r["backend"] == "embedded" else ""
             where = f"  {', '.join(r['hosts'])}" if several and r["backend"] != "embedded" else ""
-            sys.stdout.write(f"{r['name']} ({format_gb(r['size'])}){mark}{where}\n")
+            can = ",".join(r["capabilities"]) or "?"
+            sys.stdout.write(
+                f"{r['name']} ({format_gb(r['size'])}){mark} {can} · {_processor(r)}{where}\n"
+            )
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    columns = ["name", "size", "family", "parameters", "quantization", "modified", "backend"]
+    columns = ["name", "size", "family", "parameters", "quantization", "context"]
+    columns += ["capabilities", "fits", "modified", "backend"]
     table = Table(*columns, *(["hosts"] if several else []))
     for r in rows:
         d = r["details"]
@@ -76,12 +93,37 @@ def list_models(settings: Settings, as_json: bool) -> int:
             d.get("family") or "",
             d.get("parameter_size") or "",
             d.get("quantization_level") or "",
+            str(r["context_length"] or ""),
+            ", ".join(r["capabilities"]) or "?",
+            _processor(r),
             (r["modified_at"] or "")[:10],
             r["backend"],
         ]
         table.add_row(*cells, *([", ".join(r["hosts"])] if several else []))
     Console().print(table)
     return 0
+
+
+def _row(
+    details: ModelDetails, hosts: list[str], facts: ModelFacts, fit: Fit | None
+) -> dict[str, Any]:
+    """One model as ``--json`` lists it: the listing's fields, the facts, and the fit here."""
+    row = {**details.to_dict(), "hosts": hosts}
+    shown = row["details"]
+    shown["family"] = shown["family"] or facts.family
+    shown["parameter_size"] = shown["parameter_size"] or facts.parameter_size
+    shown["quantization_level"] = shown["quantization_level"] or facts.quantization
+    shown["context_length"] = shown["context_length"] or facts.context_length
+    row["capabilities"] = list(facts.capabilities)
+    row["parameter_count"] = facts.parameter_count
+    row["context_length"] = facts.context_length
+    row["fit"] = {**fit.to_json(), "processor": fit.processor()} if fit is not None else None
+    return row
+
+
+def _processor(row: dict[str, Any]) -> str:
+    """Where a listed model runs here (``100% GPU``...), ``?`` when unknown."""
+    return str(row["fit"]["processor"]) if row["fit"] is not None else "?"
 
 
 def _managers(

@@ -1,4 +1,5 @@
-"""A model's facts (``ollang.catalog.facts``): from /api/show, from a GGUF header, cached by digest.
+"""A model's facts (``ollang.catalog.facts``): from /api/show, from a GGUF header, cached by
+digest; and the ranking of models for a task (``ollang.catalog.recommend``).
 
 No sockets: the /api/show answers are built from the fake Ollama's catalogue of real
 models (:data:`tests.fake_ollama.REAL_MODELS`), as its ``/api/show`` sends them, and
@@ -10,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +20,19 @@ import pytest
 
 from ollang.catalog import (
     CAPABILITIES,
+    TASKS,
     FactsCache,
+    Fit,
     Machine,
     ModelFacts,
     facts_from_gguf,
     facts_from_show,
     facts_from_tags,
     gather_facts,
+    recommend,
 )
-from ollang.errors import OllamaResponseError
+from ollang.catalog.recommend import check_task
+from ollang.errors import InvalidInputError, OllamaResponseError
 from ollang.transport.manage import ModelDetails, model_details
 from tests.fake_ollama import REAL_MODELS, ModelInfo, real_model
 
@@ -283,3 +290,134 @@ def test_a_model_without_a_digest_is_always_asked() -> None:
     for _ in range(2):
         gather_facts(FakeManager(client), [details], cache)  # type: ignore[arg-type]
     assert client.asked == ["gemma:7b", "gemma:7b"]
+
+
+# -- recommending ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measured:
+    """A measured speed, as :class:`ollang.evaluation.runs.ModelSpeed` has it."""
+
+    tokens_per_s_p50: float | None
+    when: datetime = datetime(2026, 12, 4, tzinfo=timezone.utc)
+
+
+ALL = [facts_of(name) for name in sorted(REAL_MODELS)]
+ROOMY = Machine(ram_bytes=64 * GB)
+
+
+def roomy_fits(facts: list[ModelFacts]) -> dict[str, Fit | None]:
+    return {f.name: f.fit(ROOMY) for f in facts}
+
+
+def ranked(task: str, facts: list[ModelFacts], fits=None, speeds=None) -> list[str]:  # type: ignore[no-untyped-def]
+    chosen = recommend(task, facts, roomy_fits(facts) if fits is None else fits, speeds or {})
+    return [c.facts.name for c in chosen.models]
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("vision", {"llava:7b"}),
+        ("embedding", {"nomic-embed-text:latest"}),
+        ("tools", {"mistral:7b", "llama3.1:8b", "qwen3:8b"}),
+        ("chat", {m.name for m in REAL_MODELS.values()} - {"nomic-embed-text:latest"}),
+    ],
+)
+def test_only_models_that_can_do_the_task_are_listed(task: str, expected: set[str]) -> None:
+    assert set(ranked(task, ALL)) == expected
+
+
+def test_where_it_runs_comes_before_size() -> None:
+    a, b, c, d, e = (
+        facts_of(n) for n in ("llama3:8b", "mistral:7b", "gemma:7b", "llava:7b", "qwen3:8b")
+    )
+    fits = {
+        a.name: a.fit(Machine(ram_bytes=2 * GB)),  # none
+        b.name: b.fit(Machine(ram_bytes=16 * GB)),  # cpu
+        c.name: c.fit(Machine(ram_bytes=16 * GB, gpus=(4 * GB,))),  # split
+        d.name: d.fit(Machine(ram_bytes=16 * GB, gpus=(24 * GB,))),  # gpu
+        e.name: None,  # unknown
+    }
+    assert [fits[n].runs_on if fits[n] else None for n in (a.name, b.name, c.name, d.name)] == [
+        "none",
+        "cpu",
+        "split",
+        "gpu",
+    ]
+    chosen = recommend("chat", [a, b, c, d, e], fits, {})
+    assert [m.facts.name for m in chosen.models] == [d.name, c.name, b.name, e.name, a.name]
+    assert chosen.use == d.name and chosen.advice is None
+    last = chosen.models[-1]
+    assert last.runs is False and "does not fit (needs" in last.why
+    assert chosen.models[3].to_json()["processor"] == "?" and chosen.models[3].runs is None
+
+
+def test_size_breaks_ties_bigger_for_code_smaller_for_chat() -> None:
+    models = [facts_of(n) for n in ("llama3:8b", "mistral:7b", "gemma:7b")]  # 8.0B, 7.2B, 8.5B
+    assert ranked("code", models) == ["gemma:7b", "llama3:8b", "mistral:7b"]
+    assert ranked("chat", models) == ["mistral:7b", "llama3:8b", "gemma:7b"]
+
+
+def test_measured_speed_comes_before_size() -> None:
+    models = [facts_of(n) for n in ("llama3:8b", "mistral:7b", "gemma:7b")]
+    speeds = {"llama3:8b": Measured(20.0), "gemma:7b": Measured(9.5), "mistral:7b": Measured(None)}
+    chosen = recommend("chat", models, roomy_fits(models), speeds)
+    assert [c.facts.name for c in chosen.models] == ["llama3:8b", "gemma:7b", "mistral:7b"]
+    assert (
+        chosen.models[0].why
+        == "completion ✓, runs 100% CPU, 20.0 tok/s measured 2026-12-04, 4.7 GB"
+    )
+    assert chosen.models[0].tokens_per_s == 20.0 and chosen.models[2].tokens_per_s is None
+
+
+def test_a_speed_measured_without_the_latest_tag_counts() -> None:
+    embed = facts_of("nomic-embed-text")
+    chosen = recommend(
+        "embedding", [embed], roomy_fits([embed]), {"nomic-embed-text": Measured(300.0)}
+    )
+    assert chosen.models[0].tokens_per_s == 300.0
+
+
+def test_reasoning_prefers_thinkers_and_stands_in_with_advice() -> None:
+    thinker, plain = facts_of("qwen3:8b"), facts_of("llama3:8b")
+    assert ranked("reasoning", [plain, thinker]) == ["qwen3:8b", "llama3:8b"]
+    alone = recommend("reasoning", [plain], roomy_fits([plain]), {})
+    assert alone.use == "llama3:8b" and alone.advice is not None and "qwen3" in alone.advice
+    assert "no thinking" in alone.models[0].why
+    fits = {thinker.name: thinker.fit(Machine(ram_bytes=2 * GB)), plain.name: plain.fit(ROOMY)}
+    squeezed = recommend("reasoning", [plain, thinker], fits, {})
+    assert squeezed.use == "llama3:8b" and "no installed thinking model fits" in (
+        squeezed.advice or ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "pull"),
+    [
+        ("vision", "can read images; try `ollang pull llava`"),
+        ("embedding", "`ollang pull nomic-embed-text`"),
+        ("tools", "`ollang pull llama3.1`"),
+        ("reasoning", "`ollang pull qwen3` (or deepseek-r1)"),
+    ],
+)
+def test_with_nothing_suitable_the_advice_says_what_to_pull(task: str, pull: str) -> None:
+    chosen = recommend(task, [facts_of("gemma:7b")] if task != "reasoning" else [], {}, {})
+    assert chosen.use is None and chosen.models == () and pull in (chosen.advice or "")
+    assert chosen.to_json() == {"use": None, "models": [], "advice": chosen.advice}
+
+
+def test_when_nothing_fits_the_advice_names_a_smaller_model() -> None:
+    llava = facts_of("llava:7b")
+    chosen = recommend("vision", [llava], {llava.name: llava.fit(Machine(ram_bytes=GB))}, {})
+    assert chosen.use is None and len(chosen.models) == 1
+    assert "fits this machine's memory" in (chosen.advice or "") and "moondream" in (
+        chosen.advice or ""
+    )
+
+
+@pytest.mark.parametrize("task", ["poetry", "", "visions"])
+def test_an_unknown_task_lists_the_valid_ones(task: str) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        check_task(task)
+    assert raised.value.hint == "use one of " + ", ".join(TASKS)
+    assert check_task(" Vision ") == "vision"
