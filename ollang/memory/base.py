@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from langchain_core.messages import BaseMessage
 
-from ollang.memory.errors import SessionExistsError, SessionNotFoundError
+from ollang.memory.errors import SessionExistsError, SessionNotFoundError, StoreError
+from ollang.memory.keys import NoSuchKeyError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from ollang.memory.keys import KeyLimits, StoredKey, UsageRow
 
 __all__ = [
     "PREFIX_ROUTE_LIMIT",
@@ -446,6 +449,62 @@ class ChatStore(ABC):
         count = self._prefix_records
         self._prefix_records = count + 1
         return count % max(1, self.prefix_route_prune_every) == 0
+
+    # -- managed keys and usage (ollang.memory.keys) --------------------------------
+    def create_key(
+        self, name: str, secret_hash: str, *, owner: str, **limits: Unpack[KeyLimits]
+    ) -> StoredKey:
+        """Store a managed key: its name, the SHA-256 hex of its secret (never the secret),
+        the owner id its sessions will have (kept through rotations) and its policy
+        (:class:`~ollang.memory.keys.KeyLimits`). For ``ollang keys create`` and
+        ``POST /admin/keys``; servers on this store honour it within seconds.
+
+        Raises:
+            KeyExistsError: a key of that name exists (revoked ones included).
+        """
+        raise StoreError(f"{type(self).__name__} keeps no managed keys")
+
+    def list_keys(self) -> list[StoredKey]:
+        """Every managed key, revoked ones included, by name."""
+        return []
+
+    def revoke_key(self, name: str) -> StoredKey:
+        """Revoke ``name`` for good: requests with it are refused (401, with a hint).
+
+        Raises:
+            NoSuchKeyError: no key has that name.
+        """
+        raise NoSuchKeyError(name)
+
+    def rotate_key(self, name: str, secret_hash: str) -> StoredKey:
+        """Give ``name`` a new secret (its SHA-256 hex); the old one stops working, the
+        owner and so the sessions stay.
+
+        Raises:
+            NoSuchKeyError: no key has that name.
+            KeyRevokedError: the key was revoked.
+        """
+        raise NoSuchKeyError(name)
+
+    def key_by_hash(self, secret_hash: str) -> StoredKey | None:
+        """The managed key whose secret has this SHA-256 hex (revoked ones included), or
+        ``None``."""
+        return next((k for k in self.list_keys() if k.secret_hash == secret_hash), None)
+
+    def keys_version(self) -> object:
+        """A cheap value that changes whenever a key is created, revoked or rotated: a
+        server re-reads :meth:`list_keys` only when it differs from the last one seen."""
+        return None
+
+    def add_usage(self, rows: Sequence[UsageRow]) -> None:  # noqa: B027 - optional
+        """Add ``rows`` to the usage counters of their ``(key, model, day)`` (one
+        transaction). The server calls it with a few seconds' worth of turns at once,
+        the CLI once per turn. This default keeps nothing."""
+
+    def usage(self, *, since: str | None = None, key: str | None = None) -> list[UsageRow]:
+        """Usage rows from day ``since`` (``YYYY-MM-DD``, UTC) on, of one key's name or
+        all, by day, key and model."""
+        return []
 
     def batch(self) -> AbstractContextManager[None]:
         """Run this thread's calls inside it as one transaction, each call isolated.

@@ -19,6 +19,7 @@ from langchain_core.messages import BaseMessage
 
 from ollang.memory.base import ChatStore, SearchHit, SessionInfo
 from ollang.memory.errors import SessionExistsError, SessionNotFoundError
+from ollang.memory.keys import MemoryKeys
 from ollang.memory.messages import (
     content_text,
     message_from_dict,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ollang.memory.base import SessionChanges
+    from ollang.memory.keys import KeyLimits, StoredKey, UsageRow
 
 __all__ = ["InMemoryChatStore"]
 
@@ -82,6 +84,7 @@ class InMemoryChatStore(ChatStore):
         self._appends = 0
         # digest -> (model, host, seen), least recently recorded first.
         self._routes: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()
+        self._keys = MemoryKeys()
 
     def __repr__(self) -> str:
         return f"InMemoryChatStore({len(self._sessions)} sessions)"
@@ -291,3 +294,35 @@ class InMemoryChatStore(ChatStore):
                 del self._routes[digest]
                 dropped += 1
         return dropped
+
+    # -- managed keys and usage -------------------------------------------------------
+    def create_key(
+        self, name: str, secret_hash: str, *, owner: str, **limits: Unpack[KeyLimits]
+    ) -> StoredKey:
+        """See :meth:`ChatStore.create_key`."""
+        return self._keys.create(name, secret_hash, owner, limits)
+
+    def list_keys(self) -> list[StoredKey]:
+        """See :meth:`ChatStore.list_keys`."""
+        with self._keys.lock:
+            return sorted(self._keys.keys.values(), key=lambda k: k.name)
+
+    def revoke_key(self, name: str) -> StoredKey:
+        """See :meth:`ChatStore.revoke_key`."""
+        return self._keys.change(name, revoked=time.time())
+
+    def rotate_key(self, name: str, secret_hash: str) -> StoredKey:
+        """See :meth:`ChatStore.rotate_key`."""
+        return self._keys.change(name, secret_hash=secret_hash)
+
+    def keys_version(self) -> object:
+        """See :meth:`ChatStore.keys_version`."""
+        return self._keys.version
+
+    def add_usage(self, rows: Sequence[UsageRow]) -> None:
+        """See :meth:`ChatStore.add_usage`."""
+        self._keys.add_usage(rows)
+
+    def usage(self, *, since: str | None = None, key: str | None = None) -> list[UsageRow]:
+        """See :meth:`ChatStore.usage`."""
+        return self._keys.read_usage(since, key)

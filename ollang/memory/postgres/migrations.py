@@ -238,6 +238,47 @@ def m006_prefix_routes(db: psycopg.Connection, schema: str) -> None:
     )
 
 
+@migration
+def m007_keys_and_usage(db: psycopg.Connection, schema: str) -> None:
+    """Managed API keys and usage (SQLite's ``m009``): keys by name, found by the SHA-256
+    hex of their secret; usage one row per key name x model x UTC day, added to."""
+    _run(
+        db,
+        schema,
+        """
+        CREATE TABLE {s}.api_keys (
+            name text PRIMARY KEY,
+            secret_hash text NOT NULL UNIQUE,
+            owner text NOT NULL,
+            models text NOT NULL DEFAULT '[]',
+            rpm bigint,
+            tpm bigint,
+            daily_tokens bigint,
+            max_concurrent bigint,
+            weight double precision NOT NULL DEFAULT 1.0,
+            created double precision NOT NULL,
+            updated double precision NOT NULL,
+            revoked double precision
+        )
+        """,
+        """
+        CREATE TABLE {s}.usage (
+            key text NOT NULL,
+            model text NOT NULL,
+            day text NOT NULL,
+            requests bigint NOT NULL DEFAULT 0,
+            input_tokens bigint NOT NULL DEFAULT 0,
+            output_tokens bigint NOT NULL DEFAULT 0,
+            errors bigint NOT NULL DEFAULT 0,
+            busy_s double precision NOT NULL DEFAULT 0,
+            queue_s double precision NOT NULL DEFAULT 0,
+            PRIMARY KEY (key, model, day)
+        )
+        """,
+        "CREATE INDEX usage_by_day ON {s}.usage (day)",
+    )
+
+
 def search_vector(schema: str) -> str:
     """The SQL of the indexed search vector (``schema`` must be a validated identifier)."""
     return f"to_tsvector('\"{schema}\".english'::regconfig, content)"

@@ -61,6 +61,7 @@ from ollang.memory.errors import (
     StoreError,
 )
 from ollang.memory.images import StoredImage
+from ollang.memory.keys_sql import KeySQL, SQLKeysMixin
 from ollang.memory.messages import (
     PARTIAL_STATUS,
     message_for_row,
@@ -100,7 +101,7 @@ _IDLE = psycopg.pq.TransactionStatus.IDLE
 _MAX_QUERY_WORDS = 32
 
 
-class PostgresChatStore(ChatStore):
+class PostgresChatStore(SQLKeysMixin, ChatStore):
     """Chat sessions in a PostgreSQL database, shared by any number of processes.
 
     Example::
@@ -139,6 +140,7 @@ class PostgresChatStore(ChatStore):
         self.url, self.schema, self.where = self._db.url, self._db.schema, self._db.where
         self._sql = Statements(self.schema)
         self._routes = PrefixRouteStatements(self.schema)
+        self._key_sql = KeySQL("%s", f'"{self.schema}".')
         self._migrate()
         self._db.open()
 
@@ -475,6 +477,12 @@ class PostgresChatStore(ChatStore):
             )
             for session, message, role, content, headline, created in rows
         ]
+
+    def _keys_read(self, fn: Callable[[Any], T]) -> T:
+        return self._db.run("read", fn)
+
+    def _keys_write(self, fn: Callable[[Any], T]) -> T:
+        return self._db.run("write to", fn, atomic=True)
 
     # -- prefix routes ------------------------------------------------------------
     def find_prefix_routes(self, model: str, digests: Sequence[bytes]) -> dict[bytes, str]:

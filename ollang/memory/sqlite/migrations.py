@@ -293,6 +293,47 @@ def m008_prefix_routes(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m009_keys_and_usage(db: sqlite3.Connection) -> None:
+    """Managed API keys (:mod:`ollang.memory.keys`: the SHA-256 hex of the secret, never
+    the secret; ``owner`` outlives rotations; ``models`` a JSON list of patterns) and usage,
+    one row per key name x model x UTC day whose counters turns add to."""
+    _run(
+        db,
+        """
+        CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            secret_hash TEXT NOT NULL UNIQUE,
+            owner TEXT NOT NULL,
+            models TEXT NOT NULL DEFAULT '[]',
+            rpm INTEGER,
+            tpm INTEGER,
+            daily_tokens INTEGER,
+            max_concurrent INTEGER,
+            weight REAL NOT NULL DEFAULT 1.0,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            revoked REAL
+        )
+        """,
+        """
+        CREATE TABLE usage (
+            key TEXT NOT NULL,
+            model TEXT NOT NULL,
+            day TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            busy_s REAL NOT NULL DEFAULT 0,
+            queue_s REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (key, model, day)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX usage_by_day ON usage(day)",
+    )
+
+
 def _applied(db: sqlite3.Connection) -> list[str]:
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_ollang_migrations'"

@@ -47,6 +47,7 @@ from ollang.memory.errors import (
     StoreError,
 )
 from ollang.memory.images import StoredImage
+from ollang.memory.keys_sql import KeySQL, SQLKeysMixin
 from ollang.memory.messages import (
     PARTIAL_STATUS,
     compact_json,
@@ -114,7 +115,7 @@ class _Connection:
 _INHERITED: list[_Connection] = []
 
 
-class SQLiteChatStore(ChatStore):
+class SQLiteChatStore(SQLKeysMixin, ChatStore):
     """Chat sessions in an SQLite database file.
 
     Example::
@@ -358,6 +359,14 @@ class SQLiteChatStore(ChatStore):
         if st.f_bavail * st.f_frsize < 256 * 1024:
             return "full"
         return None
+
+    _key_sql = KeySQL("?")
+
+    def _keys_read(self, fn: Callable[[Any], T]) -> T:
+        return self._read(fn)
+
+    def _keys_write(self, fn: Callable[[Any], T]) -> T:
+        return self._write(fn)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()

@@ -1,0 +1,225 @@
+"""Managed API keys and usage records, as the session stores keep them.
+
+A managed key (``ollang keys create``, ``POST /admin/keys``) is stored by the SHA-256 of its
+secret, never the secret; its ``owner`` is a random id made once at creation, so sessions
+stay with the key when its secret is rotated. Usage is one row per key x model x UTC day,
+its counters added to as turns finish (:meth:`ChatStore.add_usage
+<ollang.memory.base.ChatStore.add_usage>`). The stores implement the storage; this module
+holds the shared types, errors and the in-memory version.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypedDict
+
+from ollang.memory.errors import StoreError
+
+__all__ = [
+    "KeyExistsError",
+    "KeyLimits",
+    "KeyRevokedError",
+    "MemoryKeys",
+    "NoSuchKeyError",
+    "StoredKey",
+    "UsageRow",
+    "models_from_json",
+    "models_to_json",
+    "new_owner",
+]
+
+
+class KeyLimits(TypedDict, total=False):
+    """The optional policy fields of a managed key (see :class:`StoredKey`)."""
+
+    models: Sequence[str]
+    rpm: int | None
+    tpm: int | None
+    daily_tokens: int | None
+    max_concurrent: int | None
+    weight: float
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A managed key as stored: its name, the SHA-256 hex of its secret, its owner id and
+    its policy. ``revoked`` is when it was revoked (epoch seconds), or ``None``."""
+
+    name: str
+    secret_hash: str
+    owner: str
+    models: tuple[str, ...] = ()
+    rpm: int | None = None
+    tpm: int | None = None
+    daily_tokens: int | None = None
+    max_concurrent: int | None = None
+    weight: float = 1.0
+    created: float = 0.0
+    updated: float = 0.0
+    revoked: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The key as shown by ``keys list --json`` and ``GET /admin/keys``: everything but
+        the hash of its secret."""
+        return {
+            "name": self.name,
+            "models": list(self.models),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "daily_tokens": self.daily_tokens,
+            "max_concurrent": self.max_concurrent,
+            "weight": self.weight,
+            "created": self.created,
+            "updated": self.updated,
+            "revoked": self.revoked,
+        }
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """What one key used of one model on one UTC day (``YYYY-MM-DD``); rows with the same
+    ``(key, model, day)`` add up."""
+
+    key: str
+    model: str
+    day: str
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    errors: int = 0
+    busy_s: float = 0.0
+    queue_s: float = 0.0
+
+    def plus(self, other: UsageRow) -> UsageRow:
+        """This row with ``other``'s counters added (the same key, model and day)."""
+        return replace(
+            self,
+            requests=self.requests + other.requests,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            errors=self.errors + other.errors,
+            busy_s=self.busy_s + other.busy_s,
+            queue_s=self.queue_s + other.queue_s,
+        )
+
+
+class KeyExistsError(StoreError):
+    """A managed key of that name exists already (revoked ones included)."""
+
+    exit_code = 2
+    http_status = 409
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a key named {name!r} exists already",
+            "choose another name, or `ollang keys rotate` it for a new secret",
+        )
+
+
+class NoSuchKeyError(StoreError, LookupError):
+    """No managed key has that name."""
+
+    exit_code = 2
+    http_status = 404
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no key named {name!r}", "list the keys with `ollang keys list`")
+
+
+class KeyRevokedError(StoreError):
+    """The key was revoked: it cannot be rotated (create a new one)."""
+
+    exit_code = 2
+    http_status = 409
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"the key {name!r} was revoked", "create a new key with another name")
+
+
+def new_owner() -> str:
+    """A fresh owner id for a managed key: what its sessions are owned by, for good."""
+    return "key-" + uuid.uuid4().hex
+
+
+def models_to_json(models: Iterable[str]) -> str:
+    """Model patterns as stored (a JSON list)."""
+    return json.dumps(list(models))
+
+
+def models_from_json(text: str | None) -> tuple[str, ...]:
+    """Model patterns as read back."""
+    return tuple(json.loads(text)) if text else ()
+
+
+@dataclass
+class MemoryKeys:
+    """Keys and usage held in dicts, for :class:`~ollang.memory.inmemory.InMemoryChatStore`."""
+
+    keys: dict[str, StoredKey] = field(default_factory=dict)
+    usage: dict[tuple[str, str, str], UsageRow] = field(default_factory=dict)
+    version: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def create(self, name: str, secret_hash: str, owner: str, limits: KeyLimits) -> StoredKey:
+        """See :meth:`ChatStore.create_key <ollang.memory.base.ChatStore.create_key>`."""
+        now = time.time()
+        key = StoredKey(
+            name,
+            secret_hash,
+            owner,
+            models=tuple(limits.get("models") or ()),
+            rpm=limits.get("rpm"),
+            tpm=limits.get("tpm"),
+            daily_tokens=limits.get("daily_tokens"),
+            max_concurrent=limits.get("max_concurrent"),
+            weight=float(limits.get("weight", 1.0)),
+            created=now,
+            updated=now,
+        )
+        with self.lock:
+            if name in self.keys:
+                raise KeyExistsError(name)
+            self.keys[name] = key
+            self.version += 1
+        return key
+
+    def change(self, name: str, **changes: Any) -> StoredKey:
+        """Revoke or rotate ``name`` (``changes`` are the new field values)."""
+        with self.lock:
+            key = self.keys.get(name)
+            if key is None:
+                raise NoSuchKeyError(name)
+            if key.revoked is not None and "secret_hash" in changes:
+                raise KeyRevokedError(name)
+            key = self.keys[name] = replace(key, updated=time.time(), **changes)
+            self.version += 1
+        return key
+
+    def add_usage(self, rows: Sequence[UsageRow]) -> None:
+        """See :meth:`ChatStore.add_usage <ollang.memory.base.ChatStore.add_usage>`."""
+        with self.lock:
+            for row in rows:
+                at = (row.key, row.model, row.day)
+                old = self.usage.get(at)
+                self.usage[at] = row if old is None else old.plus(row)
+
+    def read_usage(self, since: str | None, key: str | None) -> list[UsageRow]:
+        """See :meth:`ChatStore.usage <ollang.memory.base.ChatStore.usage>`."""
+        with self.lock:
+            rows = list(self.usage.values())
+        return sorted(
+            (
+                r
+                for r in rows
+                if (since is None or r.day >= since) and (key is None or r.key == key)
+            ),
+            key=lambda r: (r.day, r.key, r.model),
+        )
