@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ollang.commands.common import CliSettings, TurnArgs
+from ollang.commands.keys_app import keys_app, usage_command
 from ollang.commands.startup import defer_httpx_cli
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ sessions_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(keys_app, name="keys")
+app.command("usage")(usage_command)
 
 # -- options shared by the commands -----------------------------------------------------
 ModelOpt = Annotated[

@@ -10,28 +10,43 @@ holds the shared types, errors and the in-memory version.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ollang.memory.errors import StoreError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ollang.memory.base import ChatStore
 
 __all__ = [
     "KeyExistsError",
     "KeyLimits",
     "KeyRevokedError",
+    "SECRET_PREFIX",
     "MemoryKeys",
     "NoSuchKeyError",
     "StoredKey",
     "UsageRow",
+    "hash_secret",
+    "issue_key",
     "models_from_json",
     "models_to_json",
     "new_owner",
+    "new_secret",
+    "rotate_secret",
 ]
+
+#: How every managed key's secret starts (so scanners and people can tell one).
+SECRET_PREFIX = "ollang_"
 
 
 class KeyLimits(TypedDict, total=False):
@@ -142,6 +157,38 @@ class KeyRevokedError(StoreError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"the key {name!r} was revoked", "create a new key with another name")
+
+
+def new_secret() -> str:
+    """A fresh secret: ``ollang_`` and 32 random bytes, URL-safe."""
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """What a store keeps of a secret, and finds the key by: its SHA-256 hex digest."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def issue_key(store: ChatStore, name: str, **limits: Unpack[KeyLimits]) -> tuple[StoredKey, str]:
+    """Create the managed key ``name`` in ``store``: the stored key and its secret, which
+    nothing keeps (show it once).
+
+    Raises:
+        KeyExistsError: ``name`` is taken.
+    """
+    secret = new_secret()
+    key = store.create_key(name, hash_secret(secret), owner=new_owner(), **limits)
+    return key, secret
+
+
+def rotate_secret(store: ChatStore, name: str) -> tuple[StoredKey, str]:
+    """Give ``name`` a new secret (returned, once); its sessions stay with it.
+
+    Raises:
+        NoSuchKeyError, KeyRevokedError: see :meth:`ChatStore.rotate_key`.
+    """
+    secret = new_secret()
+    return store.rotate_key(name, hash_secret(secret)), secret
 
 
 def new_owner() -> str:
