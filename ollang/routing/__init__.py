@@ -29,6 +29,8 @@ _WHERE = {
     "Router": "ollang.routing.router",
     "HostLease": "ollang.routing.router",
     "NoHostError": "ollang.routing.router",
+    "QueueFullError": "ollang.routing.queueing",
+    "WaitingRoom": "ollang.routing.queueing",
     "choose_backend": "ollang.routing.backend",
     "make_backend_chat_model": "ollang.routing.backend",
     "routed_chat_model": "ollang.routing.backend",
@@ -40,7 +42,9 @@ __all__ = [
     "HostState",
     "NoHostError",
     "OllamaHost",
+    "QueueFullError",
     "Router",
+    "WaitingRoom",
     "choose_backend",
     "make_backend_chat_model",
     "make_hosts",
@@ -50,6 +54,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ollang.routing.backend import choose_backend, make_backend_chat_model, routed_chat_model
     from ollang.routing.hosts import EmbeddedHost, Host, HostState, OllamaHost, make_hosts
+    from ollang.routing.queueing import QueueFullError, WaitingRoom
     from ollang.routing.router import HostLease, NoHostError, Router
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)

@@ -36,6 +36,7 @@ from ollang.routing.order import (
     first_free,
     rank,
 )
+from ollang.routing.queueing import LOCAL, QueueKey, WaitingRoom
 from ollang.settings import Settings
 from ollang.transport.manage import ModelDetails, normalise_model
 
@@ -84,17 +85,24 @@ class NoHostError(OllamaUnavailableError):
 
 @dataclass
 class HostLease:
-    """A request's claim on one in-flight slot of a host; release it when done."""
+    """A request's claim on one in-flight slot of a host; release it when done.
+
+    Attributes:
+        key: Whose slot it is (the waiting room charges the key its busy time).
+        lease: The waiting room's id of the lease (``None``: not counted there).
+    """
 
     host: Host
     router: Router
     released: bool = False
+    key: QueueKey = LOCAL
+    lease: int | None = None
 
     def release(self) -> None:
         """Give the slot back (idempotent)."""
         if not self.released:
             self.released = True
-            self.router._release(self.host)
+            self.router._release(self.host, self.key, self.lease)
 
 
 class Router:
@@ -104,6 +112,8 @@ class Router:
         hosts: The hosts, in configuration order.
         check_interval: Seconds between checks of a host that is up.
         tie: Breaks ties in the routing order (:func:`~ollang.routing.order.rank`).
+        queue: Who gets a slot when every host is full (default: a ``fair`` room
+            without limits; :mod:`ollang.routing.queueing`).
     """
 
     def __init__(
@@ -112,12 +122,13 @@ class Router:
         *,
         check_interval: float = CHECK_INTERVAL,
         tie: Tie = random.random,
+        queue: WaitingRoom[Host] | None = None,
     ) -> None:
         self.hosts = list(hosts)
         self.check_interval = check_interval
         self.tie = tie
+        self.queue: WaitingRoom[Host] = queue if queue is not None else WaitingRoom()
         self._tasks: list[asyncio.Task[None]] = []
-        self._freed: asyncio.Condition | None = None
         self._wake: dict[str, asyncio.Event] = {}
 
     @classmethod
@@ -145,7 +156,6 @@ class Router:
 
     async def start(self) -> None:
         """Check every host once, then keep checking in the background."""
-        self._freed = asyncio.Condition()
         await self.check_all()
         for host in self.hosts:
             self._wake[host.name] = asyncio.Event()
@@ -164,7 +174,7 @@ class Router:
             wake.clear()
             await host.probe()
             if host.state.up:
-                await self._notify()
+                self.queue.dispatch()
 
     async def stop(self) -> None:
         """Stop the background checks and close connections."""
@@ -270,56 +280,83 @@ class Router:
         affinity: str | None = None,
         exclude: Sequence[Host] = (),
         wait: float = 120.0,
+        key: QueueKey = LOCAL,
     ) -> HostLease:
         """A slot on the best host for ``model`` that has one free; waits while all are full.
 
+        While every candidate is full the request waits in :attr:`queue`, which gives the
+        next free slot to the waiter its policy chooses (``key`` says whose request it
+        is). A waiting request that is cancelled (its client gone) leaves the queue at
+        once; a slot given to it as it was cancelled goes to the next waiter.
+
         Raises:
             NoHostError / ModelNotFoundError: as :meth:`check_model`, or when every
-                candidate was excluded (they failed this request).
+                candidate was excluded (they failed this request), or no slot came free
+                within ``wait`` seconds.
+            QueueFullError: the queue (or ``key``'s share of it) is full (429).
         """
+        pick = self._picker(model, affinity, exclude)
+        now = self.queue.try_now(key, pick, _take)
+        if now is not None:
+            return HostLease(now[0], self, key=key, lease=now[1])
+        self._candidates(model, affinity, exclude)  # raises when none could serve
+        waiter = self.queue.enqueue(key, pick, _take)
         deadline = time.monotonic() + wait
-        while True:
+        given = False
+        try:
+            while not waiter.future.done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._full(model, self._candidates(model, affinity, exclude))
+                await asyncio.wait({waiter.future}, timeout=min(remaining, 1.0))
+                if not waiter.future.done():
+                    self._candidates(model, affinity, exclude)  # a host may have gone
+            given = True
+            return HostLease(waiter.future.result(), self, key=key, lease=waiter.lease)
+        finally:
+            self.queue.leave(waiter)
+            if not given and waiter.future.done() and not waiter.future.cancelled():
+                # Given a slot just as it gave up (cancelled, timed out): pass it on.
+                self._release(waiter.future.result(), key, waiter.lease)
+
+    def _candidates(self, model: str, affinity: str | None, exclude: Sequence[Host]) -> list[Host]:
+        """The hosts that could serve ``model`` (full or not), or raise as :meth:`lease`."""
+        ranked = self._rank(self.views(model), affinity, exclude)
+        if not ranked:
+            if exclude:
+                raise NoHostError(model, list(exclude))
+            self.check_model(model)
+            raise NoHostError(model, [h for h in self.hosts if h.has(model)])
+        return [self.hosts[i] for i in ranked]
+
+    def _picker(
+        self, model: str, affinity: str | None, exclude: Sequence[Host]
+    ) -> Callable[[], Host | None]:
+        """The waiting room's ``pick`` of one request: its best host with a free slot."""
+
+        def pick() -> Host | None:
             views = self.views(model)
-            ranked = self._rank(views, affinity, exclude)
-            if not ranked:
-                if exclude:
-                    raise NoHostError(model, list(exclude))
-                self.check_model(model)
-                raise NoHostError(model, [h for h in self.hosts if h.has(model)])
-            free = first_free(views, ranked)
-            if free is not None:
-                host = self.hosts[free]
-                host.in_flight += 1
-                return HostLease(host, self)
-            candidates = [self.hosts[i] for i in ranked]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                err = NoHostError(model, candidates)
-                err.message = (
-                    f"every host that has {model!r} is at its concurrency limit "
-                    f"({', '.join(h.name for h in candidates)})"
-                )
-                err.hint = "try again shortly, or raise the hosts' max=N"
-                raise err
-            await self._wait_for_slot(remaining)
+            free = first_free(views, self._rank(views, affinity, exclude))
+            return None if free is None else self.hosts[free]
 
-    async def _wait_for_slot(self, timeout: float) -> None:
-        if self._freed is None:
-            self._freed = asyncio.Condition()
-        async with self._freed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._freed.wait(), timeout=min(timeout, 1.0))
+        return pick
 
-    def _release(self, host: Host) -> None:
+    @staticmethod
+    def _full(model: str, candidates: Sequence[Host]) -> NoHostError:
+        err = NoHostError(model, candidates)
+        err.message = (
+            f"every host that has {model!r} is at its concurrency limit "
+            f"({', '.join(h.name for h in candidates)})"
+        )
+        err.hint = "try again shortly, or raise the hosts' max=N"
+        return err
+
+    def _release(self, host: Host, key: QueueKey = LOCAL, lease: int | None = None) -> None:
         host.in_flight = max(0, host.in_flight - 1)
-        if self._freed is not None:
-            with contextlib.suppress(RuntimeError):  # no running loop (shutdown)
-                asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        if self._freed is not None:
-            async with self._freed:
-                self._freed.notify_all()
+        if lease is not None:
+            self.queue.release(key, lease)
+        with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody waits
+            self.queue.dispatch()
 
     async def context_length(self, model: str) -> int | None:
         """The model's context length from a host that has it (cached per host)."""
@@ -336,6 +373,11 @@ class Router:
             yield self
         finally:
             await self.stop()
+
+
+def _take(host: Host) -> None:
+    """Count a slot given by the waiting room as in flight."""
+    host.in_flight += 1
 
 
 def view_of(host: Host, model: str) -> HostView:
