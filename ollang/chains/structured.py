@@ -119,17 +119,17 @@ def check_answer(text: str, schema: str | dict[str, Any]) -> Any:
         from jsonschema.exceptions import best_match
 
         try:
-            err = best_match(schema_validator(schema).iter_errors(value))
+            failure = best_match(schema_validator(schema).iter_errors(value))
         except Exception as unresolved:  # a $ref that resolves nowhere
             raise AnswerDoesNotFitError(
                 f"the schema cannot be applied: {unresolved}", "give a self-contained schema"
             ) from unresolved
-        if err is not None:
-            where = "/".join(str(p) for p in err.absolute_path) or "the top level"
+        if failure is not None:
+            where = "/".join(str(p) for p in failure.absolute_path) or "the top level"
             raise AnswerDoesNotFitError(
-                f"the model's answer does not fit the schema at {where}: {err.message}",
+                f"the model's answer does not fit the schema at {where}: {failure.message}",
                 "try again, or a model that supports structured output",
-            ) from err
+            ) from failure
     return value
 
 
@@ -145,6 +145,7 @@ def schema_validator(schema: dict[str, Any]) -> Any:
     from referencing.exceptions import NoSuchResource
 
     def refuse(uri: str) -> Any:
-        raise NoSuchResource(ref=uri)
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs field, public alias
 
-    return validator_for(schema)(schema, registry=Registry(retrieve=refuse))
+    registry: Any = Registry(retrieve=refuse)  # type: ignore[call-arg]  # the same
+    return validator_for(schema)(schema, registry=registry)

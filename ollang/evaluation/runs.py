@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ollang.evaluation.runner import Evaluation
+if TYPE_CHECKING:  # the runner imports LangChain: `ollang recommend` reads runs without it
+    from ollang.evaluation.runner import Evaluation
 
 __all__ = ["RUNS_FILE", "ModelSpeed", "measured_speeds", "save_run"]
 

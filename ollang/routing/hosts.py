@@ -1,10 +1,12 @@
-"""Model hosts: Ollama servers, and the embedded backend as a host like the others.
+"""Model hosts: Ollama servers, OpenAI-compatible engines, and the embedded backend as a
+host like the others.
 
 A :class:`Host` knows what it runs (models installed, models loaded), whether it is up,
 how many requests it has in flight, and answers a chat request with Ollama's own
-``/api/chat`` stream lines, whichever kind of host it is — so everything above
-(the router, the server's turn engine, the OpenAI and Ollama dialects) deals with one
-shape of answer.
+``/api/chat`` stream lines, whichever kind of host it is (:attr:`Host.kind`: ``ollama``,
+``openai`` — :class:`~ollang.routing.engines.OpenAIHost` — or ``embedded``) — so
+everything above (the router, the server's turn engine, the OpenAI and Ollama dialects)
+deals with one shape of answer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ollang.errors import InvalidInputError, ModelNotFoundError
 from ollang.settings import HostSpec, Settings
 from ollang.transport.manage import ModelDetails, context_length, model_details, normalise_model
-from ollang.turns.context import MAX_AUTO_CONTEXT
 
 if TYPE_CHECKING:  # the async client is imported only by the server's path (the CLI's is sync)
     from langchain_core.messages import BaseMessage
@@ -44,6 +45,8 @@ class HostState:
         error: Why it is down.
         checked_at: When it was last checked (monotonic seconds).
         failures: Checks failed in a row (the backoff grows with it).
+        resting_until: A host that answered 429 is left alone until then (monotonic
+            seconds; its ``Retry-After``): its checks do not bring it back sooner.
     """
 
     up: bool | None = None
@@ -53,10 +56,16 @@ class HostState:
     error: str | None = None
     checked_at: float = 0.0
     failures: int = 0
+    resting_until: float = 0.0
 
 
 class Host(ABC):
-    """A place models run. Subclasses: :class:`OllamaHost`, :class:`EmbeddedHost`."""
+    """A place models run. Subclasses: :class:`OllamaHost`, :class:`EmbeddedHost`,
+    :class:`~ollang.routing.engines.OpenAIHost`."""
+
+    #: Whether the request tells the host the context window (Ollama's ``num_ctx``): an
+    #: OpenAI-compatible engine runs its own, fixed when it started.
+    sizes_window = True
 
     def __init__(self, spec: HostSpec) -> None:
         self.spec = spec
@@ -73,6 +82,16 @@ class Host(ABC):
     def is_embedded(self) -> bool:
         """Whether this is the in-process backend."""
         return self.spec.is_embedded
+
+    @property
+    def kind(self) -> str:
+        """``ollama``, ``openai`` or ``embedded``: which API the host speaks."""
+        return self.spec.kind
+
+    @property
+    def resting(self) -> bool:
+        """Whether the host asked to be left alone for now (a 429's ``Retry-After``)."""
+        return time.monotonic() < self.state.resting_until
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, up={self.state.up})"
@@ -102,6 +121,11 @@ class Host(ABC):
         self.state.error = error
         self.state.failures = max(self.state.failures, 1)
 
+    def rest(self, seconds: float) -> None:
+        """The host asked for a pause (a 429's ``Retry-After``): its checks leave it down
+        until then, so no request goes there sooner."""
+        self.state.resting_until = max(self.state.resting_until, time.monotonic() + seconds)
+
     def forget_model(self, model: str) -> None:
         """The host said it lacks ``model`` (its list was stale)."""
         self.state.models.pop(normalise_model(model), None)
@@ -110,6 +134,7 @@ class Host(ABC):
         """The host as ``/health`` and ``/metrics`` show it."""
         return {
             "url": self.name,
+            "kind": self.kind,
             "up": bool(self.state.up),
             "checked": self.state.up is not None,
             "version": self.state.version,
@@ -203,6 +228,8 @@ class OllamaHost(Host):
 
     async def probe(self) -> None:
         """``/api/version``, then ``/api/tags`` and ``/api/ps``."""
+        if self.resting:
+            return
         try:
             version = await self.wire.get_json("/api/version", timeout=self.check_timeout)
             tags, ps = await asyncio.gather(
@@ -326,6 +353,10 @@ class EmbeddedHost(Host):
         """The GGUF's own context length, capped as the embedded backend runs it."""
         chat_model = await asyncio.to_thread(self._model, model, {})
         length: int | None = await chat_model.aget_context_length()
+        # Here, not at the top: ollang.turns.context loads LangChain (a second of every
+        # `ollang list`), and only the embedded backend needs the cap.
+        from ollang.turns.context import MAX_AUTO_CONTEXT
+
         return min(length, MAX_AUTO_CONTEXT) if length else None
 
 
@@ -355,11 +386,19 @@ def make_hosts(settings: Settings, backend: str | None = None) -> list[Host]:
     (the ``embedded`` extra): one that is not would be a host that is always down, and a
     model merely not pulled would look like "no host reachable". Asked for alone
     (``embedded``), it stays, so the error says how to install it.
+
+    The configured OpenAI-compatible engines (``openai+`` entries) come with the Ollama
+    hosts: the backend names where models run (remote hosts, or in-process).
     """
+    from ollang.routing.engines import OpenAIHost
+
     name = (backend or settings.backend).lower()
     hosts: list[Host] = []
     if name in ("auto", "ollama"):
-        hosts += [OllamaHost(spec, settings) for spec in settings.ollama_hosts]
+        hosts += [
+            OpenAIHost(spec, settings) if spec.kind == "openai" else OllamaHost(spec, settings)
+            for spec in settings.remote_hosts
+        ]
     if name == "embedded":
         hosts.append(EmbeddedHost(HostSpec("embedded"), settings))
     elif name == "auto" and _embedded_installed():

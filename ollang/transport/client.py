@@ -19,7 +19,7 @@ that model management (``ollang models``) does not import LangChain.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -134,6 +134,7 @@ class OllamaClient(BaseOllamaClient):
             url, connect_timeout=connect_timeout, read_timeout=read_timeout, headers=headers
         )
         self._ollama: ollama.Client | None = None
+        self._http: httpx.Client | None = None
 
     @property
     def timeout(self) -> httpx.Timeout:
@@ -153,13 +154,23 @@ class OllamaClient(BaseOllamaClient):
 
     @property
     def http(self) -> httpx.Client:
-        """The official client's httpx client (base URL, timeouts, headers set)."""
-        return cast(httpx.Client, self.ollama._client)
+        """The httpx client of ollang's own calls (base URL, timeouts, headers set).
+
+        Not the official client's: importing ``ollama`` (pydantic models of its whole
+        API) was most of what ``ollang list`` spent before its first request.
+        """
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=self.url, timeout=self.timeout, headers=dict(self.headers or {})
+            )
+        return self._http
 
     def close(self) -> None:
         """Close the connections."""
         if self._ollama is not None:
             self._ollama._client.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> Self:
         return self

@@ -153,7 +153,8 @@ def test_hostile_input(env, fake_ollama):
 
 def test_models_commands(env, fake_ollama):
     listed = ollang("models", env=env).stdout.decode().splitlines()
-    assert listed[0] == "llama3:latest (4.7 GB)"  # decimal units, as Ollama shows them
+    # Decimal units, as Ollama shows them; then what it can do and where it would run.
+    assert listed[0].startswith("llama3:latest (4.7 GB) completion,tools · ")
     data = json.loads(ollang("models", "list", "--json", env=env).stdout)
     assert data["models"][0]["name"] == "llama3:latest" and data["models"][0]["backend"] == "ollama"
     shown = ollang("models", "show", "llama3", env=env).stdout.decode()
