@@ -20,14 +20,18 @@ from collections.abc import Sequence
 __all__ = [
     "ConnectionCutError",
     "ContextWindowError",
+    "HostAuthError",
+    "HostBusyError",
     "InvalidInputError",
     "InvalidResponseError",
     "ModelNotFoundError",
+    "NotSupportedError",
     "OllamaResponseError",
     "OllamaTimeoutError",
     "OllamaUnavailableError",
     "OllangError",
     "SettingsError",
+    "engine_at",
     "with_detail",
 ]
 
@@ -59,6 +63,16 @@ def with_detail(message: str, detail: str) -> str:
     return f"{message} ({detail})" if detail else message
 
 
+def engine_at(url: str, kind: str = "ollama") -> str:
+    """How messages name a model host of ``kind``: ``Ollama at URL``, or ``the
+    OpenAI-compatible engine at URL`` for an ``openai`` host."""
+    return f"the OpenAI-compatible engine at {url}" if kind == "openai" else f"Ollama at {url}"
+
+
+def _engine(kind: str) -> str:
+    return "the OpenAI-compatible engine" if kind == "openai" else "Ollama"
+
+
 class InvalidInputError(OllangError, ValueError):
     """The caller's input cannot be used (e.g. empty text, a malformed id or option)."""
 
@@ -79,12 +93,13 @@ class OllamaUnavailableError(OllangError, ConnectionError):
     exit_code = 3
     http_status = 503
 
-    def __init__(self, url: str, detail: str = "") -> None:
+    def __init__(self, url: str, detail: str = "", *, kind: str = "ollama") -> None:
         self.url = url
-        super().__init__(
-            with_detail(f"cannot reach Ollama at {url}", detail),
-            "start it with `ollama serve`, or set OLLAMA_HOST to where it runs",
-        )
+        self.kind = kind
+        hint = "start it with `ollama serve`, or set OLLAMA_HOST to where it runs"
+        if kind == "openai":
+            hint = "is the engine running there? check the host's URL (with its /v1)"
+        super().__init__(with_detail(f"cannot reach {engine_at(url, kind)}", detail), hint)
 
 
 class ModelNotFoundError(OllangError, LookupError):
@@ -120,10 +135,11 @@ class OllamaTimeoutError(OllangError, TimeoutError):
     exit_code = 1
     http_status = 504
 
-    def __init__(self, url: str, detail: str = "") -> None:
+    def __init__(self, url: str, detail: str = "", *, kind: str = "ollama") -> None:
         self.url = url
+        self.kind = kind
         super().__init__(
-            with_detail(f"Ollama at {url} did not answer in time", detail),
+            with_detail(f"{engine_at(url, kind)} did not answer in time", detail),
             "the model may still be loading; retry, or raise OLLANG_READ_TIMEOUT (seconds)",
         )
 
@@ -134,14 +150,17 @@ class OllamaResponseError(OllangError):
     exit_code = 1
     http_status = 502
 
-    def __init__(self, detail: str, status_code: int | None = None) -> None:
+    def __init__(
+        self, detail: str, status_code: int | None = None, *, kind: str = "ollama"
+    ) -> None:
         self.status_code = status_code
         self.detail = detail
+        self.kind = kind
         where = "mid-answer" if status_code in (None, -1) else f"HTTP {status_code}"
-        super().__init__(
-            f"Ollama reported an error ({where}): {detail}",
-            "Ollama's log says more (where `ollama serve` runs); try again",
-        )
+        hint = "Ollama's log says more (where `ollama serve` runs); try again"
+        if kind == "openai":
+            hint = "the engine's log says more; try again"
+        super().__init__(f"{_engine(kind)} reported an error ({where}): {detail}", hint)
 
 
 class ConnectionCutError(OllamaResponseError):
@@ -151,29 +170,97 @@ class ConnectionCutError(OllamaResponseError):
     router checks it again at once, and a turn that has no token yet fails over).
     """
 
-    def __init__(self, url: str, detail: str = "connection closed") -> None:
+    def __init__(
+        self, url: str, detail: str = "connection closed", *, kind: str = "ollama"
+    ) -> None:
         OllangError.__init__(
             self,
-            f"the connection to Ollama at {url} was cut mid-response",
-            "is Ollama still running (`ollama serve`)? try again",
+            f"the connection to {engine_at(url, kind)} was cut mid-response",
+            "is the engine still running? try again"
+            if kind == "openai"
+            else "is Ollama still running (`ollama serve`)? try again",
         )
         self.status_code = None
         self.detail = detail
         self.url = url
+        self.kind = kind
 
 
 class InvalidResponseError(OllamaResponseError):
     """What came back is not Ollama's HTTP and JSON (the address is something else)."""
 
-    def __init__(self, url: str, detail: str) -> None:
+    def __init__(
+        self, url: str, detail: str, *, kind: str = "ollama", what: str = "not HTTP and JSON"
+    ) -> None:
         OllangError.__init__(
             self,
-            f"Ollama at {url} sent an invalid response (not HTTP and JSON: {detail})",
-            "check that OLLAMA_HOST points at an Ollama server",
+            f"{engine_at(url, kind)} sent an invalid response ({what}: {detail})",
+            "check that the host's URL points at an OpenAI-compatible API (its /v1)"
+            if kind == "openai"
+            else "check that OLLAMA_HOST points at an Ollama server",
         )
         self.status_code = -1
         self.detail = detail
         self.url = url
+        self.kind = kind
+
+
+class HostAuthError(OllamaResponseError):
+    """The host refused ollang's credentials (HTTP 401 or 403): its ``key=`` is wrong or
+    missing. The request goes to another host; this one is down until it is fixed."""
+
+    def __init__(self, url: str, detail: str, status_code: int, *, kind: str = "ollama") -> None:
+        OllangError.__init__(
+            self,
+            f"{engine_at(url, kind)} refused ollang's key (HTTP {status_code}): {detail}",
+            "set the host's key: openai+http://host:port/v1?key=YOUR_KEY "
+            "(OLLANG_OLLAMA_HOSTS or --ollama-host)",
+        )
+        self.status_code = status_code
+        self.detail = detail
+        self.url = url
+        self.kind = kind
+
+
+class HostBusyError(OllamaResponseError):
+    """The host is rate-limited or full (HTTP 429): another host takes the request, and
+    this one rests for its ``Retry-After`` seconds. When no host is left, the client
+    gets the 429 (and the wait)."""
+
+    http_status = 429
+
+    def __init__(
+        self, url: str, detail: str, retry_after: float | None = None, *, kind: str = "ollama"
+    ) -> None:
+        wait = f"retry after {retry_after:g} s" if retry_after is not None else "retry shortly"
+        OllangError.__init__(
+            self,
+            f"{engine_at(url, kind)} is busy (HTTP 429): {detail}",
+            f"{wait}, or add hosts (several may serve one model)",
+        )
+        self.status_code = 429
+        self.detail = detail
+        self.url = url
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class NotSupportedError(OllangError):
+    """The host a request is for has no such operation (an OpenAI-compatible engine
+    neither pulls, removes, copies, creates nor pushes models, nor says what is loaded):
+    a bad request for that host, never a failure of the server."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, what: str, host: str, kind: str) -> None:
+        super().__init__(
+            f"{what} is not supported by this host ({kind} kind): {host}",
+            "manage its models with the engine's own tools; ollang pulls, removes and "
+            "lists loaded models on Ollama hosts only",
+        )
+        self.host = host
+        self.kind = kind
 
 
 class ContextWindowError(OllangError):

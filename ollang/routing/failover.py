@@ -5,9 +5,10 @@ One :class:`Failover` per request, driven by the server's turn engine (over leas
 by :class:`~ollang.routing.routed.RoutedChatModel` (the CLI and the library): the rules
 live here once, free of I/O.
 
-* A refused connection, a connection cut before any line, a 5xx, or "model not found"
-  on one host moves the request to the next (:func:`fails_over`); anything else (a bad
-  request, a model error) is the answer.
+* A refused connection, a connection cut before any line, a 5xx, "model not found", a
+  refused key (401/403 from an engine) or a busy host (429) on one host moves the
+  request to the next (:func:`fails_over`), whatever the host's kind; anything else (a
+  bad request, a model error) is the answer.
 * A host that failed is marked in the router (down, or its model list corrected) when
   the failure says something about the host (:func:`tells_about_host`).
 * The host a session's last answer failed on is tried last (``avoid``).
@@ -21,7 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from ollang.errors import ModelNotFoundError, OllamaResponseError, OllamaUnavailableError
+from ollang.errors import (
+    HostAuthError,
+    HostBusyError,
+    ModelNotFoundError,
+    OllamaResponseError,
+    OllamaUnavailableError,
+)
 
 #: A host as the driver knows it (a :class:`~ollang.routing.hosts.Host`, or its name).
 H = TypeVar("H")
@@ -35,8 +42,10 @@ def is_cut(err: BaseException) -> bool:
 
 
 def tells_about_host(err: BaseException) -> bool:
-    """Whether ``err`` says the host is down or lacks the model (the router should know)."""
-    return isinstance(err, (OllamaUnavailableError, ModelNotFoundError)) or is_cut(err)
+    """Whether ``err`` says the host is down, lacks the model, refused ollang's key or is
+    busy (the router should know)."""
+    known = (OllamaUnavailableError, ModelNotFoundError, HostAuthError, HostBusyError)
+    return isinstance(err, known) or is_cut(err)
 
 
 def fails_over(err: BaseException) -> bool:

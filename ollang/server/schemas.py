@@ -244,9 +244,13 @@ class OllamaStatus(BaseModel):
 
 
 class HostStatus(BaseModel):
-    """One model host (an Ollama server, or ``embedded``) as last checked."""
+    """One model host (an Ollama server, an OpenAI-compatible engine, or ``embedded``)
+    as last checked."""
 
-    url: str
+    url: str = Field(..., description="Its base URL (never its key), or `embedded`.")
+    kind: Literal["ollama", "openai", "embedded"] = Field(
+        "ollama", description="The API it speaks."
+    )
     up: bool
     checked: bool = Field(..., description="Whether it has been checked yet.")
     version: str | None = None
@@ -257,6 +261,9 @@ class HostStatus(BaseModel):
     priority: int
     weight: float
     max_concurrent: int | None = None
+    context: int | None = Field(
+        None, description="An openai host's ctx= setting: the window its models run with."
+    )
 
 
 class Health(BaseModel):

@@ -41,7 +41,12 @@ from urllib.parse import urlsplit
 import httptools
 import orjson
 
-from ollang.errors import OllamaResponseError, OllamaTimeoutError, OllamaUnavailableError
+from ollang.errors import (
+    OllamaResponseError,
+    OllamaTimeoutError,
+    OllamaUnavailableError,
+    OllangError,
+)
 from ollang.transport.client import BaseOllamaClient
 from ollang.transport.errors import ConnectionClosed, GarbledResponse, status_error, translating
 from ollang.transport.translate import Line, to_ollama_messages
@@ -185,6 +190,11 @@ class OllamaWire(BaseOllamaClient):
         headers: Extra headers sent with every request.
     """
 
+    #: The kind of host this client talks to (how its errors name it).
+    kind = "ollama"
+    #: The connection protocol (a subclass may read more of the response's head).
+    _protocol: type[_Connection] = _Connection
+
     def __init__(
         self,
         url: str,
@@ -232,7 +242,7 @@ class OllamaWire(BaseOllamaClient):
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
-                    _Connection,
+                    self._protocol,
                     self.host,
                     self.port,
                     ssl=context,
@@ -241,9 +251,9 @@ class OllamaWire(BaseOllamaClient):
                 self.connect_timeout,
             )
         except asyncio.TimeoutError as err:
-            raise OllamaUnavailableError(self.url, "connect timeout") from err
+            raise OllamaUnavailableError(self.url, "connect timeout", kind=self.kind) from err
         except OSError as err:
-            raise OllamaUnavailableError(self.url) from err
+            raise OllamaUnavailableError(self.url, kind=self.kind) from err
         return protocol, False
 
     def _release(self, conn: _Connection) -> None:
@@ -292,7 +302,9 @@ class OllamaWire(BaseOllamaClient):
                     await conn.wait(timeout)
             except asyncio.TimeoutError as err:
                 conn.close()
-                raise OllamaTimeoutError(self.url, "no answer within the read timeout") from err
+                raise OllamaTimeoutError(
+                    self.url, "no answer within the read timeout", kind=self.kind
+                ) from err
             except BaseException:  # cancelled (a client gone): Ollama must see us go
                 conn.close()
                 raise
@@ -320,13 +332,15 @@ class OllamaWire(BaseOllamaClient):
             self._release(conn)
             if conn.status >= 400:
                 model = body.get("model") if body else None
-                raise status_error(conn.status, bytes(data).decode("utf-8", "replace"), model)
+                raise self._status_error(conn, bytes(data), model)
             value = orjson.loads(data) if bytes(data).strip() else {}
             return value if isinstance(value, dict) else {"value": value}
         except asyncio.TimeoutError as err:
-            raise OllamaTimeoutError(self.url, "no data within the read timeout") from err
+            raise OllamaTimeoutError(
+                self.url, "no data within the read timeout", kind=self.kind
+            ) from err
         except Exception:
-            with translating(url=self.url):
+            with translating(url=self.url, kind=self.kind):
                 raise
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Line:
@@ -343,11 +357,16 @@ class OllamaWire(BaseOllamaClient):
         """``POST path`` with a JSON body, answered with one JSON object."""
         return await self._json("POST", path, body, timeout)
 
+    def _status_error(self, conn: _Connection, body: bytes, model: str | None) -> OllangError:
+        """An error answer (its status, its body) as ours."""
+        text = body.decode("utf-8", "replace")
+        return status_error(conn.status, text, model, url=self.url, kind=self.kind)
+
     async def _raise_status(self, conn: _Connection, model: str | None) -> None:
         """Read an error answer to its end and raise it as ours."""
         while not conn.complete and conn.closed is None:
             await conn.wait(self.read_timeout)
-        raise status_error(conn.status, conn.take().decode("utf-8", "replace"), model)
+        raise self._status_error(conn, conn.take(), model)
 
     async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
         """``POST path`` and yield its NDJSON lines, parsed, in the batches they arrived in.
@@ -390,7 +409,9 @@ class OllamaWire(BaseOllamaClient):
                 try:
                     await conn.wait(self.read_timeout)
                 except asyncio.TimeoutError as err:
-                    raise OllamaTimeoutError(self.url, "no data within the read timeout") from err
+                    raise OllamaTimeoutError(
+                        self.url, "no data within the read timeout", kind=self.kind
+                    ) from err
             if pending.strip():
                 line = orjson.loads(pending)
                 if "error" in line:
@@ -400,7 +421,7 @@ class OllamaWire(BaseOllamaClient):
         except (GeneratorExit, asyncio.CancelledError):
             raise
         except Exception:
-            with translating(url=self.url, model=model):
+            with translating(url=self.url, model=model, kind=self.kind):
                 raise
         finally:
             if conn is not None:

@@ -1,0 +1,247 @@
+"""The transport of the ``openai`` kind of host: an OpenAI-compatible engine's API (vLLM,
+SGLang, llama.cpp's server, LM Studio, TGI) on the hot path's own HTTP client.
+
+:class:`OpenAIWire` is :class:`~ollang.transport.wire.OllamaWire`'s keep-alive HTTP/1.1
+pool with the engine's framing: requests carry the host's key as ``Authorization:
+Bearer``, ``POST /chat/completions`` streams Server-Sent Events (``data: {...}`` up to
+``data: [DONE]``), and an error status is read with its ``Retry-After``. Its
+:meth:`~OpenAIWire.chat` takes the same ``/api/chat`` body and yields the same batches of
+Ollama stream lines as ``OllamaWire.stream("/api/chat", ...)`` does, translated by
+:mod:`ollang.transport.openai_translate`, so the server's turn engine runs unchanged on
+either kind. Errors are ollang's, made by :mod:`ollang.transport.errors` (worded for an
+engine): a refused key, a 404 model, a 429 with its wait, a 5xx, a stream cut before
+the engine said why it ended.
+
+What the engine cannot be told (``num_ctx``, ``keep_alive``, ``think``, Ollama-only
+options) is left out of the request and said once per option in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import orjson
+
+from ollang.errors import (
+    ConnectionCutError,
+    InvalidResponseError,
+    OllamaTimeoutError,
+    OllangError,
+)
+from ollang.transport.errors import ConnectionClosed, status_error, translating
+from ollang.transport.openai_translate import ChatStream, EngineModel, chat_request, model_list
+from ollang.transport.translate import Line
+from ollang.transport.wire import OllamaWire, _Connection
+
+__all__ = ["OpenAIWire"]
+
+log = logging.getLogger("ollang.transport")
+
+
+class _HeadedConnection(_Connection):
+    """A connection that also keeps the response's ``Retry-After`` header (a 429's wait)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retry_after: str | None = None
+
+    def start(self, request: bytes) -> None:
+        """Send a request, forgetting the last response's header."""
+        self.retry_after = None
+        super().start(request)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools' callback, once per response header."""
+        if name.lower() == b"retry-after":
+            self.retry_after = value.decode("latin-1")
+
+
+class OpenAIWire(OllamaWire):
+    """One OpenAI-compatible engine's API (see the module docstring).
+
+    Args:
+        url: The base URL where ``/models`` and ``/chat/completions`` live
+            (``http://gpu2:8000/v1``).
+        key: The engine's API key, sent as ``Authorization: Bearer`` (never shown).
+        connect_timeout: Seconds to connect (a missing engine fails fast).
+        read_timeout: Seconds to wait for the next piece of an answer.
+    """
+
+    kind = "openai"
+    _protocol = _HeadedConnection
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        super().__init__(
+            url, connect_timeout=connect_timeout, read_timeout=read_timeout, headers=headers
+        )
+        self._said: set[str] = set()
+
+    def _status_error(self, conn: _Connection, body: bytes, model: str | None) -> OllangError:
+        """An error answer as ours, with a 429's ``Retry-After``."""
+        return status_error(
+            conn.status,
+            body.decode("utf-8", "replace"),
+            model,
+            url=self.url,
+            kind=self.kind,
+            retry_after=getattr(conn, "retry_after", None),
+        )
+
+    # -- models -------------------------------------------------------------------------
+    def _models(self, answer: Mapping[str, Any]) -> list[EngineModel]:
+        try:
+            return model_list(answer)
+        except ValueError as err:
+            raise InvalidResponseError(
+                self.url, f"GET /models: {err}", kind=self.kind, what="not a model list"
+            ) from err
+
+    async def models(self, *, timeout: float | None = None) -> list[EngineModel]:
+        """The engine's models (``GET /models``): its health check.
+
+        Raises:
+            OllangError: down, a refused key, or an answer that is not a model list.
+        """
+        return self._models(await self.get_json("/models", timeout=timeout))
+
+    def models_sync(self, *, timeout: float) -> list[EngineModel]:
+        """:meth:`models` for synchronous callers (the CLI's checks), over httpx."""
+        import httpx
+
+        with translating(url=self.url, kind=self.kind):
+            with httpx.Client(timeout=timeout, headers=self.headers) as client:
+                response = client.get(self.url + "/models")
+            if response.status_code >= 400:
+                raise status_error(
+                    response.status_code,
+                    response.text,
+                    None,
+                    url=self.url,
+                    kind=self.kind,
+                    retry_after=response.headers.get("retry-after"),
+                )
+            answer = orjson.loads(response.content or b"{}")
+        return self._models(answer if isinstance(answer, dict) else {"value": answer})
+
+    # -- chat ---------------------------------------------------------------------------
+    def _say_unmapped(self, names: list[str]) -> None:
+        """Say once per option (per host) what the engine was not told."""
+        for name in names:
+            if name not in self._said:
+                self._said.add(name)
+                log.warning(
+                    "%s (an OpenAI-compatible engine) has no %r option: not sent "
+                    "(said once per host)",
+                    self.url,
+                    name,
+                )
+
+    async def chat(self, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
+        """An ``/api/chat`` body sent as ``POST /chat/completions``, answered in batches
+        of Ollama stream lines (the last batch ends with the ``done`` line).
+
+        Raises:
+            OllangError: before or during the stream; a stream that ends before the
+                engine said why (no ``finish_reason``) is a cut connection.
+        """
+        request, unmapped = chat_request(body)
+        if unmapped:
+            self._say_unmapped(unmapped)
+        reader = ChatStream(str(body.get("model") or ""))
+        events = self.events("/chat/completions", request)
+        try:
+            async for batch in events:
+                lines = reader.read(batch)
+                if lines:
+                    yield lines
+        finally:
+            await events.aclose()
+        if not reader.finished:
+            raise ConnectionCutError(self.url, "the stream ended unfinished", kind=self.kind)
+        yield reader.end()
+
+    async def events(
+        self, path: str, body: Mapping[str, Any]
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """``POST path`` and yield its Server-Sent Events' ``data``, parsed, in the batches
+        they arrived in, up to ``data: [DONE]``. Closing the iterator closes the
+        connection (the engine stops generating).
+
+        Raises:
+            OllangError: before or during the stream.
+        """
+        model = body.get("model")
+        conn: _Connection | None = None
+        finished = False
+        try:
+            conn = await self._exchange("POST", path, body, self.read_timeout)
+            if conn.status >= 400:
+                await self._raise_status(conn, model)
+            pending = b""
+            data: list[bytes] = []
+            done = False
+            while not done:
+                piece = conn.take()
+                if piece:
+                    *complete, pending = (pending + piece).split(b"\n")
+                    batch: list[dict[str, Any]] = []
+                    for raw in complete:
+                        line = raw.rstrip(b"\r")
+                        if line.startswith(b"data:"):
+                            data.append(line[6:] if line[5:6] == b" " else line[5:])
+                        elif not line and data:  # a blank line ends an event
+                            payload, data = b"\n".join(data), []
+                            if payload.strip() == b"[DONE]":
+                                done = True
+                                break
+                            batch.append(orjson.loads(payload))
+                        # comments (":..."), event:, id: and retry: lines say nothing here
+                    if batch:
+                        yield batch
+                    continue
+                if conn.complete:
+                    break
+                if conn.closed is not None:
+                    raise ConnectionClosed("connection closed mid-response")
+                await self._wait(conn)
+            if not done:  # the body ended: a last event may lack its blank line
+                tail = pending.rstrip(b"\r")
+                if tail.startswith(b"data:"):
+                    data.append(tail[6:] if tail[5:6] == b" " else tail[5:])
+                payload = b"\n".join(data).strip()
+                if payload and payload != b"[DONE]":
+                    yield [orjson.loads(payload)]
+            while not conn.complete and conn.closed is None:  # the body's last bytes
+                await self._wait(conn)
+            conn.take()
+            finished = conn.complete
+        except (GeneratorExit, asyncio.CancelledError):
+            raise
+        except Exception:
+            with translating(url=self.url, model=model, kind=self.kind):
+                raise
+        finally:
+            if conn is not None:
+                if finished:
+                    self._release(conn)
+                else:
+                    conn.close()  # stop the engine generating for nobody
+
+    async def _wait(self, conn: _Connection) -> None:
+        try:
+            await conn.wait(self.read_timeout)
+        except asyncio.TimeoutError as err:
+            raise OllamaTimeoutError(
+                self.url, "no data within the read timeout", kind=self.kind
+            ) from err
