@@ -36,6 +36,7 @@ __all__ = [
     "DIGEST_SIZE",
     "PrefixCache",
     "canonical",
+    "extend_digest",
     "longest_known",
     "prefix_digests",
 ]
@@ -105,9 +106,15 @@ def prefix_digests(model: str, messages: Iterable[BaseMessage]) -> list[bytes]:
     digest = hashlib.blake2b(_SEED + model.encode(), digest_size=DIGEST_SIZE).digest()
     out: list[bytes] = []
     for message in messages:
-        digest = hashlib.blake2b(digest + canonical(message), digest_size=DIGEST_SIZE).digest()
+        digest = extend_digest(digest, message)
         out.append(digest)
     return out
+
+
+def extend_digest(previous: bytes, message: BaseMessage) -> bytes:
+    """The digest of a prefix one ``message`` longer than the one of ``previous`` (a
+    reply after the request's last digest: what the next turn will begin with)."""
+    return hashlib.blake2b(previous + canonical(message), digest_size=DIGEST_SIZE).digest()
 
 
 def longest_known(
