@@ -41,6 +41,8 @@ MODULES: tuple[tuple[str, str], ...] = (
     ("embedded_bench", "embedded llama.cpp backend"),
     ("pg_bench", "PostgreSQL: per-turn cost, disk, replicas behind nginx, many writers"),
     ("routing_bench", "several Ollama hosts: session affinity, a host killed under load"),
+    ("fit_bench", "memory estimate vs llama.cpp's allocations and published ollama ps sizes"),
+    ("models_list_bench", "ollang models with 30 models: /api/show cached per digest"),
 )
 TIMEOUT_S = {True: 300.0, False: 1800.0}
 VERSIONS_OF = (
