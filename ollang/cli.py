@@ -432,6 +432,14 @@ _ServeApiKey = Annotated[
     list[str] | None,
     typer.Option("--api-key", metavar="KEY", help="Require this bearer key. Repeatable."),
 ]
+_ServeAdminKey = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--admin-key",
+        metavar="KEY",
+        help="A bearer key that may manage keys (/admin/keys) and read all usage. Repeatable.",
+    ),
+]
 _ServeAllowModel = Annotated[
     list[str] | None,
     typer.Option(
@@ -474,6 +482,7 @@ def serve(
     host: _ServeHost = None,
     port: _ServePort = None,
     api_key: _ServeApiKey = None,
+    admin_key: _ServeAdminKey = None,
     allow_model: _ServeAllowModel = None,
     allow_pull: _ServeAllowPull = False,
     allow_manage: _ServeAllowManage = False,
@@ -498,6 +507,7 @@ def serve(
         "host": host,
         "port": port,
         "api_keys": api_key,
+        "admin_keys": admin_key,
         "allow_models": allow_model,
         "allow_pull": allow_pull or None,
         "allow_manage": allow_manage or None,

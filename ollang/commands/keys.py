@@ -11,16 +11,16 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ollang.commands.common import open_default_store
+from ollang.memory.keys import USAGE_COLUMNS
 from ollang.settings import Settings
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ollang.memory.keys import KeyLimits, StoredKey, UsageRow
+    from ollang.memory.keys import KeyLimits, StoredKey
 
 __all__ = ["create_key", "list_keys", "revoke_key", "rotate_key", "show_usage"]
 
@@ -86,35 +86,12 @@ def _key_line(key: StoredKey) -> str:
     return "  ".join(parts)
 
 
-#: The columns of ``ollang usage`` and ``GET /usage``, in order.
-USAGE_COLUMNS = (
-    "day",
-    "key",
-    "model",
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "errors",
-    "busy_s",
-    "queue_s",
-)
-
-
-def usage_dict(row: UsageRow) -> dict[str, object]:
-    """One usage row as JSON (seconds rounded to milliseconds)."""
-    return {
-        column: round(value, 3) if isinstance(value, float) else value
-        for column in USAGE_COLUMNS
-        for value in [getattr(row, column)]
-    }
-
-
 def show_usage(
     settings: Settings, since: str | None, key: str | None, as_json: bool, as_csv: bool
 ) -> int:
     """Usage per key x model x UTC day, from ``since`` (``YYYY-MM-DD``) on."""
     with open_default_store(settings) as store:
-        rows = [usage_dict(r) for r in store.usage(since=since, key=key)]
+        rows = [r.to_dict() for r in store.usage(since=since, key=key)]
     if as_json:
         sys.stdout.write(json.dumps({"usage": rows}, indent=2) + "\n")
     elif as_csv:
@@ -130,8 +107,3 @@ def show_usage(
             cells = (str(r[c]).ljust(widths[c]) for c in USAGE_COLUMNS)
             sys.stdout.write("  ".join(cells).rstrip() + "\n")
     return 0
-
-
-def today() -> str:
-    """Today's date in UTC, as usage days are counted."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ollang.errors import InvalidInputError
 from ollang.memory.errors import StoreError
 
 if TYPE_CHECKING:
@@ -28,14 +30,16 @@ if TYPE_CHECKING:
     from ollang.memory.base import ChatStore
 
 __all__ = [
+    "SECRET_PREFIX",
+    "USAGE_COLUMNS",
     "KeyExistsError",
     "KeyLimits",
     "KeyRevokedError",
-    "SECRET_PREFIX",
     "MemoryKeys",
     "NoSuchKeyError",
     "StoredKey",
     "UsageRow",
+    "check_key_name",
     "hash_secret",
     "issue_key",
     "models_from_json",
@@ -43,6 +47,7 @@ __all__ = [
     "new_owner",
     "new_secret",
     "rotate_secret",
+    "utc_day",
 ]
 
 #: How every managed key's secret starts (so scanners and people can tell one).
@@ -95,6 +100,20 @@ class StoredKey:
         }
 
 
+#: The columns of a usage row as shown, in order.
+USAGE_COLUMNS = (
+    "day",
+    "key",
+    "model",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "errors",
+    "busy_s",
+    "queue_s",
+)
+
+
 @dataclass(frozen=True)
 class UsageRow:
     """What one key used of one model on one UTC day (``YYYY-MM-DD``); rows with the same
@@ -109,6 +128,15 @@ class UsageRow:
     errors: int = 0
     busy_s: float = 0.0
     queue_s: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """The row as ``ollang usage --json`` and ``GET /usage`` show it, columns in
+        :data:`USAGE_COLUMNS` order (seconds rounded to milliseconds)."""
+        return {
+            column: round(value, 3) if isinstance(value, float) else value
+            for column in USAGE_COLUMNS
+            for value in [getattr(self, column)]
+        }
 
     def plus(self, other: UsageRow) -> UsageRow:
         """This row with ``other``'s counters added (the same key, model and day)."""
@@ -159,6 +187,12 @@ class KeyRevokedError(StoreError):
         super().__init__(f"the key {name!r} was revoked", "create a new key with another name")
 
 
+def utc_day(epoch: float | None = None) -> str:
+    """The UTC day (``YYYY-MM-DD``) usage is counted in: now's, or ``epoch``'s."""
+    moment = time.gmtime(epoch)
+    return f"{moment.tm_year:04d}-{moment.tm_mon:02d}-{moment.tm_mday:02d}"
+
+
 def new_secret() -> str:
     """A fresh secret: ``ollang_`` and 32 random bytes, URL-safe."""
     return SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -169,6 +203,24 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+#: What a key's name may be: it labels usage rows and metrics, and goes in URLs.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_key_name(name: str) -> str:
+    """``name`` if it can name a key (letters, digits, ``.``, ``_``, ``-``; at most 64).
+
+    Raises:
+        InvalidInputError: it cannot.
+    """
+    if not KEY_NAME.fullmatch(name) or name == "local":
+        raise InvalidInputError(
+            f"{name!r} cannot name a key",
+            "use letters, digits, '.', '_' and '-' (at most 64, not 'local'), e.g. alice",
+        )
+    return name
+
+
 def issue_key(store: ChatStore, name: str, **limits: Unpack[KeyLimits]) -> tuple[StoredKey, str]:
     """Create the managed key ``name`` in ``store``: the stored key and its secret, which
     nothing keeps (show it once).
@@ -176,6 +228,7 @@ def issue_key(store: ChatStore, name: str, **limits: Unpack[KeyLimits]) -> tuple
     Raises:
         KeyExistsError: ``name`` is taken.
     """
+    check_key_name(name)
     secret = new_secret()
     key = store.create_key(name, hash_secret(secret), owner=new_owner(), **limits)
     return key, secret

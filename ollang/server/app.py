@@ -182,6 +182,7 @@ def _install_routes(app: FastAPI) -> dict[str, Any]:
     from ollang.server.dialects import ollama as dialect_ollama
     from ollang.server.dialects import openai as dialect_openai
     from ollang.server.dialects.common import install_error_shapes
+    from ollang.server.routes import admin as routes_admin
     from ollang.server.routes import compare as routes_compare
     from ollang.server.routes import ollama as routes_ollama
     from ollang.server.routes import ollama_manage as routes_ollama_manage
@@ -196,6 +197,7 @@ def _install_routes(app: FastAPI) -> dict[str, Any]:
         routes_openai.router,
         routes_ollama.router,
         routes_ollama_manage.router,
+        routes_admin.router,
     ):
         app.include_router(router)
     error_shapes = {

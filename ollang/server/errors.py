@@ -50,10 +50,12 @@ class UnauthorizedError(OllangError):
 
     http_status = 401
 
-    def __init__(self) -> None:
-        super().__init__(
-            "missing or invalid API key", "send the header `Authorization: Bearer YOUR_KEY`"
-        )
+    def __init__(
+        self,
+        message: str = "missing or invalid API key",
+        hint: str = "send the header `Authorization: Bearer YOUR_KEY`",
+    ) -> None:
+        super().__init__(message, hint)
 
 
 class ForbiddenError(OllangError):
@@ -168,6 +170,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         headers.update(exc.headers)
+    headers.update(getattr(err, "headers", None) or {})  # a 429's Retry-After
     return JSONResponse(error_body(err), status_code=err.http_status, headers=headers)
 
 

@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 from ollang.embedded.gguf import EMBEDDED_DEFAULT_MODEL
 from ollang.routing.router import Router
 from ollang.server.errors import ForbiddenError
+from ollang.server.keys import current_key
 from ollang.settings import DEFAULT_MODEL
 from ollang.transport.manage import ModelDetails, normalise_model
 
@@ -45,21 +46,18 @@ class ModelGate:
         return DEFAULT_MODEL
 
     def allowed(self, name: str) -> bool:
-        """Whether the allow patterns (if any) admit ``name``."""
-        if not self.patterns:
-            return True
-        full = normalise_model(name)
-        return any(
-            fnmatchcase(name, p) or fnmatchcase(full, p) or full == normalise_model(p)
-            for p in self.patterns
-        )
+        """Whether the allow patterns (if any) and those of the request's key (a managed
+        key's ``--models``, :func:`~ollang.server.keys.current_key`) admit ``name``."""
+        return _matches(name, self.patterns) and _matches(name, current_key().models)
 
     def check_allowed(self, name: str) -> None:
         """Raise :class:`ForbiddenError` (403) unless ``name`` is allowed."""
         if not self.allowed(name):
+            key = current_key().models
             raise ForbiddenError(
                 f"model {name!r} is not allowed on this server",
-                "allowed: " + ", ".join(self.patterns),
+                "allowed: "
+                + ", ".join(self.patterns if not _matches(name, self.patterns) else key),
             )
 
     def usable(self) -> list[tuple[ModelDetails, list[str]]]:
@@ -80,3 +78,14 @@ class ModelGate:
         self.check_allowed(name)
         self.router.check_model(name, allowed=self.allowed)
         return self.router.installed_name(name)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    """Whether fnmatch ``patterns`` admit model ``name`` (as given or normalised; no
+    patterns admit all)."""
+    if not patterns:
+        return True
+    full = normalise_model(name)
+    return any(
+        fnmatchcase(name, p) or fnmatchcase(full, p) or full == normalise_model(p) for p in patterns
+    )

@@ -8,11 +8,12 @@ The authentication step (:mod:`ollang.server.auth`) resolves a request's bearer 
 from __future__ import annotations
 
 import fnmatch
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-__all__ = ["LOCAL", "KeyPolicy", "request_key"]
+__all__ = ["LOCAL", "KeyPolicy", "current_key", "request_key", "set_current_key"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,19 @@ def request_key(request: HTTPConnection) -> KeyPolicy:
     :data:`LOCAL` when the request was not authenticated (no keys configured)."""
     policy = getattr(request.state, "key", None)
     return policy if isinstance(policy, KeyPolicy) else LOCAL
+
+
+#: The policy of the request being served, for code that has no request at hand (the
+#: model gate, the turn engine's usage record); set by the auth step with ``request.state``.
+_current: ContextVar[KeyPolicy] = ContextVar("ollang_key", default=LOCAL)
+
+
+def current_key() -> KeyPolicy:
+    """The policy of the request this code serves (:data:`LOCAL` outside of one)."""
+    return _current.get()
+
+
+def set_current_key(request: HTTPConnection, policy: KeyPolicy) -> None:
+    """Record ``policy`` as the request's key (``request.state.key`` and :func:`current_key`)."""
+    request.state.key = policy
+    _current.set(policy)

@@ -185,6 +185,14 @@ class TurnRecorder:
         return bool(self._text or self._reasoning or self._tool_calls)
 
     @property
+    def input_tokens(self) -> int | None:
+        """Prompt tokens, as the model server reported them (``None`` before the end)."""
+        value = self._metadata.get("prompt_eval_count")
+        if value is None and self._usage:
+            value = self._usage.get("input_tokens")
+        return value if isinstance(value, int) else None
+
+    @property
     def output_tokens(self) -> int | None:
         """Tokens generated, as the model server reported them (``None`` before the end)."""
         value = self._metadata.get("eval_count")
