@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
@@ -47,18 +48,7 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import ConfigurableFieldSpec
 from pydantic import BaseModel
 
-from ollang.turns.context import (
-    DEFAULT_CONTEXT_WINDOW,
-    MAX_AUTO_CONTEXT,
-    ContextBudget,
-    declared_context_window,
-    reply_reserve,
-)
-from ollang.turns.history import RETRY_LOOKBACK, prepare_turn
-from ollang.turns.lifecycle import TurnLifecycle, Write
 from ollang.chains.inputs import ChatTurnInput, TurnInput, parse_turn_input
-from ollang.iterators import aclosing_iter, closing_iter
-from ollang.turns.recorder import ChatEvent, TurnRecorder, TurnResult
 from ollang.chains.wrapped import (
     astream_with_retry,
     chat_models_in,
@@ -68,7 +58,19 @@ from ollang.chains.wrapped import (
     stream_with_retry,
 )
 from ollang.errors import InvalidInputError
+from ollang.iterators import aclosing_iter, closing_iter
 from ollang.memory import ChatStore, InMemoryChatStore
+from ollang.memory.keys import UsageRow, utc_day
+from ollang.turns.context import (
+    DEFAULT_CONTEXT_WINDOW,
+    MAX_AUTO_CONTEXT,
+    ContextBudget,
+    declared_context_window,
+    reply_reserve,
+)
+from ollang.turns.history import RETRY_LOOKBACK, prepare_turn
+from ollang.turns.lifecycle import TurnLifecycle, Write
+from ollang.turns.recorder import ChatEvent, TurnRecorder, TurnResult
 
 __all__ = ["DEFAULT_SESSION_ID", "ChatChain", "build_chat_chain"]
 
@@ -287,6 +289,28 @@ class ChatChain(Runnable[Any, str]):
         if text:
             yield ChatEvent("token", text)
 
+    def _count_usage(
+        self, result: TurnResult | None, started: float, *, error: bool = False
+    ) -> None:
+        """Add this turn to the store's usage, as key ``local`` (``ollang usage``): one
+        small write per turn. A store that cannot take it only costs a log line."""
+        model = (result.model if result else None) or _model_name(self.chat_model) or "?"
+        usage = result.usage if result else None
+        row = UsageRow(
+            "local",
+            model,
+            utc_day(),
+            requests=1,
+            input_tokens=(usage.input_tokens if usage else None) or 0,
+            output_tokens=(usage.output_tokens if usage else None) or 0,
+            errors=1 if error else 0,
+            busy_s=time.perf_counter() - started,
+        )
+        try:
+            self.store.add_usage([row])
+        except Exception as err:  # usage is bookkeeping: never fail the turn for it
+            log.warning("could not record the turn's usage: %s", err)
+
     def _log_result(self, result: TurnResult) -> None:
         if result.truncated:
             log.warning(
@@ -319,6 +343,7 @@ class ChatChain(Runnable[Any, str]):
             run_id=config.pop("run_id", None),
         )
         life = self._lifecycle(session_id)
+        started = time.perf_counter()
         try:
             opening = life.open(
                 turn.human, self.store.get_messages(session_id, limit=RETRY_LOOKBACK)
@@ -337,10 +362,12 @@ class ChatChain(Runnable[Any, str]):
                     self._store(life.streamed())
         except BaseException as err:  # GeneratorExit, KeyboardInterrupt, errors: keep what arrived
             self._store(life.stopped(err))
+            self._count_usage(None, started, error=isinstance(err, Exception))
             run_manager.on_chain_error(err)
             raise
         write, result = life.finish()
         self._store(write)
+        self._count_usage(result, started)
         self._log_result(result)
         run_manager.on_chain_end(result.text)
         yield ChatEvent("done", result=result)
@@ -359,6 +386,7 @@ class ChatChain(Runnable[Any, str]):
             run_id=config.pop("run_id", None),
         )
         life = self._lifecycle(session_id)
+        started = time.perf_counter()
         try:
             recent = await asyncio.to_thread(
                 self.store.get_messages, session_id, limit=RETRY_LOOKBACK
@@ -382,10 +410,12 @@ class ChatChain(Runnable[Any, str]):
             # Written synchronously: this path may run during cancellation, when a
             # further await could itself be cancelled and the partial reply lost.
             self._store(life.stopped(err))
+            self._count_usage(None, started, error=isinstance(err, Exception))
             await run_manager.on_chain_error(err)
             raise
         write, result = life.finish()
         await self._astore(write)
+        self._count_usage(result, started)
         self._log_result(result)
         await run_manager.on_chain_end(result.text)
         yield ChatEvent("done", result=result)

@@ -21,6 +21,7 @@ from ollang.errors import InvalidInputError, OllangError
 from ollang.settings import Settings
 
 if TYPE_CHECKING:
+    from ollang.memory import ChatStore
     from ollang.turns.recorder import TurnResult
 
 __all__ = ["read_prompt", "run_ask"]
@@ -102,11 +103,27 @@ def run_ask(
     except OllangError:
         printer.finish()  # the error goes on a line of its own, after what arrived
         raise
+    finally:
+        if not persistent:
+            _keep_usage(settings, store)
     assert result is not None
     _print_answer(
         result, session_id, args, wanted, as_json=as_json, live=show_live, printer=printer
     )
     return 0
+
+
+def _keep_usage(settings: Settings, scratch: ChatStore) -> None:
+    """Add an unsaved turn's usage (key ``local``) to the default store, where ``ollang
+    usage`` reads it; a store that cannot take it is only a warning."""
+    rows = scratch.usage()
+    if not rows:
+        return
+    try:
+        with open_default_store(settings) as store:
+            store.add_usage(rows)
+    except OllangError as err:
+        sys.stderr.write(f"warning: the turn's usage was not recorded: {err.message}\n")
 
 
 def _print_answer(
