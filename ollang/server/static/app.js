@@ -478,7 +478,33 @@
     }
   }
 
+  // The signed-in key's use today (GET /usage; counted every few seconds, so it may lag a
+  // turn behind). Quiet when it cannot be read.
+  async function loadUsage() {
+    const line = $("usage");
+    try {
+      const today = new Date().toISOString().slice(0, 10);
+      const response = await fetch(`/usage?since=${today}`, { headers: headers() });
+      if (!response.ok) {
+        line.hidden = true;
+        return;
+      }
+      const { usage } = await response.json();
+      const sum = (column) => usage.reduce((total, row) => total + row[column], 0);
+      const keys = [...new Set(usage.map((row) => row.key))];
+      const who = keys.length === 1 ? ` (${keys[0]})` : "";
+      const requests = sum("requests");
+      line.textContent =
+        `Today${who}: ${requests} request${requests === 1 ? "" : "s"} · ` +
+        `${sum("input_tokens")} tokens in · ${sum("output_tokens")} out`;
+      line.hidden = false;
+    } catch (_) {
+      line.hidden = true;
+    }
+  }
+
   async function loadSessions() {
+    loadUsage();
     try {
       const { sessions } = await api("/sessions");
       $("sessions").replaceChildren(
