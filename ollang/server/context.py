@@ -21,9 +21,11 @@ import logging
 from fastapi import FastAPI, Request
 
 from ollang.memory import ChatStore, open_store
+from ollang.routing.queueing import WaitingRoom
 from ollang.routing.router import Router
 from ollang.server.auth import Authenticator
 from ollang.server.gate import ModelGate
+from ollang.server.limits import Limiter
 from ollang.server.metrics import Metrics
 from ollang.server.sessions import SessionAccess
 from ollang.server.settings import ServerSettings
@@ -52,6 +54,11 @@ class ServerContext:
         self.auth = Authenticator(settings.key_values())
         self.store: ChatStore = open_store(core.store_url, settings=core)
         self.router = Router.from_settings(core)
+        self.router.queue = WaitingRoom(
+            settings.queue_policy,
+            max_queue=settings.max_queue,
+            max_queue_per_key=settings.max_queue_per_key,
+        )
         self.managers = {
             h.name: ModelManager(h.name, settings=core)
             for h in self.router.hosts
@@ -60,7 +67,10 @@ class ServerContext:
         self.gate = ModelGate(settings.allow_models, self.router, default_model=core.model)
         self.writer = StoreWriter(self.store)
         self.metrics = Metrics(self.router, self.writer)
-        self.engine = TurnEngine(self.router, self.store, self.writer, self.metrics)
+        self.limits = Limiter()
+        self.engine = TurnEngine(
+            self.router, self.store, self.writer, self.metrics, limits=self.limits
+        )
         self.sessions = SessionAccess(self.store)
 
     @property

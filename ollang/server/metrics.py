@@ -3,6 +3,8 @@
 * ``ollang_requests_total{route,host,status}``, ``ollang_request_errors_total{route,host,kind}``;
 * ``ollang_in_flight{host}``, ``ollang_host_up{host}`` (read from the router when scraped);
 * ``ollang_ttft_seconds{route,host}`` and ``ollang_tokens_per_answer{route,host}`` histograms;
+* ``ollang_queue_length{key}`` (when scraped), ``ollang_queue_wait_seconds{key}``: requests
+  waiting for a host's slot, and how long they waited (keys by name);
 * ``ollang_store_batches_total``, ``ollang_store_calls_total`` (the store writer's batching).
 """
 
@@ -42,6 +44,12 @@ class _Live(Collector):
             flight.add_metric([host.name], float(host.in_flight))
         yield up
         yield flight
+        queued = GaugeMetricFamily(
+            "ollang_queue_length", "Requests waiting for a host's slot, per key.", labels=["key"]
+        )
+        for key, count in sorted(self.router.queue.queued().items()):
+            queued.add_metric([key], float(count))
+        yield queued
         yield CounterMetricFamily(
             "ollang_store_batches",
             "Store transactions run by the writer.",
@@ -83,7 +91,15 @@ class Metrics:
             buckets=_TOKEN_BUCKETS,
             registry=self.registry,
         )
+        self.queue_wait = Histogram(
+            "ollang_queue_wait_seconds",
+            "Seconds a request waited for a host's slot (all hosts full), per key.",
+            ["key"],
+            buckets=_TTFT_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_Live(router, writer))
+        router.queue.on_wait = self.waited
 
     def first_token(self, route: str, host: str, seconds: float) -> None:
         """A stream's first token arrived."""
@@ -94,6 +110,10 @@ class Metrics:
         self.requests.labels(route, host, status).inc()
         if tokens is not None and status == "complete":
             self.tokens.labels(route, host).observe(tokens)
+
+    def waited(self, key: str, seconds: float) -> None:
+        """A request of key ``key`` left the waiting room after ``seconds``."""
+        self.queue_wait.labels(key).observe(seconds)
 
     def failed(self, route: str, host: str, kind: str) -> None:
         """A model request failed on ``host`` (before or during its answer)."""

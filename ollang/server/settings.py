@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -197,6 +197,20 @@ class ServerSettings(BaseSettings):
         False,
         description="Record the conversations of the OpenAI and Ollama endpoints as sessions "
         "even when the client names none (X-Session-Id); see server/recording.py.",
+    )
+
+    queue_policy: Literal["fair", "fifo", "unordered"] = Field(
+        "fair",
+        description="Who gets a host's freed slot when every host that could serve is at "
+        "its max: fair (the key with the least recent busy time over its weight; first "
+        "come, first served within a key), fifo (arrival order), unordered (random: "
+        "ollang before fair queueing, for comparison).",
+    )
+    max_queue: int | None = Field(
+        1000, ge=0, description="Most requests waiting for a host at once (more: 429)."
+    )
+    max_queue_per_key: int | None = Field(
+        None, ge=0, description="Most requests of one key waiting for a host (more: 429)."
     )
 
     #: The core settings as given (or read), before the override fields apply.

@@ -283,7 +283,11 @@ class LiveStream(StreamingResponse):
                 if not self.started:
                     # Nothing sent yet: a real HTTP error answer.
                     self.started = True
-                    response = JSONResponse(error_body(err), status_code=err.http_status)
+                    response = JSONResponse(
+                        error_body(err),
+                        status_code=err.http_status,
+                        headers=getattr(err, "headers", None),  # a 429's Retry-After
+                    )
                     await response(scope, receive, send)
                     return
             await send({"type": "http.response.body", "body": fmt.error(err), "more_body": True})

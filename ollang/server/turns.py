@@ -43,6 +43,8 @@ from ollang.routing.failover import Failover, is_cut, tells_about_host
 from ollang.routing.hosts import Host
 from ollang.routing.router import HostLease, Router
 from ollang.server.errors import session_not_found
+from ollang.server.keys import current_key
+from ollang.server.limits import Limiter
 from ollang.server.metrics import Metrics
 from ollang.server.writer import StoreWriter
 from ollang.transport.translate import read_lines
@@ -153,6 +155,7 @@ class TurnEngine:
         metrics: Where turns are counted.
         flush_interval: At most this many seconds of a streaming answer are lost in a
             crash: flushes are handed to ``writer`` that much sooner than its linger.
+        limits: The keys' rate limits, checked as a turn starts (``None``: none).
     """
 
     def __init__(
@@ -163,12 +166,14 @@ class TurnEngine:
         metrics: Metrics,
         *,
         flush_interval: float = 1.0,
+        limits: Limiter | None = None,
     ) -> None:
         self.router = router
         self.store = store
         self.writer = writer
         self.metrics = metrics
         self.flush_interval = max(0.0, flush_interval - writer.linger)
+        self.limits = limits
 
     # -- set-up -----------------------------------------------------------------
     async def _window(self, model: str, options: dict[str, Any]) -> tuple[int, bool]:
@@ -279,6 +284,9 @@ class TurnEngine:
                 the partial answer stored first.
         """
         self.router.check_model(req.model)
+        key = current_key()
+        if self.limits is not None:
+            self.limits.admit(key)  # 429 when over a limit: nothing sent upstream
         window, chosen = await self._window(req.model, req.options)
         reserve = reserve_for(req.options.get("num_predict"), window)
         life = TurnLifecycle(
@@ -320,6 +328,10 @@ class TurnEngine:
             await stream.aclose()
             lease.release()
             self.metrics.finished(req.route, host, status, recorder.output_tokens)
+            if self.limits is not None:  # tokens are known at the end: charged now
+                self.limits.charge(
+                    key, (recorder.input_tokens or 0) + (recorder.output_tokens or 0)
+                )
         write, result = life.finish()
         if write is not None:
             await self.writer.call(write.run, self.store)
@@ -349,7 +361,10 @@ class TurnEngine:
         while True:
             try:
                 lease = await self.router.lease(
-                    req.model, affinity=setup.affinity, exclude=failover.exclude()
+                    req.model,
+                    affinity=setup.affinity,
+                    exclude=failover.exclude(),
+                    key=current_key(),  # its place in the waiting room
                 )
             except OllangError as err:
                 installed = [d.name for d, _ in self.router.models()]

@@ -341,7 +341,8 @@ class OllamaLines(StreamFormat):
 def error_response(err: OllangError) -> Response:
     """An error as Ollama answers it: ``{"error": "..."}`` (+ ``hint``), 400 if invalid."""
     status = 400 if err.http_status == 422 else err.http_status
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    headers.update(getattr(err, "headers", None) or {})  # a 429's Retry-After
     return JSONResponse(_error_body(err), status_code=status, headers=headers)
 
 

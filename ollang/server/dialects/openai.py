@@ -529,6 +529,8 @@ def _kind(err: OllangError, status: int) -> tuple[str, str | None]:
         return "server_error", "service_unavailable"
     if isinstance(err, OllamaResponseError):
         return "server_error", "upstream_error"
+    if status == 429:  # ollang's own limits and queue (a host's 429 is upstream_error)
+        return "rate_limit_exceeded", "rate_limit_exceeded"
     if status == 403:
         return "permission_error", None
     if status == 404:
@@ -558,7 +560,8 @@ def error_body(err: OllangError) -> dict[str, Any]:
 
 def error_response(err: OllangError) -> Response:
     """An error as OpenAI answers it (status and body)."""
-    headers = {"WWW-Authenticate": "Bearer"} if err.http_status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if err.http_status == 401 else {}
+    headers.update(getattr(err, "headers", None) or {})  # a 429's Retry-After, x-ratelimit-*
     return JSONResponse(error_body(err), status_code=_status(err), headers=headers)
 
 

@@ -30,6 +30,7 @@ from ollang.server.body import body_schema, check_length, parse_request
 from ollang.server.context import ServerContext, context_of
 from ollang.server.dialects import ollama as ol
 from ollang.server.dialects.common import DialectStream, check_message_lengths, run_to_end
+from ollang.server.keys import request_key
 from ollang.server.recording import SESSION_HEADER, attach, record_index, remember_answer
 from ollang.server.routes.models import (
     check_pull_allowed,
@@ -405,7 +406,7 @@ async def _embed(
         raise CannotEmbedError(
             requested, "the embedded backend serves chat only; pull an embedding model"
         )
-    lease = await ctx.router.lease(model, exclude=embedded)
+    lease = await ctx.router.lease(model, exclude=embedded, key=request_key(request))
     try:
         host = lease.host
         assert isinstance(host, OllamaHost)

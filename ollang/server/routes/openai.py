@@ -32,6 +32,7 @@ from ollang.server.dialects.common import (
     run_to_end,
 )
 from ollang.server.errors import ValidationFailedError
+from ollang.server.keys import request_key
 from ollang.server.recording import (
     SESSION_HEADER,
     Recording,
@@ -213,6 +214,7 @@ async def chat_completions(request: Request) -> Response:
     record_all = ctx.settings.record_all
     index = record_index(request) if recording is not None else None
     headers = {SESSION_HEADER: turn.session_id} if turn.session_id else {}
+    key = request_key(request)
 
     def after(result: TurnResult) -> None:
         if index is not None:
@@ -223,12 +225,14 @@ async def chat_completions(request: Request) -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         fmt = oa.OpenAIStream(completion_id, created, turn.model, include_usage)
+        headers.update(ctx.limits.headers(key, upcoming=1))  # x-ratelimit-*, this one counted
         return DialectStream(_items(turns, after), fmt, oa.error_response, headers=headers)
     result = await run_to_end(request, turns)
     if result is None:
         return Response(status_code=499)  # nobody to read it; the partial answer is kept
     after(result)
     payload = oa.completion(result, completion_id=completion_id, created=created)
+    headers.update(ctx.limits.headers(key))  # x-ratelimit-*
     return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
 
 

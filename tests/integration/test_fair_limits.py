@@ -1,0 +1,176 @@
+"""Fair queueing and limits on the real server (issue 22): a real port, a fake Ollama host with
+``max=1``, several keys; the order the host sees requests in, the queue limit's 429, and the
+rate limits as the OpenAI SDK and ollama-python see them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from ollang.memory import open_store
+from ollang.memory.keys import issue_key
+from ollang.server import ServerSettings
+from ollang.server.testing import LiveServer
+from tests.fake_ollama import FakeOllama, ModelInfo
+
+A, B = "key-a-secret", "key-b-secret"  # --api-key keys: api-key-1 and api-key-2
+
+
+def _settings(tmp_path, host: FakeOllama, **extra) -> ServerSettings:
+    return ServerSettings(
+        store_url=f"sqlite:///{tmp_path / 'sessions.db'}",
+        ollama_hosts=[f"{host.url}?max=1"],
+        default_model="llama3",
+        backend="ollama",
+        **extra,
+    )
+
+
+def _ask(url: str, key: str, text: str, out: dict[str, httpx.Response]) -> None:
+    body = {"model": "llama3", "messages": [{"role": "user", "content": text}], "stream": False}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    out[text] = httpx.post(f"{url}/api/chat", json=body, headers=headers, timeout=60)
+
+
+def _send(url: str, key: str, text: str, out: dict[str, httpx.Response]) -> threading.Thread:
+    thread = threading.Thread(target=_ask, args=(url, key, text, out))
+    thread.start()
+    return thread
+
+
+def _wait(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _served(host: FakeOllama) -> list[str]:
+    """The first word of each chat the host received, in order."""
+    return [r["messages"][-1]["content"].split()[0] for r in host.chat_requests()]
+
+
+@pytest.mark.parametrize(
+    ("policy", "b_position"),
+    [("fair", 1), ("fifo", 4)],  # fair: B right after the running answer; fifo: after A's
+)
+def test_a_light_key_is_served_before_a_heavy_keys_backlog(tmp_path, policy, b_position):
+    with FakeOllama(models=[ModelInfo("llama3:latest")], token_delay=0.05) as host:
+        settings = _settings(tmp_path, host, api_keys=[A, B], queue_policy=policy)
+        with LiveServer(settings) as live:
+            out: dict[str, httpx.Response] = {}
+            words = " ".join(["w"] * 28)  # ~1.5 s per answer
+            queue = live.app.state.ctx.router.queue
+            threads = []
+            for i in range(4):  # one by one: their arrival order is known
+                threads.append(_send(live.url, A, f"a{i} {words}", out))
+                _wait(lambda i=i: len(queue.waiters) == i and host.in_flight == 1)
+            threads.append(_send(live.url, B, f"b0 {words}", out))
+            _wait(lambda: len(queue.waiters) == 4)
+            metrics = httpx.get(f"{live.url}/metrics", headers={"Authorization": f"Bearer {A}"})
+            assert 'ollang_queue_length{key="api-key-1"} 3.0' in metrics.text
+            for thread in threads:
+                thread.join()
+            assert all(r.status_code == 200 for r in out.values())
+            served = _served(host)
+            assert served.index("b0") == b_position, served
+            assert [w for w in served if w.startswith("a")] == ["a0", "a1", "a2", "a3"]
+            assert host.max_in_flight == 1
+            metrics = httpx.get(f"{live.url}/metrics", headers={"Authorization": f"Bearer {A}"})
+            assert 'ollang_queue_wait_seconds_count{key="api-key-2"} 1.0' in metrics.text
+
+
+def test_a_full_queue_answers_429_with_retry_after_in_each_dialect(tmp_path):
+    with FakeOllama(models=[ModelInfo("llama3:latest")], token_delay=0.05) as host:
+        settings = _settings(tmp_path, host, api_keys=[A], max_queue_per_key=1)
+        with LiveServer(settings) as live:
+            out: dict[str, httpx.Response] = {}
+            words = " ".join(["w"] * 20)
+            threads = [_send(live.url, A, f"a{i} {words}", out) for i in range(2)]
+            _wait(lambda: len(live.app.state.ctx.router.queue.waiters) == 1)
+            auth = {"Authorization": f"Bearer {A}"}
+            msgs = [{"role": "user", "content": "hi"}]
+            ollama_shape = httpx.post(
+                f"{live.url}/api/chat",
+                json={"model": "llama3", "messages": msgs, "stream": False},
+                headers=auth,
+            )
+            openai_shape = httpx.post(
+                f"{live.url}/v1/chat/completions",
+                json={"model": "llama3", "messages": msgs, "stream": True},
+                headers=auth,
+            )
+            own = httpx.post(f"{live.url}/chat", json={"message": "hi"}, headers=auth)
+            for thread in threads:
+                thread.join()
+    for answer in (ollama_shape, openai_shape, own):
+        assert answer.status_code == 429, answer.text
+        assert int(answer.headers["Retry-After"]) >= 1
+    assert isinstance(ollama_shape.json()["error"], str)
+    assert openai_shape.json()["error"]["type"] == "rate_limit_exceeded"
+    assert "waiting" in own.json()["error"] and own.json()["hint"]
+    assert len(host.chat_requests()) == 2  # nothing was sent upstream for the refused ones
+
+
+def test_a_client_gone_while_waiting_leaves_the_queue_and_is_never_sent(tmp_path):
+    with (
+        FakeOllama(models=[ModelInfo("llama3:latest")], token_delay=0.05) as host,
+        LiveServer(_settings(tmp_path, host)) as live,
+    ):
+        out: dict[str, httpx.Response] = {}
+        first = _send(live.url, "", "first " + " ".join(["w"] * 20), out)
+        _wait(lambda: host.in_flight == 1)
+        body = {"model": "llama3", "messages": [{"role": "user", "content": "gone"}]}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{live.url}/api/chat", json=body, timeout=0.3)
+        _wait(lambda: not live.app.state.ctx.router.queue.waiters, timeout=5)
+        first.join()
+        time.sleep(0.2)
+    assert _served(host) == ["first"]
+
+
+def _limited_key(tmp_path, **limits) -> str:
+    store = open_store(f"sqlite:///{tmp_path / 'sessions.db'}")
+    try:
+        _, secret = issue_key(store, "limited", **limits)
+    finally:
+        store.close()
+    return secret
+
+
+def test_requests_per_minute_are_429s_the_sdks_understand(tmp_path):
+    secret = _limited_key(tmp_path, rpm=2)
+    with (
+        FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
+        LiveServer(_settings(tmp_path, host)) as live,
+    ):
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=secret, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="llama3", messages=[{"role": "user", "content": "one"}]
+        )
+        assert raw.headers["x-ratelimit-limit-requests"] == "2"
+        assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+        assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+        client.chat.completions.create(
+            model="llama3", messages=[{"role": "user", "content": "two"}]
+        )
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(
+                model="llama3", messages=[{"role": "user", "content": "three"}]
+            )
+        headers = caught.value.response.headers
+        assert int(headers["Retry-After"]) >= 1
+        assert headers["x-ratelimit-remaining-requests"] == "0"
+        assert caught.value.body["type"] == "rate_limit_exceeded"  # type: ignore[index]
+
+        oc = ollama.Client(host=live.url, headers={"Authorization": f"Bearer {secret}"})
+        with pytest.raises(ollama.ResponseError) as refused:
+            oc.chat(model="llama3", messages=[{"role": "user", "content": "four"}])
+        assert refused.value.status_code == 429
+        assert "requests per minute" in refused.value.error
+    assert len(host.chat_requests()) == 2
