@@ -18,9 +18,10 @@ Counting uses the ``limits`` library (in memory, this process):
 * tokens per day: a counter per key and UTC date (the library's day windows start at a
   key's first hit, not at midnight), refused until 00:00 UTC once over.
 
-With several replicas each counts what it serves: a key spread evenly over N replicas
-by the balancer is held to its limits within about 1/N of them; one that reaches every
-replica at once can get up to N times its per-minute limits (docs/sharing.md, "Limits").
+With several replicas each counts what it serves: the limits are per replica (``limits``
+has no PostgreSQL storage; a store round trip per request would cost every turn). A key
+that reaches one replica is held exactly; spread over N replicas it can get up to N times
+its limits (docs/sharing.md, "Limits").
 """
 
 from __future__ import annotations
