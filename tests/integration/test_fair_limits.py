@@ -174,3 +174,26 @@ def test_requests_per_minute_are_429s_the_sdks_understand(tmp_path):
         assert refused.value.status_code == 429
         assert "requests per minute" in refused.value.error
     assert len(host.chat_requests()) == 2
+
+
+def test_limits_are_per_replica_two_replicas_let_through_twice_the_rpm(tmp_path):
+    """The measured approximation (docs/sharing.md, Limits): two replicas on one store, a
+    key with rpm=3 alternating between them gets 6 requests a minute; on one replica, 3."""
+    secret = _limited_key(tmp_path, rpm=3)
+    auth = {"Authorization": f"Bearer {secret}"}
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    with (
+        FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
+        LiveServer(_settings(tmp_path, host)) as one,
+        LiveServer(_settings(tmp_path, host)) as two,
+    ):
+        spread = [
+            httpx.post(f"{r.url}/api/chat", json=body, headers=auth, timeout=30).status_code
+            for r in [one, two] * 5
+        ]
+        single = [
+            httpx.post(f"{one.url}/api/chat", json=body, headers=auth, timeout=30).status_code
+            for _ in range(3)
+        ]
+    assert spread.count(200) == 6 and spread.count(429) == 4
+    assert single == [429, 429, 429]  # replica one had counted its 3 already
