@@ -280,7 +280,7 @@ class WaitingRoom(Generic[S]):
 
         Returns how many were served."""
         served = 0
-        while True:
+        while self.waiters:
             eligible = [w for w in self.waiters if not w.future.done() and not self._capped(w.key)]
             for waiter in self._order(eligible):
                 slot = waiter.pick()
@@ -293,12 +293,16 @@ class WaitingRoom(Generic[S]):
                     break
             else:
                 return served
+        return served
 
     def _start(self, key: QueueKey) -> int:
-        use = self._usage.setdefault(key.name, _Usage(stamp=self.clock()))
+        now = self.clock()
+        use = self._usage.get(key.name)
+        if use is None:
+            use = self._usage[key.name] = _Usage(stamp=now)
         lease = next(self._seq)
         use.held += 1
-        use.running[lease] = self.clock()
+        use.running[lease] = now
         return lease
 
     def release(self, key: QueueKey, lease: int) -> None:
