@@ -51,11 +51,15 @@ def listed_facts(
     embedded = {h.name for h in router.hosts if h.is_embedded}
     by_host: dict[str, list[ModelDetails]] = {}
     found: dict[str, ModelFacts] = {}
+    ollama = {h.name for h in router.hosts if h.kind == "ollama"}
     for details, hosts in listed:
         if details.backend == "embedded" or all(h in embedded for h in hosts):
             found[details.name] = _embedded_facts(settings, details)
             continue
-        host = next(h for h in hosts if h not in embedded)
+        host = next((h for h in hosts if h in ollama), None)
+        if host is None:  # only engines (openai kind) serve it: what they listed
+            found[details.name] = facts_from_tags(details)
+            continue
         by_host.setdefault(host, []).append(details)
     cache = FactsCache(settings.home)
     for host, models in by_host.items():

@@ -7,14 +7,15 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ollang.commands.errors import EXIT_USAGE, fail
-from ollang.errors import InvalidInputError
+from ollang.errors import InvalidInputError, NotSupportedError
 from ollang.settings import Settings
-from ollang.transport.manage import format_gb
+from ollang.transport.manage import format_gb, normalise_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ollang.catalog import Fit, ModelFacts
+    from ollang.routing.hosts import Host
     from ollang.routing.router import Router
     from ollang.transport.manage import ModelDetails, ModelManager, PullProgress
 
@@ -126,23 +127,58 @@ def _processor(row: dict[str, Any]) -> str:
     return str(row["fit"]["processor"]) if row["fit"] is not None else "?"
 
 
+def _engine_address(settings: Settings, on: str) -> str | None:
+    """The URL ``--host`` names when it is an OpenAI-compatible engine (an ``openai+``
+    address, or a configured engine's URL), else ``None``."""
+    from ollang.settings import HostSpec
+
+    if on.strip().lower().startswith("openai+"):
+        return HostSpec.parse(on, "--host").url
+    engines = [h for h in settings.hosts if h.kind == "openai"]
+    return next((h.url for h in engines if on.strip().rstrip("/") in (h.url, h.address)), None)
+
+
+def _engine_holding(router: Router, model: str) -> Host | None:
+    """An engine (openai kind) that is up and serves ``model``, when no Ollama host has it."""
+    hosts = [h for h in router.hosts if h.state.up and h.has(model)]
+    if any(h.kind == "ollama" for h in hosts):
+        return None
+    return next((h for h in hosts if h.kind == "openai"), None)
+
+
 def _managers(
-    settings: Settings, on: str | None, *, having: str | None = None
+    settings: Settings,
+    on: str | None,
+    *,
+    having: str | None = None,
+    what: str = "managing models",
+    router: Router | None = None,
 ) -> list[tuple[str, ModelManager]]:
     """The Ollama hosts a model command acts on: ``--host`` alone, else every Ollama host
-    that is up (those that have ``having``, when given)."""
+    that is up (those that have ``having``, when given).
+
+    Raises:
+        NotSupportedError: ``what`` asked of an OpenAI-compatible engine: the one
+            ``--host`` names, the one that has ``having``, or the only kind configured.
+    """
     from ollang.routing.router import NoHostError
     from ollang.settings import parse_ollama_host
     from ollang.transport.manage import ModelManager
 
     if on is not None:
+        engine = _engine_address(settings, on)
+        if engine is not None:
+            raise NotSupportedError(what, engine, "openai")
         try:
             url = parse_ollama_host(on)
         except ValueError as err:
             raise InvalidInputError(str(err), "e.g. --host 127.0.0.1:11434") from err
         return [(url, ModelManager(url, settings=settings))]
-    router = _router(settings)
-    hosts = [h for h in router.hosts if not h.is_embedded]
+    router = router or _router(settings)
+    hosts = [h for h in router.hosts if h.kind == "ollama"]
+    engines = [h for h in router.hosts if h.kind == "openai"]
+    if engines and not hosts:
+        raise NotSupportedError(what, engines[0].name, engines[0].kind)
     up = [h for h in hosts if h.state.up]
     if not up:
         raise NoHostError(having, hosts)
@@ -151,6 +187,9 @@ def _managers(
         if not holding:
             from ollang.errors import ModelNotFoundError
 
+            engine_host = _engine_holding(router, having)
+            if engine_host is not None:
+                raise NotSupportedError(what, engine_host.name, engine_host.kind)
             raise ModelNotFoundError(having, [d.name for d, _ in router.models()])
         up = holding
     return [(h.name, ModelManager(h.name, settings=settings)) for h in up]
@@ -158,7 +197,7 @@ def _managers(
 
 def pull_model(settings: Settings, name: str, on: str | None = None) -> int:
     """Pull with per-layer progress bars (rich) on a terminal; status lines otherwise."""
-    targets = _managers(settings, on)
+    targets = _managers(settings, on, what="pulling models")
     for url, manager in targets:
         if len(targets) > 1:
             sys.stdout.write(f"{url}:\n")
@@ -213,7 +252,13 @@ def _pull_one(manager: ModelManager, name: str) -> None:
 
 def show_model(settings: Settings, name: str, as_json: bool, only: str | None = None) -> int:
     """Details of one model (``only``: just its parameters, template, system or license)."""
-    (_, manager), *_ = _managers(settings, None, having=name)
+    router = _router(settings)
+    engine = _engine_holding(router, name)
+    if engine is not None:  # an engine says only what it serves, and its window
+        if only is not None:
+            raise NotSupportedError(f"showing a model's {only}", engine.name, engine.kind)
+        return _show_served(engine, name, as_json)
+    (_, manager), *_ = _managers(settings, None, having=name, router=router)
     d = manager.show(name)
     info = {
         "name": d.name,
@@ -252,6 +297,22 @@ def show_model(settings: Settings, name: str, as_json: bool, only: str | None = 
     return 0
 
 
+def _show_served(host: Host, name: str, as_json: bool) -> int:
+    """What an engine (openai kind) tells of a model it serves: its name and window."""
+    info = {
+        "name": host.installed_name(name),
+        "host": host.name,
+        "kind": host.kind,
+        "context_length": host.state.models[normalise_model(name)].context_length,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return 0
+    for key, value in info.items():
+        sys.stdout.write(f"{key.replace('_', ' ')}: {value if value is not None else '-'}\n")
+    return 0
+
+
 def _on_each(
     settings: Settings,
     on: str | None,
@@ -259,10 +320,13 @@ def _on_each(
     act: Callable[[ModelManager], None],
     done: str,
     where: str = "on",
+    *,
+    what: str,
 ) -> int:
     """``act`` on every host that has ``model`` (or ``--host``), saying ``done`` for each
-    (with ``where`` and the host when there are several)."""
-    targets = _managers(settings, on, having=None if on else model)
+    (with ``where`` and the host when there are several); ``what`` names the act when a
+    host cannot do it."""
+    targets = _managers(settings, on, having=None if on else model, what=what)
     for url, manager in targets:
         act(manager)
         suffix = f" {where} {url}" if len(targets) > 1 else ""
@@ -280,12 +344,22 @@ def remove_model(settings: Settings, name: str, yes: bool, on: str | None = None
         if not typer.confirm(f"Remove model {name}?", default=False):
             sys.stdout.write("kept\n")
             return 0
-    return _on_each(settings, on, name, lambda m: m.delete(name), f"removed {name}", "from")
+    return _on_each(
+        settings,
+        on,
+        name,
+        lambda m: m.delete(name),
+        f"removed {name}",
+        "from",
+        what="removing models",
+    )
 
 
 def stop_model(settings: Settings, name: str, on: str | None = None) -> int:
     """Unload a model now, on every host that has it (or ``--host``)."""
-    return _on_each(settings, on, name, lambda m: m.stop(name), f"stopped {name}")
+    return _on_each(
+        settings, on, name, lambda m: m.stop(name), f"stopped {name}", what="stopping models"
+    )
 
 
 def copy_model(settings: Settings, source: str, destination: str, on: str | None = None) -> int:
@@ -296,6 +370,7 @@ def copy_model(settings: Settings, source: str, destination: str, on: str | None
         source,
         lambda m: m.copy(source, destination),
         f"copied {source} to {destination}",
+        what="copying models",
     )
 
 
@@ -314,7 +389,7 @@ def _statuses(progress: Iterator[PullProgress]) -> None:
 
 def create_model(settings: Settings, name: str, modelfile: str, on: str | None = None) -> int:
     """Create ``name`` from a Modelfile, on every Ollama host that is up (or ``--host``)."""
-    targets = _managers(settings, on)
+    targets = _managers(settings, on, what="creating models")
     for url, manager in targets:
         if len(targets) > 1:
             sys.stdout.write(f"{url}:\n")
@@ -324,7 +399,7 @@ def create_model(settings: Settings, name: str, modelfile: str, on: str | None =
 
 def push_model(settings: Settings, name: str, on: str | None = None) -> int:
     """Push ``name`` from the host that has it (``--host`` when several do)."""
-    targets = _managers(settings, on, having=None if on else name)
+    targets = _managers(settings, on, having=None if on else name, what="pushing models")
     if len(targets) > 1:
         hosts = ", ".join(url for url, _ in targets)
         return fail(f"{name} is on several hosts ({hosts})", "choose one with --host", EXIT_USAGE)
@@ -335,7 +410,7 @@ def push_model(settings: Settings, name: str, on: str | None = None) -> int:
 
 def loaded_models(settings: Settings, as_json: bool) -> int:
     """Models loaded in memory, on every Ollama host that is up."""
-    targets = _managers(settings, None)
+    targets = _managers(settings, None, what="listing loaded models")
     rows = [(url, m) for url, manager in targets for m in manager.ps()]
     if as_json:
         data = [

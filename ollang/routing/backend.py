@@ -1,4 +1,5 @@
-"""Choosing where models run: Ollama hosts, or in-process (embedded llama.cpp).
+"""Choosing where models run: Ollama hosts, OpenAI-compatible engines, or in-process
+(embedded llama.cpp).
 
 :func:`routed_chat_model` is what the CLI (and any synchronous caller) uses: it checks
 the configured hosts once (:class:`~ollang.routing.router.Router`), finds the ones that
@@ -196,6 +197,19 @@ def _host_model(host: Any, model: str, settings: Settings, options: dict[str, An
         from ollang.embedded.model import make_embedded_chat_model
 
         return make_embedded_chat_model(model, settings=settings, **options)
+    if host.kind == "openai":  # an engine: langchain-openai's model, with ollang's errors
+        from ollang.transport.manage import normalise_model
+        from ollang.transport.openai_chat_model import make_openai_chat_model
+
+        details = host.state.models.get(normalise_model(model))
+        return make_openai_chat_model(
+            host.installed_name(model),
+            base_url=host.spec.url,
+            key=host.spec.key,
+            context_window=(details.context_length if details else None) or host.spec.context,
+            settings=settings,
+            **options,
+        )
     from ollang.transport.chat_model import make_chat_model
 
     # The name as the user wrote it: Ollama reads it the same way, and it is what is shown.

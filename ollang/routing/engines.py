@@ -80,8 +80,10 @@ class OpenAIHost(Host):
         state.checked_at = time.monotonic()
 
     async def probe(self) -> None:
-        """``GET /models`` (left alone while it rests after a 429)."""
-        if self.resting:
+        """``GET /models`` (left alone while it rests after a 429, and while it streams
+        answers: it is up, and llama-cpp-python's server cuts a stream when another
+        request arrives, unless it runs with ``--interrupt_requests False``)."""
+        if self.resting or (self.in_flight and self.state.up):
             return
         try:
             models = await self.wire.models(timeout=self.check_timeout)
@@ -92,8 +94,10 @@ class OpenAIHost(Host):
 
     def probe_sync(self) -> None:
         """:meth:`probe` over a synchronous client (the CLI's, with no event loop)."""
+        from ollang.transport.openai_client import fetch_models
+
         try:
-            models = self.wire.models_sync(timeout=self.check_timeout)
+            models = fetch_models(self.spec.url, self.spec.key, timeout=self.check_timeout)
         except Exception as err:  # any failure means "down"; say which
             self._unreachable(err)
         else:

@@ -29,11 +29,22 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from ollang.errors import OllamaResponseError
-from ollang.transport.translate import Line, now_iso
 from ollang.turns.images import image_kind
+
+# Not imported from ollang.transport.translate: that module brings LangChain, and the
+# CLI's checks of an engine read its model list from here.
+#: A JSON object of Ollama's API (a stream line).
+Line = dict[str, Any]
+
+
+def now_iso() -> str:
+    """The time now as Ollama writes ``created_at``."""
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
 
 __all__ = [
     "MAPPED_OPTIONS",
@@ -41,6 +52,7 @@ __all__ = [
     "EngineModel",
     "chat_request",
     "data_url",
+    "engine_options",
     "model_list",
     "openai_messages",
     "response_format",
@@ -152,20 +164,13 @@ def _answer_to(pending: list[tuple[str, str]], name: Any) -> str:
     return pending.pop(found)[0]
 
 
-def chat_request(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """An ``/api/chat`` body as a streamed ``/chat/completions`` body, and the names of
-    the options and fields that have no OpenAI counterpart (not sent).
-
-    ``num_predict`` below 1 (Ollama's "until the model stops") sends no ``max_tokens``.
-    """
-    request: dict[str, Any] = {
-        "model": body.get("model"),
-        "messages": openai_messages(body.get("messages") or []),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+def engine_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Ollama's ``options`` as an engine's request fields (:data:`MAPPED_OPTIONS`), and
+    the names of those it has no counterpart for. ``num_predict`` below 1 (Ollama's
+    "until the model stops") sends no ``max_tokens``; ``None`` values are left out."""
+    params: dict[str, Any] = {}
     unmapped: list[str] = []
-    for name, value in (body.get("options") or {}).items():
+    for name, value in options.items():
         target = MAPPED_OPTIONS.get(name)
         if value is None:
             continue
@@ -173,9 +178,24 @@ def chat_request(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             unmapped.append(name)
         elif name == "num_predict":
             if isinstance(value, int) and value > 0:
-                request[target] = value
+                params[target] = value
         else:
-            request[target] = [value] if name == "stop" and isinstance(value, str) else value
+            params[target] = [value] if name == "stop" and isinstance(value, str) else value
+    return params, unmapped
+
+
+def chat_request(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """An ``/api/chat`` body as a streamed ``/chat/completions`` body, and the names of
+    the options and fields that have no OpenAI counterpart (not sent; see
+    :func:`engine_options`)."""
+    request: dict[str, Any] = {
+        "model": body.get("model"),
+        "messages": openai_messages(body.get("messages") or []),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    params, unmapped = engine_options(body.get("options") or {})
+    request.update(params)
     wanted = response_format(body.get("format"))
     if wanted is not None:
         request["response_format"] = wanted

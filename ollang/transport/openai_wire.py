@@ -20,25 +20,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 import orjson
 
-from ollang.errors import (
-    ConnectionCutError,
-    InvalidResponseError,
-    OllamaTimeoutError,
-    OllangError,
-)
+from ollang.errors import ConnectionCutError, OllamaTimeoutError, OllangError
 from ollang.transport.errors import ConnectionClosed, status_error, translating
-from ollang.transport.openai_translate import ChatStream, EngineModel, chat_request, model_list
+from ollang.transport.openai_client import auth_headers, engine_models
+from ollang.transport.openai_translate import ChatStream, EngineModel, chat_request
 from ollang.transport.translate import Line
 from ollang.transport.wire import OllamaWire, _Connection
 
-__all__ = ["OpenAIWire"]
+__all__ = ["OpenAIWire", "say_unmapped"]
 
 log = logging.getLogger("ollang.transport")
+
+
+#: What each engine was not told, said once per (host, option) in this process.
+_SAID: set[tuple[str, str]] = set()
+
+
+def say_unmapped(url: str, names: Iterable[str]) -> None:
+    """Say once per host and option, in the log, what an engine was not told (an option
+    it has no counterpart for: ``num_ctx``, ``keep_alive``...)."""
+    for name in names:
+        if (url, name) not in _SAID:
+            _SAID.add((url, name))
+            log.warning(
+                "%s (an OpenAI-compatible engine) has no %r option: not sent (said once per host)",
+                url,
+                name,
+            )
 
 
 class _HeadedConnection(_Connection):
@@ -81,11 +94,12 @@ class OpenAIWire(OllamaWire):
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
     ) -> None:
-        headers = {"Authorization": f"Bearer {key}"} if key else None
         super().__init__(
-            url, connect_timeout=connect_timeout, read_timeout=read_timeout, headers=headers
+            url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            headers=auth_headers(key),
         )
-        self._said: set[str] = set()
 
     def _status_error(self, conn: _Connection, body: bytes, model: str | None) -> OllangError:
         """An error answer as ours, with a 429's ``Retry-After``."""
@@ -99,53 +113,15 @@ class OpenAIWire(OllamaWire):
         )
 
     # -- models -------------------------------------------------------------------------
-    def _models(self, answer: Mapping[str, Any]) -> list[EngineModel]:
-        try:
-            return model_list(answer)
-        except ValueError as err:
-            raise InvalidResponseError(
-                self.url, f"GET /models: {err}", kind=self.kind, what="not a model list"
-            ) from err
-
     async def models(self, *, timeout: float | None = None) -> list[EngineModel]:
         """The engine's models (``GET /models``): its health check.
 
         Raises:
             OllangError: down, a refused key, or an answer that is not a model list.
         """
-        return self._models(await self.get_json("/models", timeout=timeout))
-
-    def models_sync(self, *, timeout: float) -> list[EngineModel]:
-        """:meth:`models` for synchronous callers (the CLI's checks), over httpx."""
-        import httpx
-
-        with translating(url=self.url, kind=self.kind):
-            with httpx.Client(timeout=timeout, headers=self.headers) as client:
-                response = client.get(self.url + "/models")
-            if response.status_code >= 400:
-                raise status_error(
-                    response.status_code,
-                    response.text,
-                    None,
-                    url=self.url,
-                    kind=self.kind,
-                    retry_after=response.headers.get("retry-after"),
-                )
-            answer = orjson.loads(response.content or b"{}")
-        return self._models(answer if isinstance(answer, dict) else {"value": answer})
+        return engine_models(self.url, await self.get_json("/models", timeout=timeout))
 
     # -- chat ---------------------------------------------------------------------------
-    def _say_unmapped(self, names: list[str]) -> None:
-        """Say once per option (per host) what the engine was not told."""
-        for name in names:
-            if name not in self._said:
-                self._said.add(name)
-                log.warning(
-                    "%s (an OpenAI-compatible engine) has no %r option: not sent "
-                    "(said once per host)",
-                    self.url,
-                    name,
-                )
 
     async def chat(self, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
         """An ``/api/chat`` body sent as ``POST /chat/completions``, answered in batches
@@ -157,7 +133,7 @@ class OpenAIWire(OllamaWire):
         """
         request, unmapped = chat_request(body)
         if unmapped:
-            self._say_unmapped(unmapped)
+            say_unmapped(self.url, unmapped)
         reader = ChatStream(str(body.get("model") or ""))
         events = self.events("/chat/completions", request)
         try:

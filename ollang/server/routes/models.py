@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from ollang.catalog.facts import ModelFacts
 from ollang.catalog.fit import Machine
+from ollang.errors import NotSupportedError
 from ollang.routing.router import NoHostError, model_not_found
 from ollang.server.auth import request_owner
 from ollang.server.body import body_schema, parse_request
@@ -40,6 +41,7 @@ __all__ = [
     "pull_hosts",
     "pull_progress",
     "router",
+    "unsupported",
     "usable_model",
     "usable_models",
 ]
@@ -128,8 +130,13 @@ def _with_facts(
 ) -> dict[str, Any]:
     """One entry of ``GET /models``: the listing, then the facts and the default fit."""
     entry: dict[str, Any] = {**details.to_dict(), "hosts": hosts}
-    if facts is None:
-        return {**entry, "quantization": details.quantization_level, "fit": None}
+    if facts is None:  # an engine's model (openai kind): what it listed, its window
+        return {
+            **entry,
+            "quantization": details.quantization_level,
+            "context_length": details.context_length,
+            "fit": None,
+        }
     fit = facts.fit(machine)
     if entry["details"]["context_length"] is None:
         entry["details"]["context_length"] = facts.context_length
@@ -219,11 +226,26 @@ def check_pull_allowed(ctx: ServerContext) -> None:
         )
 
 
+def unsupported(ctx: ServerContext, what: str, host: str | None = None) -> None:
+    """Raise :class:`NotSupportedError` (400) when ``what`` (a verb only Ollama has: pull,
+    delete, copy, create, push) is asked of a host of another kind: the one named
+    ``host``, or — named none — the server's hosts, when none of them is Ollama."""
+    remote = [h for h in ctx.router.hosts if not h.is_embedded]
+    if host is not None:
+        named = next((h for h in remote if host in (h.name, h.spec.address)), None)
+        if named is not None and named.kind != "ollama":
+            raise NotSupportedError(what, named.name, named.kind)
+    elif remote and all(h.kind != "ollama" for h in remote):
+        raise NotSupportedError(what, remote[0].name, remote[0].kind)
+
+
 def pull_hosts(ctx: ServerContext, name: str) -> list[str]:
-    """The Ollama hosts that are up, where a pull of ``name`` goes (503 if none is)."""
-    hosts = [h.name for h in ctx.router.hosts if h.state.up and not h.is_embedded]
+    """The Ollama hosts that are up, where a pull of ``name`` goes (503 if none is; 400
+    when the server has only hosts of other kinds)."""
+    unsupported(ctx, "pulling models")
+    hosts = [h.name for h in ctx.router.hosts if h.state.up and h.kind == "ollama"]
     if not hosts:
-        raise NoHostError(name, [h for h in ctx.router.hosts if not h.is_embedded])
+        raise NoHostError(name, [h for h in ctx.router.hosts if h.kind == "ollama"])
     return hosts
 
 
@@ -275,6 +297,7 @@ async def pull_model(request: Request) -> Response:
     body = await parse_request(request, PullRequest)
     ctx.gate.check_allowed(body.model)
     if body.host is not None:
+        unsupported(ctx, "pulling models", body.host)
         if body.host not in ctx.managers:
             raise ValidationFailedError(
                 f"{body.host!r} is not one of this server's Ollama hosts",
@@ -313,7 +336,7 @@ async def health(request: Request) -> Any:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(ctx.router.check_all(), timeout=HEALTH_TIMEOUT)
     hosts = ctx.router.status()
-    first = next((h for h in hosts if h["url"] != "embedded"), None)
+    first = next((h for h in hosts if h["kind"] == "ollama"), None)
     ollama: dict[str, Any] = {"reachable": False, "url": ctx.ollama_url}
     if first is not None:
         ollama.update(

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ollang.errors import ModelNotFoundError, OllamaResponseError, OllangError
+from ollang.errors import ModelNotFoundError, NotSupportedError, OllamaResponseError, OllangError
 from ollang.iterators import aclosing_iter
 from ollang.routing.hosts import OllamaHost
 from ollang.routing.router import NoHostError
@@ -37,6 +37,7 @@ from ollang.server.context import ServerContext, context_of
 from ollang.server.dialects import ollama as ol
 from ollang.server.dialects.common import DialectStream
 from ollang.server.errors import BadRequestError, ForbiddenError
+from ollang.server.routes.models import unsupported
 from ollang.server.schemas import MODEL_NAME_PATTERN, PULL_NAME_PATTERN, ErrorResponse
 from ollang.server.streaming import StreamItem
 from ollang.settings import parse_ollama_host
@@ -196,11 +197,28 @@ def _ollama_hosts(ctx: ServerContext) -> list[OllamaHost]:
     return [h for h in ctx.router.hosts if isinstance(h, OllamaHost)]
 
 
+#: What each route does, as a "not supported by this host" answer names it.
+_VERBS = {
+    "/api/delete": "deleting models",
+    "/api/copy": "copying models",
+    "/api/create": "creating models",
+    "/api/push": "pushing models",
+    "/api/blobs": "uploading model files",
+}
+
+
+def _verb(request: Request) -> str:
+    path = request.url.path
+    return next((v for p, v in _VERBS.items() if path.startswith(p)), "managing models")
+
+
 def _named(request: Request, ctx: ServerContext) -> OllamaHost | None:
-    """The host named by ``?host=`` or the ``X-Ollang-Host`` header, if any."""
+    """The host named by ``?host=`` or the ``X-Ollang-Host`` header, if any (an engine
+    of another kind: 400, not supported)."""
     value = request.query_params.get("host") or request.headers.get(HOST_HEADER)
     if not value:
         return None
+    unsupported(ctx, _verb(request), value.strip())
     hosts = _ollama_hosts(ctx)
     try:
         url = parse_ollama_host(value.strip())
@@ -234,6 +252,7 @@ def _target(
     named = _named(request, ctx)
     if named is not None:
         return named
+    unsupported(ctx, _verb(request))
     hosts = _ollama_hosts(ctx)
     up = [h for h in hosts if h.state.up]
     if not up:
@@ -245,10 +264,21 @@ def _target(
         if holders:
             raise AmbiguousHostError(f"model {name!r} is", [h.name for h in holders])
         if must_hold and name == model and model is not None:
+            _held_elsewhere(request, ctx, model)
             raise ModelNotFoundError(model, [d.name for d, _ in ctx.gate.usable()])
     if len(up) == 1:
         return up[0]
     raise AmbiguousHostError("there are models", [h.name for h in up])
+
+
+def _held_elsewhere(request: Request, ctx: ServerContext, model: str) -> None:
+    """400, not supported, when only hosts of another kind (an engine) hold ``model``."""
+    engine = next(
+        (h for h in ctx.router.hosts if h.kind == "openai" and h.state.up and h.has(model)),
+        None,
+    )
+    if engine is not None:
+        raise NotSupportedError(_verb(request), engine.name, engine.kind)
 
 
 def _header(host: OllamaHost) -> dict[str, str]:
