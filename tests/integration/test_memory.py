@@ -839,3 +839,22 @@ def test_sqlite_snapshot_left_by_a_crash_is_found_after_reopening(db_path):
         s.add_messages("s", [AIMessage("Narwhals have a long tusk.", id="r1")])
         assert sorted(h.session_id for h in s.search("tusk")) == ["copy", "s"]
     _fts_consistent(db_path)
+
+
+def test_sqlite_a_batch_that_deletes_or_renames_a_session_writes_the_next_one_afresh(db_path):
+    with SQLiteChatStore(db_path) as s:
+        with s.batch():
+            s.add_messages("x", [HumanMessage("first")])
+            s.delete_session("x")
+            s.add_messages("x", [HumanMessage("second")])  # a new session under the old id
+            s.add_messages("y", [HumanMessage("third")])
+            s.rename_session("y", "z")
+            s.add_messages("y", [HumanMessage("fourth")])
+        assert [m.content for m in s.get_messages("x")] == ["second"]
+        assert [m.content for m in s.get_messages("z")] == ["third"]
+        assert [m.content for m in s.get_messages("y")] == ["fourth"]
+        assert {i.id: i.message_count for i in s.list_sessions()} == {
+            "x": 1,
+            "y": 1,
+            "z": 1,
+        }

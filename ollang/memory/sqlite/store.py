@@ -413,6 +413,7 @@ class SQLiteChatStore(SQLKeysMixin, ChatStore):
             except BaseException:
                 conn.execute("ROLLBACK TO ollang_call")
                 conn.execute("RELEASE ollang_call")
+                self._forget_session_keys()
                 raise
             conn.execute("RELEASE ollang_call")
         except sqlite3.Error as err:
@@ -437,6 +438,7 @@ class SQLiteChatStore(SQLKeysMixin, ChatStore):
                 raise self._error("write to", err) from err
             self._local.batch = True
             self._local.latest = None
+            self._local.keys = {}
             try:
                 yield
                 try:
@@ -450,6 +452,7 @@ class SQLiteChatStore(SQLKeysMixin, ChatStore):
             finally:
                 self._local.batch = False
                 self._local.latest = None
+                self._local.keys = None
 
     def _now(self, conn: sqlite3.Connection) -> float:
         # Strictly after every stored `updated`, even when the clock is coarse or
@@ -467,15 +470,27 @@ class SQLiteChatStore(SQLKeysMixin, ChatStore):
     def _in_batch(self) -> bool:
         return bool(getattr(self._local, "batch", False))
 
-    @staticmethod
-    def _ensure_session(conn: sqlite3.Connection, session_id: str, now: float) -> int:
+    def _ensure_session(self, conn: sqlite3.Connection, session_id: str, now: float) -> int:
+        # Inside a batch the write lock is held throughout, so a session's key, once read,
+        # stands until this thread deletes or renames a session or rolls a call back
+        # (each clears the map): a turn's several writes look it up once.
+        keys: dict[str, int] | None = getattr(self._local, "keys", None)
+        if keys is not None and session_id in keys:
+            return keys[session_id]
         row = conn.execute("SELECT key FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:  # one statement for the usual case, a session that exists
             row = conn.execute(
                 "INSERT INTO sessions(id, created, updated) VALUES (?, ?, ?) RETURNING key",
                 (session_id, now, now),
             ).fetchone()
+        if keys is not None:
+            keys[session_id] = int(row[0])
         return int(row[0])
+
+    def _forget_session_keys(self) -> None:
+        """Sessions were deleted, renamed or rolled back: keys read in this batch may be stale."""
+        if getattr(self._local, "keys", None) is not None:
+            self._local.keys = {}
 
     # -- messages -----------------------------------------------------------------
     def get_messages(self, session_id: str, limit: int | None = None) -> list[BaseMessage]:
@@ -744,6 +759,7 @@ class SQLiteChatStore(SQLKeysMixin, ChatStore):
             hashes = self._linked_hashes(conn, "session_key = ?", (row[0],))
             conn.execute("DELETE FROM messages WHERE session_key = ?", (row[0],))
             conn.execute("DELETE FROM sessions WHERE key = ?", (row[0],))
+            self._forget_session_keys()
             self._forget_images(conn, hashes)
             return True
 
@@ -764,6 +780,7 @@ class SQLiteChatStore(SQLKeysMixin, ChatStore):
                 "UPDATE sessions SET id = ?, updated = ? WHERE key = ?",
                 (new, self._now(conn), row[0]),
             )
+            self._forget_session_keys()
 
         self._write(write)
 
