@@ -197,3 +197,21 @@ def test_limits_are_per_replica_two_replicas_let_through_twice_the_rpm(tmp_path)
         ]
     assert spread.count(200) == 6 and spread.count(429) == 4
     assert single == [429, 429, 429]  # replica one had counted its 3 already
+
+
+def test_tokens_per_minute_are_charged_from_what_the_host_reports(tmp_path):
+    secret = _limited_key(tmp_path, tpm=5)
+    auth = {"Authorization": f"Bearer {secret}"}
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "a b c d e f"}]}
+    with (
+        FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
+        LiveServer(_settings(tmp_path, host)) as live,
+    ):
+        first = httpx.post(f"{live.url}/v1/chat/completions", json=body, headers=auth, timeout=30)
+        used = first.json()["usage"]["total_tokens"]
+        second = httpx.post(f"{live.url}/v1/chat/completions", json=body, headers=auth)
+    assert first.status_code == 200 and used > 5  # it started under the limit: runs to its end
+    assert first.headers["x-ratelimit-limit-tokens"] == "5"
+    assert second.status_code == 429 and "tokens per minute" in second.json()["error"]["message"]
+    assert second.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert len(host.chat_requests()) == 1
