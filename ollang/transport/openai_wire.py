@@ -32,7 +32,7 @@ from ollang.transport.openai_translate import ChatStream, EngineModel, chat_requ
 from ollang.transport.translate import Line
 from ollang.transport.wire import OllamaWire, _Connection
 
-__all__ = ["OpenAIWire", "say_unmapped"]
+__all__ = ["EventFrames", "OpenAIWire", "say_unmapped"]
 
 log = logging.getLogger("ollang.transport")
 
@@ -52,6 +52,52 @@ def say_unmapped(url: str, names: Iterable[str]) -> None:
                 url,
                 name,
             )
+
+
+class EventFrames:
+    """Server-Sent Events read from the bytes of a response body, as they arrive.
+
+    Each event's ``data`` lines are joined and parsed as JSON; ``data: [DONE]`` ends the
+    stream (:attr:`done`); comments (``:``), ``event:``, ``id:`` and ``retry:`` lines say
+    nothing here. Lines may end in ``\n`` or ``\r\n`` and pieces may split anywhere.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self._pending = b""
+        self._data: list[bytes] = []
+
+    def feed(self, piece: bytes) -> list[dict[str, Any]]:
+        """The events a piece of the body completes, in order (none after ``[DONE]``)."""
+        if self.done:
+            return []
+        *complete, self._pending = (self._pending + piece).split(b"\n")
+        batch: list[dict[str, Any]] = []
+        for raw in complete:
+            line = raw.rstrip(b"\r")
+            if line.startswith(b"data:"):
+                self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif not line and self._data:  # a blank line ends an event
+                payload, self._data = b"\n".join(self._data), []
+                if payload.strip() == b"[DONE]":
+                    self.done = True
+                    break
+                batch.append(orjson.loads(payload))
+        return batch
+
+    def end(self) -> list[dict[str, Any]]:
+        """The body ended: a last event that lacked its blank line, if any."""
+        if self.done:
+            return []
+        tail = self._pending.rstrip(b"\r")
+        if tail.startswith(b"data:"):
+            self._data.append(tail[6:] if tail[5:6] == b" " else tail[5:])
+        payload = b"\n".join(self._data).strip()
+        self._pending, self._data = b"", []
+        if not payload or payload == b"[DONE]":
+            self.done = self.done or payload == b"[DONE]"
+            return []
+        return [orjson.loads(payload)]
 
 
 class _HeadedConnection(_Connection):
@@ -164,25 +210,11 @@ class OpenAIWire(OllamaWire):
             conn = await self._exchange("POST", path, body, self.read_timeout)
             if conn.status >= 400:
                 await self._raise_status(conn, model)
-            pending = b""
-            data: list[bytes] = []
-            done = False
-            while not done:
+            frames = EventFrames()
+            while not frames.done:
                 piece = conn.take()
                 if piece:
-                    *complete, pending = (pending + piece).split(b"\n")
-                    batch: list[dict[str, Any]] = []
-                    for raw in complete:
-                        line = raw.rstrip(b"\r")
-                        if line.startswith(b"data:"):
-                            data.append(line[6:] if line[5:6] == b" " else line[5:])
-                        elif not line and data:  # a blank line ends an event
-                            payload, data = b"\n".join(data), []
-                            if payload.strip() == b"[DONE]":
-                                done = True
-                                break
-                            batch.append(orjson.loads(payload))
-                        # comments (":..."), event:, id: and retry: lines say nothing here
+                    batch = frames.feed(piece)
                     if batch:
                         yield batch
                     continue
@@ -191,13 +223,9 @@ class OpenAIWire(OllamaWire):
                 if conn.closed is not None:
                     raise ConnectionClosed("connection closed mid-response")
                 await self._wait(conn)
-            if not done:  # the body ended: a last event may lack its blank line
-                tail = pending.rstrip(b"\r")
-                if tail.startswith(b"data:"):
-                    data.append(tail[6:] if tail[5:6] == b" " else tail[5:])
-                payload = b"\n".join(data).strip()
-                if payload and payload != b"[DONE]":
-                    yield [orjson.loads(payload)]
+            last = frames.end()
+            if last:
+                yield last
             while not conn.complete and conn.closed is None:  # the body's last bytes
                 await self._wait(conn)
             conn.take()

@@ -232,7 +232,7 @@ def test_the_ollama_client_chats_and_json_format_reaches_the_engine(served):
         model=MODEL,
         messages=[{"role": "user", "content": "Give a JSON object with a key a."}],
         format="json",
-        options={"num_predict": 40, "temperature": 0},
+        options={"num_predict": 16, "temperature": 0},
     )
     if answer.done_reason == "stop":
         assert isinstance(json.loads(answer.message.content), dict)

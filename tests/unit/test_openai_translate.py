@@ -411,3 +411,43 @@ def test_an_invalid_model_list_is_worded_as_such():
     assert err.message.startswith(
         f"the OpenAI-compatible engine at {URL} sent an invalid response (not a model list"
     )
+
+
+# -- Server-Sent Events framing (ollang.transport.openai_wire.EventFrames) -------------------
+BODY = (
+    b": a comment\r\n"
+    b'data: {"n": 1}\r\n\r\n'
+    b'event: message\r\nid: 7\r\ndata: {"n": 2}\r\n\r\n'
+    b'data: {"n":\ndata: 3}\n\n'  # one event's data over two lines, \n endings
+    b"data: [DONE]\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 16, len(BODY)])
+def test_events_are_framed_wherever_the_pieces_split(size):
+    from ollang.transport.openai_wire import EventFrames
+
+    frames = EventFrames()
+    events = []
+    for start in range(0, len(BODY), size):
+        events += frames.feed(BODY[start : start + size])
+    assert events == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert frames.done and frames.end() == []
+    assert frames.feed(b'data: {"n": 4}\n\n') == []  # nothing after [DONE]
+
+
+@pytest.mark.parametrize(
+    ("body", "events", "done"),
+    [
+        (b'data: {"n": 1}', [{"n": 1}], False),  # a last event without its blank line
+        (b'data: {"n": 1}\n\ndata: [DONE]', [{"n": 1}], True),
+        (b'data: {"n": 1}\n\n', [{"n": 1}], False),  # no [DONE]: the reader decides
+        (b"<html>502</html>", [], False),  # not SSE at all
+    ],
+)
+def test_a_body_that_ends_early(body, events, done):
+    from ollang.transport.openai_wire import EventFrames
+
+    frames = EventFrames()
+    assert frames.feed(body) + frames.end() == events
+    assert frames.done is done
