@@ -1,4 +1,5 @@
-"""The way to Ollama: clients, the wire format, model management, and error translation.
+"""The way to the model hosts: clients, the wire format, model management, and error
+translation, for each kind of host.
 
 * :mod:`~ollang.transport.client` — the client family over one configuration
   (:class:`BaseOllamaClient`): the sync :class:`OllamaClient` on the official ``ollama``
@@ -10,6 +11,15 @@
   client settings, for LangChain apps and the CLI;
 * :mod:`~ollang.transport.manage` — list, pull, show, rm, ps, stop through the client;
 * :mod:`~ollang.transport.errors` — the one place raw transport errors become ollang's.
+
+OpenAI-compatible engines (the ``openai`` kind of host), the same pieces for their API:
+
+* :mod:`~ollang.transport.openai_wire` — the async client on the hot path's pool (SSE),
+  answering in Ollama's stream lines; :mod:`~ollang.transport.openai_client` — the sync
+  model list for the CLI's checks;
+* :mod:`~ollang.transport.openai_translate` — Ollama's JSON <-> the engine's, both ways;
+* :mod:`~ollang.transport.openai_chat_model` — ``ChatOpenAI`` with ollang's errors, for
+  the CLI and LangChain apps.
 
 Imports only the leaves and :mod:`ollang.memory`'s message conventions.
 """
