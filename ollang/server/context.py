@@ -30,6 +30,7 @@ from ollang.server.metrics import Metrics
 from ollang.server.sessions import SessionAccess
 from ollang.server.settings import ServerSettings
 from ollang.server.turns import TurnEngine
+from ollang.server.usage import UsageMeter
 from ollang.server.writer import StoreWriter
 from ollang.transport.manage import ModelManager
 
@@ -51,8 +52,10 @@ class ServerContext:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         core = settings.core
-        self.auth = Authenticator(settings.key_values())
         self.store: ChatStore = open_store(core.store_url, settings=core)
+        self.auth = Authenticator(
+            settings.key_values(), settings.admin_key_values(), store=self.store
+        )
         self.router = Router.from_settings(core)
         self.router.queue = WaitingRoom(
             settings.queue_policy,
@@ -68,8 +71,9 @@ class ServerContext:
         self.writer = StoreWriter(self.store)
         self.metrics = Metrics(self.router, self.writer)
         self.limits = Limiter()
+        self.usage = UsageMeter(self.store, self.writer, self.metrics.registry)
         self.engine = TurnEngine(
-            self.router, self.store, self.writer, self.metrics, limits=self.limits
+            self.router, self.store, self.writer, self.metrics, usage=self.usage, limits=self.limits
         )
         self.sessions = SessionAccess(self.store)
 
@@ -91,12 +95,16 @@ class ServerContext:
         """Check the hosts once (the server starts even when every host is down), then
         keep checking them in the background."""
         await self.router.start()
+        self.auth.start()
+        self.usage.start()
         down = [h.name for h in self.router.hosts if not h.state.up]
         if down:
             log.warning("not reachable now (checked again every few seconds): %s", ", ".join(down))
 
     async def stop(self) -> None:
         """Stop the checks and close upstream connections."""
+        await self.auth.stop()
+        await self.usage.stop()
         await self.router.stop()
 
     def close(self) -> None:

@@ -95,7 +95,7 @@ def _settings_error(err: ValidationError) -> SettingsError:
     if message.startswith(variable):  # ollang's own parsers name the variable already
         message = f"{variable} ({field}=){message[len(variable) :]}"
     else:
-        shown = "" if field == "api_keys" else f", got {first.get('input')!r}"
+        shown = "" if field in ("api_keys", "admin_keys") else f", got {first.get('input')!r}"
         message = f"{variable} ({field}=): {message}{shown}"
     others = sorted({_variable(str(p["loc"][0])) for p in problems[1:] if p["loc"]} - {variable})
     if others:
@@ -127,6 +127,11 @@ class ServerSettings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Accepted bearer keys; none means no auth (single local user).",
+    )
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys that may manage keys (/admin/keys) and read every key's "
+        "usage; they also work as ordinary keys.",
     )
     allow_models: _StrList = Field(
         default_factory=list,
@@ -267,7 +272,13 @@ class ServerSettings(BaseSettings):
         return self
 
     @field_validator(
-        "api_keys", "allow_models", "cors_origins", "allowed_hosts", "ollama_hosts", mode="before"
+        "api_keys",
+        "admin_keys",
+        "allow_models",
+        "cors_origins",
+        "allowed_hosts",
+        "ollama_hosts",
+        mode="before",
     )
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -312,7 +323,7 @@ class ServerSettings(BaseSettings):
                 "(chat.example.com), or * for any name",
             ) from None
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "admin_keys")
     @classmethod
     def _keys(cls, value: list[SecretStr]) -> list[SecretStr]:
         for key in value:
@@ -332,3 +343,7 @@ class ServerSettings(BaseSettings):
     def key_values(self) -> list[str]:
         """The API keys in clear (only for comparing them)."""
         return [key.get_secret_value() for key in self.api_keys]
+
+    def admin_key_values(self) -> list[str]:
+        """The admin keys in clear (only for comparing them)."""
+        return [key.get_secret_value() for key in self.admin_keys]

@@ -46,6 +46,7 @@ from ollang.server.errors import session_not_found
 from ollang.server.keys import current_key
 from ollang.server.limits import Limiter
 from ollang.server.metrics import Metrics
+from ollang.server.usage import UsageMeter
 from ollang.server.writer import StoreWriter
 from ollang.transport.translate import read_lines
 from ollang.transport.wire import Line, wire_messages
@@ -134,6 +135,7 @@ class _Setup:
     affinity: str | None  # the host the session's last answer came from
     avoid: str | None = None  # the host the session's last answer failed on
     error: OllangError | None = None
+    queued: float = 0.0  # seconds spent waiting for a host's slot
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -155,6 +157,7 @@ class TurnEngine:
         metrics: Where turns are counted.
         flush_interval: At most this many seconds of a streaming answer are lost in a
             crash: flushes are handed to ``writer`` that much sooner than its linger.
+        usage: Where each finished model request is counted for its key (``None``: not).
         limits: The keys' rate limits, checked as a turn starts (``None``: none).
     """
 
@@ -166,6 +169,7 @@ class TurnEngine:
         metrics: Metrics,
         *,
         flush_interval: float = 1.0,
+        usage: UsageMeter | None = None,
         limits: Limiter | None = None,
     ) -> None:
         self.router = router
@@ -173,6 +177,7 @@ class TurnEngine:
         self.writer = writer
         self.metrics = metrics
         self.flush_interval = max(0.0, flush_interval - writer.linger)
+        self.usage = usage
         self.limits = limits
 
     # -- set-up -----------------------------------------------------------------
@@ -301,7 +306,11 @@ class TurnEngine:
         if setup.error is not None:
             raise setup.error
         recorder = life.begin(setup.budget)
-        lease, stream, first = await self._first_batch(req, setup, window, chosen, recorder)
+        try:
+            lease, stream, first = await self._first_batch(req, setup, window, chosen, recorder)
+        except BaseException as err:
+            self._used(req, recorder, setup, error=isinstance(err, Exception))
+            raise
         host = lease.host.name
         recorder.set_metadata(**{HOST_KEY: host})
         status: Status = "complete"
@@ -332,10 +341,26 @@ class TurnEngine:
                 self.limits.charge(
                     key, (recorder.input_tokens or 0) + (recorder.output_tokens or 0)
                 )
+            self._used(req, recorder, setup, error=status == "error")
         write, result = life.finish()
         if write is not None:
             await self.writer.call(write.run, self.store)
         yield TurnDone(result, host)
+
+    def _used(
+        self, req: TurnRequest, recorder: TurnRecorder, setup: _Setup, *, error: bool
+    ) -> None:
+        """Count the model request for the request's key (:class:`UsageMeter`)."""
+        if self.usage is not None:
+            elapsed = time.perf_counter() - recorder.started
+            self.usage.turn(
+                req.model,
+                input_tokens=recorder.input_tokens,
+                output_tokens=recorder.output_tokens,
+                error=error,
+                busy_s=elapsed - setup.queued,
+                queue_s=setup.queued,
+            )
 
     def _write(self, write: Write | None) -> None:
         """Hand a write to the store writer without waiting (flushes, cancellations)."""
@@ -360,12 +385,16 @@ class TurnEngine:
         failover = Failover(req.model, [h for h in self.router.hosts if h.name == setup.avoid])
         while True:
             try:
-                lease = await self.router.lease(
-                    req.model,
-                    affinity=setup.affinity,
-                    exclude=failover.exclude(),
-                    key=current_key(),  # its place in the waiting room
-                )
+                asked = time.perf_counter()
+                try:
+                    lease = await self.router.lease(
+                        req.model,
+                        affinity=setup.affinity,
+                        exclude=failover.exclude(),
+                        key=current_key(),  # its place in the waiting room
+                    )
+                finally:
+                    setup.queued += time.perf_counter() - asked
             except OllangError as err:
                 installed = [d.name for d, _ in self.router.models()]
                 final = failover.no_host_left(err, installed)

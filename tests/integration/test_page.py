@@ -264,6 +264,14 @@ def test_page_asks_for_the_key_when_the_server_has_keys(browser, fake, tmp_path)
         page.wait_for_selector(".msg.ai .meta")
         assert page.locator(".msg.ai .body").last.inner_text() == "Hi with a key"
         assert page.evaluate("() => localStorage.getItem('ollang.apiKey')") == "page-key"
+        # issue 22: the key's use today, once the server has counted the turn (every 2 s)
+        deadline = time.monotonic() + 10
+        while "1 request " not in page.inner_text("#usage"):
+            assert time.monotonic() < deadline, page.inner_text("#usage")
+            time.sleep(0.5)
+            page.reload()
+            page.wait_for_selector("#usage:not([hidden])")
+        assert page.inner_text("#usage").startswith("Today (api-key-1): 1 request · ")
         context.close()
 
 
