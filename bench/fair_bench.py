@@ -3,17 +3,19 @@
 One fake Ollama host with ``max=1`` answering every chat with ``--tokens`` tokens at
 ``--rate`` tokens/s (one answer lasts ``tokens / rate`` seconds). ``ollang serve`` runs with
 two ``--api-key`` keys (``api-key-1`` is A, ``api-key-2`` is B) and one queue policy at a
-time: ``unordered`` (a random waiter: ollang before the waiting room, where every waiter
-polled and whoever woke first won), ``fifo`` and ``fair``. Key A keeps 30 requests in
-flight; key B sends one request every ``--every`` seconds. Reported per policy: B's wait
-before its first token (p50, p95; a request still waiting when the phase ends counts with
-the time it had waited, a lower bound, marked ``>=``), and the total tokens/s every client
-received. Goals: fair B p95 ≤ one answer's duration; fair tokens/s ≥ 0.95x FIFO.
+time: ``unordered`` (a random waiter), ``fifo`` and ``fair``; with ``--today-src DIR`` (a
+checkout from before the waiting room) also ``today``: that checkout's own server, where
+every waiter polled a condition (woken by each release, or after 1 s) and whoever got there
+first won. Key A keeps 30 requests in flight; key B sends one request about every three
+answers. Reported per policy: B's wait before its first token (p50, p95; a request still
+waiting when the phase ends counts with the time it had waited, a lower bound, marked
+``>=``), and the total tokens/s every client received. Goals: fair B p95 ≤ one answer's
+duration; fair tokens/s ≥ 0.95x FIFO.
 
 Every loop is bounded by the phase's deadline; all traffic is on 127.0.0.1. Writes
 ``bench/results/fair.json`` and prints a Markdown table::
 
-    .venv/bin/python bench/fair_bench.py [--quick]
+    .venv/bin/python bench/fair_bench.py [--quick] [--today-src DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -145,8 +148,12 @@ async def _phase(url: str, policy: str, args: argparse.Namespace) -> Phase:
     return phase
 
 
-def _server(port: int, fake_url: str, policy: str, log: Path, tmp: Path):
+def _server(
+    port: int, fake_url: str, policy: str, log: Path, tmp: Path, src: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
+    if src is not None:  # another checkout's ollang (--today-src): its own waiting
+        env["PYTHONPATH"] = str(src)
     env.update(
         OLLANG_SERVER_OLLAMA_HOSTS=f"{fake_url}?max=1",
         OLLANG_SERVER_QUEUE_POLICY=policy,
@@ -168,8 +175,17 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100, help="tokens per answer")
     parser.add_argument("--in-flight", type=int, default=30, help="key A's requests in flight")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument(
+        "--today-src",
+        type=Path,
+        default=None,
+        help="a checkout of ollang before the waiting room (e.g. `git worktree add DIR "
+        "8c58235~1`): adds a phase 'today' running its server, the real polling wake-up",
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "fair.json")
     args = parser.parse_args()
+    if args.today_src is not None and "today" not in args.policies.split(","):
+        args.policies = "today," + args.policies
     if args.rate is None:
         args.rate = 200.0 if args.quick else 20.0
     answer_s = args.tokens / args.rate
@@ -190,7 +206,8 @@ def main() -> None:
         for policy in args.policies.split(","):
             port = free_port()
             log = tmp / f"{policy}.log"
-            proc = _server(port, fake.url, policy, log, tmp)
+            src = args.today_src if policy == "today" else None
+            proc = _server(port, fake.url, "fair" if src else policy, log, tmp, src)
             try:
                 wait_http(f"http://127.0.0.1:{port}/health", 60, proc)
                 phase = asyncio.run(_phase(f"http://127.0.0.1:{port}", policy, args))
