@@ -205,6 +205,10 @@ def hash_secret(secret: str) -> str:
 
 #: What a key's name may be: it labels usage rows and metrics, and goes in URLs.
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: The names the server gives keys that are not managed: no key ("local"), and the keys of
+#: --api-key / --admin-key by position. A managed key named so would share their usage rows
+#: and metrics.
+RESERVED_KEY_NAME = re.compile(r"local|api-key-\d+|admin-\d+")
 
 
 def check_key_name(name: str) -> str:
@@ -213,10 +217,11 @@ def check_key_name(name: str) -> str:
     Raises:
         InvalidInputError: it cannot.
     """
-    if not KEY_NAME.fullmatch(name) or name == "local":
+    if not KEY_NAME.fullmatch(name) or RESERVED_KEY_NAME.fullmatch(name):
         raise InvalidInputError(
             f"{name!r} cannot name a key",
-            "use letters, digits, '.', '_' and '-' (at most 64, not 'local'), e.g. alice",
+            "use letters, digits, '.', '_' and '-' (at most 64; not 'local', 'api-key-N' "
+            "or 'admin-N', the names of keys given on the command line), e.g. alice",
         )
     return name
 

@@ -341,11 +341,17 @@ def serve(settings: ServerSettings | None = None, *, workers: int = 1) -> None:
     _check_address(settings.host, settings.port)
     if not _is_loopback(settings.host) and not settings.api_keys:
         log.warning(
-            "listening on %s without API keys: anyone who can reach it can use your models "
-            "and read every session; add --api-key KEY",
+            "listening on %s without --api-key: unless the store holds managed keys "
+            "(ollang keys create), anyone who can reach it can use your models and read "
+            "every session",
             settings.host,
         )
-    auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no API keys"
+    given = [
+        f"{len(keys)} {what}"
+        for keys, what in ((settings.api_keys, "API key(s)"), (settings.admin_keys, "admin key(s)"))
+        if keys
+    ]
+    auth = (", ".join(given) or "no API keys given") + "; managed keys from the store"
     if workers > 1:
         auth += f", {workers} worker processes"
     options: dict[str, Any] = {

@@ -36,13 +36,15 @@ def test_a_secret_is_prefixed_url_safe_and_stored_only_as_its_hash() -> None:
     assert secret not in repr(store.list_keys())
 
 
-@pytest.mark.parametrize("name", ["", "local", "a b", "-x", "x" * 65, "al/ice"])
+@pytest.mark.parametrize(
+    "name", ["", "local", "api-key-1", "admin-2", "a b", "-x", "x" * 65, "al/ice"]
+)
 def test_names_that_cannot_name_a_key(name: str) -> None:
     with pytest.raises(InvalidInputError):
         check_key_name(name)
 
 
-@pytest.mark.parametrize("name", ["alice", "ci-bot", "team.a_1", "x" * 64])
+@pytest.mark.parametrize("name", ["alice", "ci-bot", "team.a_1", "x" * 64, "api-keys", "admin"])
 def test_names_that_can(name: str) -> None:
     assert check_key_name(name) == name
 
