@@ -4,6 +4,8 @@
   (llama.cpp in-process) as the last tier;
 * :mod:`~ollang.routing.order` — the routing order and the availability of a model, as
   pure functions of the hosts' states;
+* :mod:`~ollang.routing.prefix` — cache-aware routing of clients that name no session: a
+  digest per message boundary, and the host of the longest prefix known;
 * :mod:`~ollang.routing.router` — health checks and leases over those decisions;
 * :mod:`~ollang.routing.failover` — which errors move a request to another host, and what
   is raised when none is left (the server's turns and the CLI's model alike);

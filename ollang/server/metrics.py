@@ -5,7 +5,9 @@
 * ``ollang_ttft_seconds{route,host}`` and ``ollang_tokens_per_answer{route,host}`` histograms;
 * ``ollang_queue_length{key}`` (when scraped), ``ollang_queue_wait_seconds{key}``: requests
   waiting for a host's slot, and how long they waited (keys by name);
-* ``ollang_store_batches_total``, ``ollang_store_calls_total`` (the store writer's batching).
+* ``ollang_store_batches_total``, ``ollang_store_calls_total`` (the store writer's batching);
+* ``ollang_prefix_lookups_total{found}``: turns that name no session, by where the host of
+  their longest known prefix was found (``cache``, ``store``) or ``none``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ class Metrics:
             buckets=_TOKEN_BUCKETS,
             registry=self.registry,
         )
+        self.prefix = Counter(
+            "ollang_prefix_lookups",
+            "Cache-aware routing lookups by where the conversation's host was found.",
+            ["found"],
+            registry=self.registry,
+        )
         self.queue_wait = Histogram(
             "ollang_queue_wait_seconds",
             "Seconds a request waited for a host's slot (all hosts full), per key.",
@@ -110,6 +118,10 @@ class Metrics:
         self.requests.labels(route, host, status).inc()
         if tokens is not None and status == "complete":
             self.tokens.labels(route, host).observe(tokens)
+
+    def prefix_lookup(self, found: str) -> None:
+        """A turn that names no session looked up its prefixes (``cache``, ``store``, ``none``)."""
+        self.prefix.labels(found).inc()
 
     def waited(self, key: str, seconds: float) -> None:
         """A request of key ``key`` left the waiting room after ``seconds``."""

@@ -198,6 +198,13 @@ class ServerSettings(BaseSettings):
         False,
         description="FastAPI's OpenTelemetry instrumentation (needs configured providers).",
     )
+    prefix_routing: _Bool = Field(
+        True,
+        description="Cache-aware routing of requests that name no session (the OpenAI and "
+        "Ollama endpoints, /generate): to the host that served the longest prefix of their "
+        "messages, while it is up and not full (digests shared by replicas through the store); "
+        "false: to the least-loaded host.",
+    )
     record_all: _Bool = Field(
         False,
         description="Record the conversations of the OpenAI and Ollama endpoints as sessions "
