@@ -1,4 +1,5 @@
-"""Routing over several Ollama hosts: session affinity against spreading, and a host killed.
+"""Routing over several Ollama hosts: session affinity and cache-aware routing against
+spreading, through one replica and two, and a host killed.
 
 The hosts are ``bench/cache_ollama.py``, one process each: ``tests/fake_ollama.py``
 with a prompt cache, so a cold prompt costs evaluation time per token (0.5 ms by
@@ -7,30 +8,42 @@ only its new part (the module docstring there says how slots are chosen, as Olla
 runner does). ``ollang serve`` runs as a subprocess over three of them
 (``--backend ollama --ollama-host URL ...``, a temporary SQLite store).
 
-1. **Affinity against spreading.** S conversations x T turns, concurrent, each turn a
-   ~200-token question, each answer ~100 tokens, under a ~100-token system prompt shared
-   by all (turn 6 sends ~1,800 tokens). Both modes send the *same* requests to the same
-   route, ``/v1/chat/completions`` (streamed), the client carrying the history:
+1. **Affinity and cache-aware routing against spreading.** S conversations x T turns,
+   concurrent, each turn a ~200-token question, each answer ~100 tokens, under a
+   ~100-token system prompt shared by all (turn 6 sends ~1,800 tokens). Every mode sends
+   the *same* requests to the same route, ``/v1/chat/completions`` (streamed), the client
+   carrying the history (a *stateless* client, as the OpenAI SDK and Open WebUI are):
 
    * **affinity**: with ``X-Session-Id``, so ollang records the conversation and routes
-     each turn to the host that answered the last one (``chains/router.py``);
-   * **least-loaded**: without it: no session, so no affinity; the router then takes the
-     least-loaded host (in flight per weight), ties broken at random. This is ollang's
-     own behaviour for stateless clients, not an emulation. (A closed-loop client's
-     next turn often finds the host it just left the least loaded: some accidental
-     affinity, which the table's "hosts per conversation" shows.)
-   * **random**: ollang has no switch for random spreading, so a second ``ollang serve``
+     each turn to the host that answered the last one (``server/turns.py``);
+   * **cache-aware**: without it, ollang's default for stateless clients: each turn goes
+     to the host that served the longest prefix of its messages (a digest per message
+     boundary, ``server/prefix_routing.py``);
+   * **least-loaded**: without it, on an ``ollang serve`` with
+     ``OLLANG_SERVER_PREFIX_ROUTING=false``: the router takes the least-loaded host (in
+     flight per weight), ties broken at random: ollang's behaviour for stateless clients
+     before cache-aware routing. (A closed-loop client's next turn often finds the host it
+     just left the least loaded: some accidental affinity, which the table's "hosts per
+     conversation" shows.)
+   * **random**: ollang has no switch for random spreading, so a third ``ollang serve``
      is given *one* host, a small HTTP proxy in its own process (``--serve-proxy``,
      below) that sends each request to one of the three hosts at random, streaming the
      answer back as it comes. Same ollang, same requests, without a session id.
 
-   Phases rotate (full run: affinity, least-loaded, random, random, least-loaded,
-   affinity); each starts with empty caches (``POST /bench/reset`` on every host).
-   Reported: TTFT p50/p99 per turn number, the ratios affinity/random and
-   affinity/least-loaded, and per host the slot hits (a turn that continued what a slot
-   held) and the share of prompt tokens served from the cache.
+   Phases rotate (full run: affinity, cache-aware, least-loaded, random, then the other
+   way round); each starts with empty caches (``POST /bench/reset`` on every host).
+   Reported: TTFT p50/p99 per turn number, the ratios to random and to least-loaded, and
+   per host the slot hits (a turn that continued what a slot held) and the share of
+   prompt tokens served from the cache.
 
-2. **A host killed under load.** C clients, each running conversations of T turns on
+2. **Stateless, two replicas.** The stateless modes again (cache-aware, least-loaded,
+   random), each through *two* ``ollang serve`` replicas on one PostgreSQL (``tests/pg.py``:
+   CI's server or a throwaway cluster; skipped, with the reason, without one), the client
+   sending its requests to the two in turn (round robin per request, as a load balancer
+   would): a conversation's turns alternate between replicas, which share what they
+   routed through the store's ``prefix_routes``. Same sizes and rotation as part 1.
+
+3. **A host killed under load.** C clients, each running conversations of T turns on
    ollang's own sessions (``/chat/stream``, SSE; the server keeps the history); after a
    while one host is killed with SIGKILL. A failed turn is *not started* when its client
    had received no token (goal: 0, such a turn must be re-routed) or *mid-stream* (it
@@ -44,10 +57,11 @@ runner does). ``ollang serve`` runs as a subprocess over three of them
    ``tests/fake_ollama.py``'s ``first_token_delay`` does, and a proxy in front of Ollama
    may do), where a kill during evaluation cuts a stream that has sent no token.
 
-Run: ``python bench/routing_bench.py [--quick]`` (full run about 3.5 minutes on 2
-cores, ``--quick`` about 1.5); prints Markdown tables, writes
-``bench/results/routing.json`` and ``bench/plots/routing_ttft.png`` (with matplotlib).
-As a module of the bench runner: ``run(quick) -> rows``.
+Run: ``python bench/routing_bench.py [--quick] [--stateless]`` (full run about 9 minutes
+on 2 cores, ``--quick`` about 4; ``--stateless``: parts 1 and 2 only); prints Markdown
+tables, writes ``bench/results/routing.json`` (and, for parts 1 and 2,
+``bench/results/routing_stateless.md``) and ``bench/plots/routing_ttft.png`` (with
+matplotlib). As a module of the bench runner: ``run(quick) -> rows``.
 """
 
 from __future__ import annotations
@@ -93,12 +107,18 @@ SYSTEM_CHARS = 400  # ~100 tokens
 QUESTION_CHARS = 800  # ~200 tokens
 POLL_S = 0.05
 #: The routing modes compared (module docstring).
-MODES = ["affinity", "least_loaded", "random"]
+MODES = ["affinity", "cache_aware", "least_loaded", "random"]
+#: Those of a stateless client (no session id), compared through two replicas too.
+STATELESS = ["cache_aware", "least_loaded", "random"]
 LABELS = {
     "affinity": "session affinity",
-    "least_loaded": "no session (least-loaded)",
+    "cache_aware": "no session, cache-aware (prefix routing)",
+    "least_loaded": "no session, least-loaded (prefix routing off)",
     "random": "random spreading (proxy)",
 }
+#: The goals of issue 23 for stateless clients (cache-aware against random).
+GOAL_RATIO = 0.3
+GOAL_HITS = 0.8
 HOST_MARK = re.compile(r"\[h:(\d+)\]")
 
 
@@ -172,15 +192,24 @@ def hosts(
 
 
 @contextlib.contextmanager
-def ollang_serve(urls: list[str], tmp: Path, name: str = "serve") -> Iterator[str]:
-    """``python -m ollang serve`` over ``urls``, with a SQLite store in ``tmp``."""
+def ollang_serve(
+    urls: list[str],
+    tmp: Path,
+    name: str = "serve",
+    *,
+    prefix_routing: bool = True,
+    store_url: str | None = None,
+) -> Iterator[str]:
+    """``python -m ollang serve`` over ``urls``, with a SQLite store in ``tmp`` (or
+    ``store_url``)."""
     port = free_port()
     env = {
         **os.environ,
         "OLLANG_HOME": str(tmp),
         "OLLANG_MODEL": MODEL,
-        "OLLANG_SERVER_STORE_URL": f"sqlite:///{tmp / (name + '.db')}",
+        "OLLANG_SERVER_STORE_URL": store_url or f"sqlite:///{tmp / (name + '.db')}",
         "OLLANG_SERVER_ACCESS_LOG": "false",
+        "OLLANG_SERVER_PREFIX_ROUTING": "true" if prefix_routing else "false",
     }
     env.pop("OLLAMA_HOST", None)
     env.pop("OLLANG_OLLAMA_HOSTS", None)
@@ -330,8 +359,27 @@ async def _openai_turn(
     return answer
 
 
+class RoundRobin:
+    """The bench client's load balancer: each request to the next replica in turn."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.sent = 0
+
+    def next(self) -> str:
+        url = self.urls[self.sent % len(self.urls)]
+        self.sent += 1
+        return url
+
+
 async def _conversation(
-    http: Any, url: str, name: str, turns: int, affinity: bool, out: list[Turn], delay: float
+    http: Any,
+    replicas: RoundRobin,
+    name: str,
+    turns: int,
+    affinity: bool,
+    out: list[Turn],
+    delay: float,
 ) -> None:
     await asyncio.sleep(delay)
     messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}]
@@ -339,6 +387,7 @@ async def _conversation(
         ask = {"role": "user", "content": question(name, number)}
         t = Turn(name, number, time.monotonic())
         try:
+            url = replicas.next()
             answer = await _openai_turn(http, url, [*messages, ask], name if affinity else None, t)
         except Exception as err:  # counted, not raised: the run goes on
             t.error = f"{type(err).__name__}: {err}"
@@ -351,11 +400,13 @@ async def _conversation(
             messages.append(ask)  # the question stays; the next one follows it
 
 
-async def _phase(url: str, cfg: Config, affinity: bool, tag: str) -> list[Turn]:
-    """Every conversation of one phase, concurrent, started over one second."""
+async def _phase(urls: list[str], cfg: Config, affinity: bool, tag: str) -> list[Turn]:
+    """Every conversation of one phase, concurrent, started over one second; requests go
+    to ``urls`` in turn."""
     import aiohttp
 
     out: list[Turn] = []
+    replicas = RoundRobin(urls)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -363,7 +414,7 @@ async def _phase(url: str, cfg: Config, affinity: bool, tag: str) -> list[Turn]:
             asyncio.gather(
                 *(
                     _conversation(
-                        http, url, f"{tag}-{i}", cfg.turns, affinity, out, i / cfg.sessions
+                        http, replicas, f"{tag}-{i}", cfg.turns, affinity, out, i / cfg.sessions
                     )
                     for i in range(cfg.sessions)
                 )
@@ -399,77 +450,140 @@ def _summary(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def affinity_vs_spreading(cfg: Config, slots: int, ms_per_token: float) -> dict[str, Any]:
-    """Part 1 (module docstring)."""
+_HOST_STATS = (
+    "requests",
+    "slot_hits",
+    "prompt_tokens",
+    "cached_tokens",
+    "evaluated_tokens",
+    "eval_s",
+    "wait_s",
+)
+
+
+def _mode_summary(turns: list[Turn], stats: dict[int, dict[str, float]], n: int) -> dict[str, Any]:
+    """One mode's figures: TTFT by turn number and for turns 2+, hosts per conversation,
+    and the hosts' cache counters (``n``: turns per conversation)."""
+    ok = [t for t in turns if t.error is None and t.ttft is not None]
+    by_turn = {
+        k: _summary([t.ttft for t in ok if t.turn == k and t.ttft is not None])
+        for k in range(1, n + 1)
+    }
+    later = [t.ttft for t in ok if t.turn >= 2 and t.ttft is not None]
+    hosts_seen: dict[str, set[int]] = {}
+    for t in ok:
+        if t.host is not None:
+            hosts_seen.setdefault(t.conversation, set()).add(t.host)
+    requests = sum(s["requests"] for s in stats.values())
+    hits = sum(s["slot_hits"] for s in stats.values())
+    first_turns = sum(1 for t in ok if t.turn == 1)  # a first turn cannot hit
+    return {
+        "turns": len(turns),
+        "errors": len(turns) - len(ok),
+        "error_samples": [t.error for t in turns if t.error][:5],
+        "by_turn": by_turn,
+        "turns_2_on": _summary(later),
+        "all": _summary([t.ttft for t in ok if t.ttft is not None]),
+        "hosts_per_conversation": (
+            sum(len(v) for v in hosts_seen.values()) / len(hosts_seen) if hosts_seen else None
+        ),
+        "per_host": {str(port): s for port, s in stats.items()},
+        "slot_hit_rate": hits / requests if requests else None,
+        "slot_hit_rate_turns_2_on": (
+            hits / (requests - first_turns) if requests > first_turns else None
+        ),
+        "cached_token_share": (
+            sum(s["cached_tokens"] for s in stats.values())
+            / max(1, sum(s["prompt_tokens"] for s in stats.values()))
+        ),
+        "ttft_ms": [round(t.ttft * 1000, 2) for t in ok if t.ttft is not None],
+    }
+
+
+def _run_phases(
+    modes: list[str], urls_of: dict[str, list[str]], host_list: list[Host], cfg: Config, what: str
+) -> dict[str, Any]:
+    """Each mode's phases, rotated (``modes``, then the other way round, ...), every phase
+    on empty caches; the hosts' counters read after each."""
     order: list[str] = []
-    for run_index in range(cfg.runs):  # A L R, then R L A, ...
-        order += MODES if run_index % 2 == 0 else MODES[::-1]
-    turns: dict[str, list[Turn]] = {m: [] for m in MODES}
-    per_host: dict[str, dict[int, dict[str, float]]] = {m: {} for m in MODES}
-    seconds: dict[str, float] = dict.fromkeys(MODES, 0.0)
+    for run_index in range(cfg.runs):
+        order += modes if run_index % 2 == 0 else modes[::-1]
+    turns: dict[str, list[Turn]] = {m: [] for m in modes}
+    per_host: dict[str, dict[int, dict[str, float]]] = {m: {} for m in modes}
+    seconds: dict[str, float] = dict.fromkeys(modes, 0.0)
+    for index, mode in enumerate(order):
+        log(f"routing bench: {what}{mode} phase ({index + 1}/{len(order)}) ...")
+        started = time.monotonic()
+        got = asyncio.run(_phase(urls_of[mode], cfg, mode == "affinity", f"{mode}{index}"))
+        seconds[mode] += time.monotonic() - started
+        turns[mode] += got
+        for host in host_list:
+            stats = _host_stats(host.url, reset=True)
+            acc = per_host[mode].setdefault(host.port, {})
+            for key in _HOST_STATS:
+                acc[key] = acc.get(key, 0) + stats[key]
+    return {
+        "order": order,
+        "seconds": seconds,
+        "replicas": max(len(urls) for urls in urls_of.values()),
+        "modes": {m: _mode_summary(turns[m], per_host[m], cfg.turns) for m in modes},
+    }
+
+
+def affinity_vs_spreading(cfg: Config, slots: int, ms_per_token: float) -> dict[str, Any]:
+    """Part 1 (module docstring): one replica of each kind over the same three hosts."""
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ollang-routing-")))
         host_list = stack.enter_context(hosts(HOSTS, slots, ms_per_token))
         urls = [h.url for h in host_list]
         server = stack.enter_context(ollang_serve(urls, tmp, "serve"))
+        server_off = stack.enter_context(ollang_serve(urls, tmp, "off", prefix_routing=False))
         proxy = stack.enter_context(random_proxy(urls))
-        proxied = stack.enter_context(ollang_serve([proxy], tmp, "serve-proxied"))
-        _warm([server, proxied], host_list)
-        for index, mode in enumerate(order):
-            log(f"routing bench: {mode} phase ({index + 1}/{len(order)}) ...")
-            url = proxied if mode == "random" else server
-            started = time.monotonic()
-            got = asyncio.run(_phase(url, cfg, mode == "affinity", f"{mode}{index}"))
-            seconds[mode] += time.monotonic() - started
-            turns[mode] += got
-            for host in host_list:
-                stats = _host_stats(host.url, reset=True)
-                acc = per_host[mode].setdefault(host.port, {})
-                for key in (
-                    "requests",
-                    "slot_hits",
-                    "prompt_tokens",
-                    "cached_tokens",
-                    "evaluated_tokens",
-                    "eval_s",
-                    "wait_s",
-                ):
-                    acc[key] = acc.get(key, 0) + stats[key]
-    result: dict[str, Any] = {"order": order, "seconds": seconds, "modes": {}}
-    for mode in MODES:
-        ok = [t for t in turns[mode] if t.error is None and t.ttft is not None]
-        by_turn = {
-            n: _summary([t.ttft for t in ok if t.turn == n and t.ttft is not None])
-            for n in range(1, cfg.turns + 1)
+        proxied = stack.enter_context(
+            ollang_serve([proxy], tmp, "serve-proxied", prefix_routing=False)
+        )
+        _warm([server, server_off, proxied], host_list)
+        urls_of = {
+            "affinity": [server],
+            "cache_aware": [server],
+            "least_loaded": [server_off],
+            "random": [proxied],
         }
-        later = [t.ttft for t in ok if t.turn >= 2 and t.ttft is not None]
-        hosts_seen: dict[str, set[int]] = {}
-        for t in ok:
-            if t.host is not None:
-                hosts_seen.setdefault(t.conversation, set()).add(t.host)
-        stats = per_host[mode]
-        requests = sum(s["requests"] for s in stats.values())
-        result["modes"][mode] = {
-            "turns": len(turns[mode]),
-            "errors": len(turns[mode]) - len(ok),
-            "error_samples": [t.error for t in turns[mode] if t.error][:5],
-            "by_turn": by_turn,
-            "turns_2_on": _summary(later),
-            "all": _summary([t.ttft for t in ok if t.ttft is not None]),
-            "hosts_per_conversation": (
-                sum(len(v) for v in hosts_seen.values()) / len(hosts_seen) if hosts_seen else None
-            ),
-            "per_host": {str(port): s for port, s in stats.items()},
-            "slot_hit_rate": (
-                sum(s["slot_hits"] for s in stats.values()) / requests if requests else None
-            ),
-            "cached_token_share": (
-                sum(s["cached_tokens"] for s in stats.values())
-                / max(1, sum(s["prompt_tokens"] for s in stats.values()))
-            ),
-            "ttft_ms": [round(t.ttft * 1000, 2) for t in ok if t.ttft is not None],
-        }
-    return result
+        return _run_phases(MODES, urls_of, host_list, cfg, "")
+
+
+def stateless_replicas(cfg: Config, slots: int, ms_per_token: float) -> dict[str, Any]:
+    """Part 2 (module docstring): each stateless mode through two replicas on PostgreSQL."""
+    from tests import pg
+
+    try:
+        pg.server()
+    except RuntimeError as err:
+        log(f"routing bench: two replicas skipped: {err}")
+        return {"skipped": str(err)}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ollang-replicas-")))
+        host_list = stack.enter_context(hosts(HOSTS, slots, ms_per_token))
+        urls = [h.url for h in host_list]
+        proxy = stack.enter_context(random_proxy(urls))
+        urls_of: dict[str, list[str]] = {}
+        for mode in STATELESS:
+            store_url = stack.enter_context(pg.fresh_schema_url())
+            backends = [proxy] if mode == "random" else urls
+            urls_of[mode] = [
+                stack.enter_context(
+                    ollang_serve(
+                        backends,
+                        tmp,
+                        f"{mode}-r{i}",
+                        prefix_routing=mode == "cache_aware",
+                        store_url=store_url,
+                    )
+                )
+                for i in (1, 2)
+            ]
+        _warm([u for pair in urls_of.values() for u in pair], host_list)
+        return _run_phases(STATELESS, urls_of, host_list, cfg, "two replicas, ")
 
 
 # -- a host killed under load ---------------------------------------------------------------
@@ -682,13 +796,23 @@ def kill_under_load(
 
 
 # -- results ---------------------------------------------------------------------------------
-def measure(quick: bool, slots: int = SLOTS, ms_per_token: float = MS_PER_TOKEN) -> dict[str, Any]:
-    """Both parts; the raw figures."""
+def measure(
+    quick: bool,
+    slots: int = SLOTS,
+    ms_per_token: float = MS_PER_TOKEN,
+    stateless_only: bool = False,
+) -> dict[str, Any]:
+    """Every part (``stateless_only``: parts 1 and 2); the raw figures."""
     cfg = QUICK if quick else FULL
     started = time.monotonic()
     load_start = os.getloadavg()[0]
     spread = affinity_vs_spreading(cfg, slots, ms_per_token)
-    kills = [kill_under_load(cfg, slots, ms_per_token, early) for early in (False, True)]
+    replicas = stateless_replicas(cfg, slots, ms_per_token)
+    kills = (
+        []
+        if stateless_only
+        else [kill_under_load(cfg, slots, ms_per_token, early) for early in (False, True)]
+    )
     return {
         "quick": quick,
         "config": vars(cfg),
@@ -701,12 +825,62 @@ def measure(quick: bool, slots: int = SLOTS, ms_per_token: float = MS_PER_TOKEN)
         "nproc": os.cpu_count(),
         "seconds": time.monotonic() - started,
         "affinity": spread,
+        "replicas": replicas,
         "kill": kills,
     }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
+
+
+def _p50(mode: dict[str, Any]) -> float | None:
+    p50: float | None = mode["turns_2_on"]["p50_ms"]
+    return p50
+
+
+def _stateless_rows(part: dict[str, Any], runs: int, where: str) -> list[dict[str, Any]]:
+    """Issue 23's goals for one part: cache-aware against random (and least-loaded)."""
+    modes = part["modes"]
+    c, ra, lo = modes["cache_aware"], modes["random"], modes["least_loaded"]
+    ratio = _ratio(_p50(c), _p50(ra))
+    hits = c["slot_hit_rate_turns_2_on"] or 0.0
+    return [
+        row(
+            "routing",
+            f"TTFT p50, turns 2+, no session, cache-aware{where}",
+            _p50(c),
+            "ms",
+            LABELS["random"],
+            _p50(ra),
+            goal=f"ratio <= {GOAL_RATIO}",
+            passed=ratio is not None and ratio <= GOAL_RATIO,
+            runs=runs,
+            note=f"least-loaded {_fmt(_p50(lo))} ms",
+        ),
+        row(
+            "routing",
+            f"TTFT p99, turns 2+, no session, cache-aware{where}",
+            c["turns_2_on"]["p99_ms"],
+            "ms",
+            LABELS["random"],
+            ra["turns_2_on"]["p99_ms"],
+            runs=runs,
+            note=f"least-loaded {_fmt(lo['turns_2_on']['p99_ms'])} ms",
+        ),
+        row(
+            "routing",
+            f"prompt-cache slot hits, turns 2+, no session, cache-aware{where}",
+            100 * hits,
+            "%",
+            LABELS["random"],
+            100 * (ra["slot_hit_rate_turns_2_on"] or 0),
+            goal=f">= {100 * GOAL_HITS:.0f}%",
+            passed=hits >= GOAL_HITS,
+            runs=runs,
+            note=f"least-loaded {100 * (lo['slot_hit_rate_turns_2_on'] or 0):.0f}%",
+        ),
+    ]
 
 
 def rows_from(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -727,12 +901,12 @@ def rows_from(r: dict[str, Any]) -> list[dict[str, Any]]:
             row(
                 "routing",
                 "TTFT p50, turns 2+, session affinity",
-                a["turns_2_on"]["p50_ms"],
+                _p50(a),
                 "ms",
                 LABELS[other],
-                o["turns_2_on"]["p50_ms"],
+                _p50(o),
                 goal="ratio < 1",
-                passed=(a["turns_2_on"]["p50_ms"] or 0) < (o["turns_2_on"]["p50_ms"] or 0),
+                passed=(_p50(a) or 0) < (_p50(o) or 0),
                 runs=runs,
                 note=setting + (f"; {errors} failed turns" if errors else ""),
             ),
@@ -770,6 +944,9 @@ def rows_from(r: dict[str, Any]) -> list[dict[str, Any]]:
             + f"; a first turn cannot hit: at most {100 * (last - 1) / last:.0f}%",
         )
     )
+    rows += _stateless_rows(r["affinity"], runs, "")
+    if "modes" in r["replicas"]:
+        rows += _stateless_rows(r["replicas"], runs, ", two replicas")
     for k in r["kill"]:
         variant = " (hosts send headers before evaluating)" if k["early_headers"] else ""
         rows += [
@@ -823,7 +1000,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     _save(r)
     rows = rows_from(r)
     # The per-turn figures and the kill runs; every TTFT stays in results/routing.json.
-    details = {k: v for k, v in r.items() if k != "affinity"}
+    details = {k: v for k, v in r.items() if k not in ("affinity", "replicas")}
     details["by_turn"] = {m: d["by_turn"] for m, d in r["affinity"]["modes"].items()}
     rows[0]["details"] = details
     return rows
@@ -876,46 +1053,102 @@ def _kill_table(k: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pair(x: dict[str, Any]) -> str:
+    return f"{_fmt(x['p50_ms'])} / {_fmt(x['p99_ms'])}"
+
+
+def _ratios(x: dict[str, Any], y: dict[str, Any]) -> str:
+    return (
+        f"{_fmt(_ratio(x['p50_ms'], y['p50_ms']), 2)} ({_fmt(_ratio(x['p99_ms'], y['p99_ms']), 2)})"
+    )
+
+
+def stateless_table(r: dict[str, Any]) -> str:
+    """Issue 23's table: stateless clients through one replica and two, by routing mode."""
+    cfg = r["config"]
+    parts = [(1, r["affinity"])]
+    if "modes" in r["replicas"]:
+        parts.append((2, r["replicas"]))
+    lines = [
+        f"Stateless clients (the whole history resent, no session id, streamed "
+        f"`/v1/chat/completions`): {cfg['sessions']} conversations x {cfg['turns']} turns, "
+        f"{r['hosts']} prompt-caching hosts ({r['slots']} slots each, "
+        f"{r['ms_per_token']:g} ms per cold prompt token), {cfg['runs']} run(s) of each mode"
+        + (
+            ""
+            if len(parts) == 2
+            else f"; two replicas not measured: {r['replicas'].get('skipped')}"
+        )
+        + ". TTFT in ms at the client, turns 2 and later.",
+        "",
+        "| Routing | replicas | TTFT p50 | TTFT p99 | / random p50 (p99) | slot hits, turns 2+ "
+        "| prompt tokens from cache | hosts per conversation | failed turns |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for count, part in parts:
+        modes = part["modes"]
+        shown = [m for m in ("cache_aware", "least_loaded", "random", "affinity") if m in modes]
+        for mode in shown:
+            m = modes[mode]
+            name = LABELS[mode] + (" (reference: names a session)" if mode == "affinity" else "")
+            bold = "**" if mode == "cache_aware" else ""
+            lines.append(
+                f"| {bold}{name}{bold} | {count} | {bold}{_fmt(m['turns_2_on']['p50_ms'])}{bold} "
+                f"| {_fmt(m['turns_2_on']['p99_ms'])} "
+                f"| {bold}{_ratios(m['turns_2_on'], modes['random']['turns_2_on'])}{bold} "
+                f"| {bold}{_fmt(100 * (m['slot_hit_rate_turns_2_on'] or 0))}%{bold} "
+                f"| {_fmt(100 * m['cached_token_share'])}% "
+                f"| {_fmt(m['hosts_per_conversation'], 2)} | {m['errors']} |"
+            )
+    lines += [
+        "",
+        f"Goals: cache-aware / random p50 <= {GOAL_RATIO}, slot hits >= {100 * GOAL_HITS:.0f}% "
+        "(a slot hit: the turn continued what one of the host's slots held). Two replicas: "
+        "two `ollang serve` on one PostgreSQL, the client sending its requests to them in turn.",
+    ]
+    return "\n".join(lines)
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The tables."""
     cfg = r["config"]
     modes = r["affinity"]["modes"]
-    a, lo, ra = modes["affinity"], modes["least_loaded"], modes["random"]
+    ra = modes["random"]
     lines = [
-        f"### Routing: session affinity vs spreading ({cfg['sessions']} conversations x "
-        f"{cfg['turns']} turns, {r['hosts']} hosts, {r['slots']} cache slots each, "
-        f"{r['ms_per_token']:g} ms per cold prompt token, {cfg['runs']} run(s) of each mode; "
-        f"load average {r['load_avg'][0]} → {r['load_avg'][1]} on {r['nproc']} cores)",
+        "### Routing: stateless clients, cache-aware vs least-loaded vs random (issue 23)",
         "",
-        "TTFT in ms, p50 / p99, at the client of `/v1/chat/completions` (streamed).",
+        stateless_table(r),
         "",
-        "| Turn | prompt (~tokens) | affinity | least-loaded | random | "
-        "affinity / random p50 (p99) | affinity / least-loaded p50 (p99) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"### Routing: session affinity and cache-aware routing vs spreading, per turn "
+        f"({cfg['sessions']} conversations x {cfg['turns']} turns, {r['hosts']} hosts, "
+        f"{r['slots']} cache slots each, {r['ms_per_token']:g} ms per cold prompt token, "
+        f"{cfg['runs']} run(s) of each mode; load average {r['load_avg'][0]} → "
+        f"{r['load_avg'][1]} on {r['nproc']} cores)",
+        "",
+        "TTFT in ms, p50 / p99, at the client of `/v1/chat/completions` (streamed), one replica.",
+        "",
+        "| Turn | prompt (~tokens) | "
+        + " | ".join(LABELS[m] for m in MODES)
+        + " | affinity / random p50 (p99) | cache-aware / random p50 (p99) |",
+        "|---:|---:|" + "---:|" * (len(MODES) + 2),
     ]
     system_tokens = len(SYSTEM) // 4
-
-    def pair(x: dict[str, Any]) -> str:
-        return f"{_fmt(x['p50_ms'])} / {_fmt(x['p99_ms'])}"
-
-    def ratios(x: dict[str, Any], y: dict[str, Any]) -> str:
-        return (
-            f"{_fmt(_ratio(x['p50_ms'], y['p50_ms']), 2)} "
-            f"({_fmt(_ratio(x['p99_ms'], y['p99_ms']), 2)})"
-        )
-
-    for n in range(1, cfg["turns"] + 1):
-        sa, sl, sr = a["by_turn"][n], lo["by_turn"][n], ra["by_turn"][n]
-        prompt = system_tokens + n * QUESTION_CHARS // 4 + (n - 1) * 100
+    rows_of = [(str(n), f"{system_tokens + n * QUESTION_CHARS // 4 + (n - 1) * 100:,}", n)
+               for n in range(1, cfg["turns"] + 1)]  # fmt: skip
+    for label, prompt, n in rows_of:
+        by = {m: modes[m]["by_turn"][n] for m in MODES}
         lines.append(
-            f"| {n} | {prompt:,} | {pair(sa)} | {pair(sl)} | {pair(sr)} | {ratios(sa, sr)} | "
-            f"{ratios(sa, sl)} |"
+            f"| {label} | {prompt} | "
+            + " | ".join(_pair(by[m]) for m in MODES)
+            + f" | {_ratios(by['affinity'], by['random'])} "
+            f"| {_ratios(by['cache_aware'], by['random'])} |"
         )
     for label, key in (("turns 2+", "turns_2_on"), ("all", "all")):
-        sa, sl, sr = a[key], lo[key], ra[key]
         lines.append(
-            f"| **{label}** | | {pair(sa)} | {pair(sl)} | {pair(sr)} | **{ratios(sa, sr)}** | "
-            f"**{ratios(sa, sl)}** |"
+            f"| **{label}** | | "
+            + " | ".join(_pair(modes[m][key]) for m in MODES)
+            + f" | **{_ratios(modes['affinity'][key], ra[key])}** "
+            f"| **{_ratios(modes['cache_aware'][key], ra[key])}** |"
         )
     secs = r["affinity"]["seconds"]
     lines += [
@@ -929,22 +1162,24 @@ def markdown(r: dict[str, Any]) -> str:
         + f" (order: {', '.join(r['affinity']['order'])}).",
         "",
         f"A slot hit is a turn that continued what one of the host's slots held (a first "
-        f"turn cannot hit, so at most {100 * (cfg['turns'] - 1) / cfg['turns']:.0f}%); "
-        "waiting is for a free slot and for the host's one prompt evaluator.",
+        f"turn cannot hit, so at most {100 * (cfg['turns'] - 1) / cfg['turns']:.0f}% of all "
+        "requests); waiting is for a free slot and for the host's one prompt evaluator.",
         "",
-        "| Host | mode | requests | slot hits | hit rate | prompt tokens from cache | "
+        "| Host | replicas | mode | requests | slot hits | hit rate | prompt tokens from cache | "
         "eval time | waiting (slot + evaluator) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for mode in MODES:
-        for port, st in sorted(modes[mode]["per_host"].items()):
-            reqs = st["requests"] or 0
-            lines.append(
-                f"| :{port} | {mode} | {reqs:,.0f} | {st['slot_hits']:,.0f} | "
-                f"{_fmt(100 * st['slot_hits'] / reqs if reqs else None)}% | "
-                f"{_fmt(100 * st['cached_tokens'] / max(1, st['prompt_tokens']))}% | "
-                f"{st['eval_s']:.1f} s | {st['wait_s']:.1f} s |"
-            )
+    parts = [(1, r["affinity"])] + ([(2, r["replicas"])] if "modes" in r["replicas"] else [])
+    for count, part in parts:
+        for mode, m in part["modes"].items():
+            for port, st in sorted(m["per_host"].items()):
+                reqs = st["requests"] or 0
+                lines.append(
+                    f"| :{port} | {count} | {mode} | {reqs:,.0f} | {st['slot_hits']:,.0f} | "
+                    f"{_fmt(100 * st['slot_hits'] / reqs if reqs else None)}% | "
+                    f"{_fmt(100 * st['cached_tokens'] / max(1, st['prompt_tokens']))}% | "
+                    f"{st['eval_s']:.1f} s | {st['wait_s']:.1f} s |"
+                )
     for k in r["kill"]:
         lines += ["", *_kill_table(k)]
     return "\n".join(lines)
@@ -960,7 +1195,12 @@ def plot(r: dict[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors = {"affinity": "#4c72b0", "least_loaded": "#55a868", "random": "#dd8452"}
+    colors = {
+        "affinity": "#4c72b0",
+        "cache_aware": "#8172b3",
+        "least_loaded": "#55a868",
+        "random": "#dd8452",
+    }
     for mode in MODES:
         by_turn = r["affinity"]["modes"][mode]["by_turn"]
         xs = sorted(by_turn)
@@ -994,6 +1234,7 @@ def _save(r: dict[str, Any]) -> None:
     (out / "routing.json").write_text(
         json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8"
     )
+    (out / "routing_stateless.md").write_text(stateless_table(r) + "\n", encoding="utf-8")
     try:
         plot(r, BENCH_DIR / "plots" / "routing_ttft.png")
     except Exception as err:  # a plot is a bonus, never a failure
@@ -1005,6 +1246,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer conversations, one run")
     parser.add_argument("--slots", type=int, default=SLOTS, help="cache slots per host")
     parser.add_argument("--ms-per-token", type=float, default=MS_PER_TOKEN)
+    parser.add_argument(
+        "--stateless", action="store_true", help="parts 1 and 2 only (no host killed)"
+    )
     parser.add_argument("--serve-proxy", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--to", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1012,7 +1256,7 @@ def main() -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_proxy(args.serve_proxy, args.to))
         return
-    r = measure(args.quick, args.slots, args.ms_per_token)
+    r = measure(args.quick, args.slots, args.ms_per_token, stateless_only=args.stateless)
     _save(r)
     print(markdown(r))
 
