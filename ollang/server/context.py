@@ -27,6 +27,7 @@ from ollang.server.auth import Authenticator
 from ollang.server.gate import ModelGate
 from ollang.server.limits import Limiter
 from ollang.server.metrics import Metrics
+from ollang.server.prefix_routing import PrefixRouting
 from ollang.server.sessions import SessionAccess
 from ollang.server.settings import ServerSettings
 from ollang.server.turns import TurnEngine
@@ -65,15 +66,22 @@ class ServerContext:
         self.managers = {
             h.name: ModelManager(h.name, settings=core)
             for h in self.router.hosts
-            if not h.is_embedded
+            if h.kind == "ollama"  # engines of the openai kind have no model management
         }
         self.gate = ModelGate(settings.allow_models, self.router, default_model=core.model)
         self.writer = StoreWriter(self.store)
         self.metrics = Metrics(self.router, self.writer)
         self.limits = Limiter()
         self.usage = UsageMeter(self.store, self.writer, self.metrics.registry)
+        prefix = PrefixRouting(self.store, self.writer) if settings.prefix_routing else None
         self.engine = TurnEngine(
-            self.router, self.store, self.writer, self.metrics, usage=self.usage, limits=self.limits
+            self.router,
+            self.store,
+            self.writer,
+            self.metrics,
+            prefix=prefix,
+            usage=self.usage,
+            limits=self.limits,
         )
         self.sessions = SessionAccess(self.store)
 

@@ -15,7 +15,10 @@ reply, :mod:`ollang.turns.context` for the window):
    caller set one (Ollama's own default would silently cut the prompt);
 5. the host comes from the router; before the first token a failing host fails over to
    the next one, after it the error keeps the partial answer and the next turn goes
-   elsewhere (the host is marked down).
+   elsewhere (the host is marked down). A named session prefers the host of its last
+   answer; a turn that names none (the OpenAI and Ollama dialects, ``/generate``)
+   prefers the host that served the longest prefix of its messages
+   (:mod:`ollang.server.prefix_routing`), unless ``OLLANG_SERVER_PREFIX_ROUTING=false``.
 
 A stateless client's turn (``messages`` given) can be *recorded* in a session
 (:mod:`ollang.server.recording`): its ``record`` hook runs in the place of guarantee 1
@@ -46,6 +49,7 @@ from ollang.server.errors import session_not_found
 from ollang.server.keys import current_key
 from ollang.server.limits import Limiter
 from ollang.server.metrics import Metrics
+from ollang.server.prefix_routing import PrefixLookup, PrefixRouting
 from ollang.server.usage import UsageMeter
 from ollang.server.writer import StoreWriter
 from ollang.transport.translate import read_lines
@@ -157,6 +161,7 @@ class TurnEngine:
         metrics: Where turns are counted.
         flush_interval: At most this many seconds of a streaming answer are lost in a
             crash: flushes are handed to ``writer`` that much sooner than its linger.
+        prefix: Cache-aware routing of turns that name no session (``None``: off).
         usage: Where each finished model request is counted for its key (``None``: not).
         limits: The keys' rate limits, checked as a turn starts (``None``: none).
     """
@@ -169,6 +174,7 @@ class TurnEngine:
         metrics: Metrics,
         *,
         flush_interval: float = 1.0,
+        prefix: PrefixRouting | None = None,
         usage: UsageMeter | None = None,
         limits: Limiter | None = None,
     ) -> None:
@@ -177,6 +183,7 @@ class TurnEngine:
         self.writer = writer
         self.metrics = metrics
         self.flush_interval = max(0.0, flush_interval - writer.linger)
+        self.prefix = prefix
         self.usage = usage
         self.limits = limits
 
@@ -268,7 +275,7 @@ class TurnEngine:
         chosen: bool,
     ) -> dict[str, Any]:
         options = dict(req.options)
-        if chosen:
+        if chosen and host.sizes_window:  # an engine of the openai kind has its own
             options["num_ctx"] = window
         body: dict[str, Any] = {
             "model": host.installed_name(req.model),
@@ -305,6 +312,7 @@ class TurnEngine:
             setup = self._stateless(req, window, reserve)
         if setup.error is not None:
             raise setup.error
+        prefix = await self._prefix_lookup(req, setup)
         recorder = life.begin(setup.budget)
         try:
             lease, stream, first = await self._first_batch(req, setup, window, chosen, recorder)
@@ -312,6 +320,8 @@ class TurnEngine:
             self._used(req, recorder, setup, error=isinstance(err, Exception))
             raise
         host = lease.host.name
+        if prefix is not None and self.prefix is not None:
+            self.prefix.served(prefix, host)
         recorder.set_metadata(**{HOST_KEY: host})
         status: Status = "complete"
         try:
@@ -343,9 +353,27 @@ class TurnEngine:
                 )
             self._used(req, recorder, setup, error=status == "error")
         write, result = life.finish()
+        if prefix is not None and self.prefix is not None:  # in the batch of `write`, if any
+            await self.prefix.answered(prefix, result.message, host, wait=write is None)
         if write is not None:
             await self.writer.call(write.run, self.store)
         yield TurnDone(result, host)
+
+    async def _prefix_lookup(self, req: TurnRequest, setup: _Setup) -> PrefixLookup | None:
+        """For a turn that names no session (or records a stateless client's turn with no
+        answer yet): the host of the longest known prefix of its messages becomes its
+        affinity. ``None``: prefix routing is off or not for this turn."""
+        if self.prefix is None or setup.affinity is not None or setup.avoid is not None:
+            return None
+        if req.session_id is not None and req.record is None:
+            # A named session follows the host of its last answer, as ever; a session the
+            # server just made for this turn is named from its next turn on, so recording
+            # its prefixes (a store read and two writes a turn) would buy nothing.
+            return None
+        found = await self.prefix.lookup(req.model, setup.messages)
+        setup.affinity = found.host
+        self.metrics.prefix_lookup(found.source)
+        return found
 
     def _used(
         self, req: TurnRequest, recorder: TurnRecorder, setup: _Setup, *, error: bool

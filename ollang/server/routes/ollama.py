@@ -36,6 +36,7 @@ from ollang.server.routes.models import (
     check_pull_allowed,
     pull_hosts,
     pull_progress,
+    unsupported,
     usable_models,
 )
 from ollang.server.schemas import MODEL_NAME_PATTERN, ErrorResponse
@@ -275,7 +276,7 @@ async def api_show(request: Request) -> Response:
 
 @router.get(
     "/api/ps",
-    responses=_errors(401),
+    responses=_errors(400, 401),
     openapi_extra=BEARER_DOC,
     summary="Ollama: models in memory",
 )
@@ -283,6 +284,7 @@ async def api_ps(request: Request) -> Any:
     """The models the Ollama hosts have loaded now (those clients may use)."""
     owner_now(request)
     ctx = context_of(request)
+    unsupported(ctx, "listing loaded models")  # 400 when every host is an engine
     hosts = [h for h in ctx.router.hosts if isinstance(h, OllamaHost) and h.state.up]
     answers = await asyncio.gather(
         *(h.wire.get_json("/api/ps", timeout=3.0) for h in hosts), return_exceptions=True
@@ -401,10 +403,13 @@ async def _embed(
     """``ask`` passed on to ``path`` of an Ollama host that has the model and can embed
     with it (the allow-list, the embedded backend's models and capabilities checked)."""
     model = ctx.gate.resolve(requested)
-    embedded = [h for h in ctx.router.hosts if h.is_embedded]
+    # Only Ollama hosts embed here: the embedded backend and engines (openai kind) chat.
+    embedded = [h for h in ctx.router.hosts if not isinstance(h, OllamaHost)]
     if not any(isinstance(h, OllamaHost) for h in ctx.router.order(model)):
         raise CannotEmbedError(
-            requested, "the embedded backend serves chat only; pull an embedding model"
+            requested,
+            "only Ollama hosts embed here (the embedded backend and OpenAI-compatible "
+            "engines serve chat); pull an embedding model",
         )
     lease = await ctx.router.lease(model, exclude=embedded, key=request_key(request))
     try:
