@@ -13,6 +13,8 @@ and :class:`memory.inmemory.InMemoryChatStore` (tests, throwaway sessions).
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -34,6 +36,8 @@ __all__ = [
     "PREFIX_ROUTE_LIMIT",
     "PREFIX_ROUTE_MAX_AGE",
     "PREFIX_ROUTE_PRUNE_EVERY",
+    "RATE_WINDOW_KEEP",
+    "RATE_WINDOW_PRUNE_EVERY",
     "SNIPPET_ELLIPSIS",
     "SNIPPET_MARK",
     "TITLE_MAX_CHARS",
@@ -65,6 +69,12 @@ PREFIX_ROUTE_MAX_AGE = 3600.0
 PREFIX_ROUTE_LIMIT = 100_000
 #: A store prunes its prefix routes once per this many records (the first one included).
 PREFIX_ROUTE_PRUNE_EVERY = 256
+
+#: Seconds a rate window is kept after it started (the longest window, a UTC day, and
+#: a day's margin); older ones are pruned.
+RATE_WINDOW_KEEP = 2 * 86400
+#: A store prunes its old rate windows once per this many counts (the first included).
+RATE_WINDOW_PRUNE_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -449,6 +459,74 @@ class ChatStore(ABC):
         count = self._prefix_records
         self._prefix_records = count + 1
         return count % max(1, self.prefix_route_prune_every) == 0
+
+    # -- rate windows: the keys' limits, counted where every replica counts ----------
+    #: :meth:`take_rate` and :meth:`add_rate` prune once per this many calls.
+    rate_prune_every: int = RATE_WINDOW_PRUNE_EVERY
+    _rate_calls = 0
+    # This default's counters (a store that shares nothing: they are this process's).
+    _rate_lock = threading.Lock()
+    _rate_counts: dict[tuple[str, str, int], int] | None = None
+
+    def take_rate(
+        self, key: str, kind: str, window_start: int, amount: int, limit: int
+    ) -> tuple[bool, int]:
+        """Add ``amount`` to the counter ``(key, kind, window_start)`` if it stays within
+        ``limit``, atomically: returns whether it was added and the count after (the
+        count as it is, when refused).
+
+        The server's rate limits (:mod:`ollang.server.limits`) count a key's requests
+        this way: in a shared store (SQLite, PostgreSQL) one statement, so every replica
+        on the store counts against the same row and the limit holds across them. This
+        default keeps the counters in this process. Prunes now and then (see
+        :meth:`prune_rates`).
+        """
+        self._rate_prune_maybe()
+        with self._rate_lock:
+            counts = self._rate_dict()
+            now = counts.get((key, kind, window_start), 0)
+            if now + amount > limit:
+                return False, now
+            counts[(key, kind, window_start)] = now + amount
+            return True, now + amount
+
+    def add_rate(self, key: str, kind: str, window_start: int, amount: int) -> int:
+        """Add ``amount`` to the counter ``(key, kind, window_start)`` whatever it comes
+        to (tokens, which are known only when a turn has ended); returns the count after."""
+        self._rate_prune_maybe()
+        with self._rate_lock:
+            counts = self._rate_dict()
+            after = counts.get((key, kind, window_start), 0) + amount
+            counts[(key, kind, window_start)] = after
+            return after
+
+    def rate(self, key: str, kind: str, window_start: int) -> int:
+        """The counter ``(key, kind, window_start)`` (0 when nothing was counted)."""
+        with self._rate_lock:
+            return self._rate_dict().get((key, kind, window_start), 0)
+
+    def prune_rates(self, before: int) -> int:
+        """Drop the rate windows that started before ``before`` (epoch seconds); returns
+        how many went."""
+        with self._rate_lock:
+            counts = self._rate_dict()
+            old = [window for window in counts if window[2] < before]
+            for window in old:
+                del counts[window]
+            return len(old)
+
+    def _rate_dict(self) -> dict[tuple[str, str, int], int]:
+        if self._rate_counts is None:
+            self._rate_counts = {}
+        return self._rate_counts
+
+    def _rate_prune_maybe(self) -> None:
+        """Prune windows older than :data:`RATE_WINDOW_KEEP` on the first call and then
+        once per :attr:`rate_prune_every`; for implementations, before they count."""
+        count = self._rate_calls
+        self._rate_calls = count + 1
+        if count % max(1, self.rate_prune_every) == 0:
+            self.prune_rates(int(time.time()) - RATE_WINDOW_KEEP)
 
     # -- managed keys and usage (ollang.memory.keys) --------------------------------
     def create_key(

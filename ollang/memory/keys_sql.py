@@ -1,6 +1,7 @@
-"""The SQL of managed keys and usage, shared by the SQLite and PostgreSQL stores.
+"""The SQL of managed keys, usage and rate windows, shared by the SQLite and PostgreSQL stores.
 
-Tables ``api_keys`` and ``usage`` (SQLite migration ``m009``, PostgreSQL ``m007``). The
+Tables ``api_keys`` and ``usage`` (SQLite migration ``m009``, PostgreSQL ``m007``) and
+``rate_windows`` (SQLite ``m010``, PostgreSQL ``m008``). The
 statements differ between the two only in the parameter mark and the schema prefix, so
 :class:`KeySQL` builds them once per store from those two; its functions take an open
 connection (run by each store inside its own transactions and error translation).
@@ -60,6 +61,18 @@ class KeySQL:
             f"SELECT key, model, day, {', '.join(_USAGE_COUNTERS)} FROM {usage} "
             f"WHERE day >= {m} AND (CAST({m} AS TEXT) IS NULL OR key = {m}) ORDER BY day, key, model"
         )
+        rates = f"{prefix}rate_windows"
+        added = "r.count + excluded.count"
+        upsert = (
+            f"INSERT INTO {rates} AS r (key, kind, window_start, count) VALUES ({m}, {m}, {m}, {m}) "
+            f"ON CONFLICT (key, kind, window_start) DO UPDATE SET count = {added}"
+        )
+        self._take_rate = f"{upsert} WHERE {added} <= {m} RETURNING count"
+        self._add_rate = f"{upsert} RETURNING count"
+        self._rate = (
+            f"SELECT count FROM {rates} WHERE key = {m} AND kind = {m} AND window_start = {m}"
+        )
+        self._prune_rates = f"DELETE FROM {rates} WHERE window_start < {m}"
 
     def create(
         self, conn: Any, name: str, secret_hash: str, owner: str, limits: KeyLimits, now: float
@@ -154,6 +167,31 @@ class KeySQL:
         rows = conn.execute(self._usage, (since or "", key, key)).fetchall()
         return [UsageRow(*row) for row in rows]
 
+    def take_rate(
+        self, conn: Any, key: str, kind: str, start: int, amount: int, limit: int
+    ) -> tuple[bool, int]:
+        """Add ``amount`` to a rate window if the sum stays within ``limit`` (one upsert,
+        atomic: concurrent takers queue on the row); the outcome and the count after."""
+        if amount > limit:  # a new row would be inserted whatever the limit
+            return False, self.rate(conn, key, kind, start)
+        row = conn.execute(self._take_rate, (key, kind, start, amount, limit)).fetchone()
+        if row is None:  # refused: the row is as it was
+            return False, self.rate(conn, key, kind, start)
+        return True, int(row[0])
+
+    def add_rate(self, conn: Any, key: str, kind: str, start: int, amount: int) -> int:
+        """Add ``amount`` to a rate window, uncapped; the count after."""
+        return int(conn.execute(self._add_rate, (key, kind, start, amount)).fetchone()[0])
+
+    def rate(self, conn: Any, key: str, kind: str, start: int) -> int:
+        """A rate window's count (0: none)."""
+        row = conn.execute(self._rate, (key, kind, start)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def prune_rates(self, conn: Any, before: int) -> int:
+        """Delete the rate windows that started before ``before``; how many went."""
+        return int(conn.execute(self._prune_rates, (before,)).rowcount)
+
     def _existing(self, conn: Any, name: str) -> float | None:
         """``name``'s revocation time (``None``: live), or :class:`NoSuchKeyError`."""
         row = conn.execute(self._exists, (name,)).fetchone()
@@ -190,6 +228,8 @@ class SQLKeysMixin:
     the store gives :attr:`_key_sql` and runs the functions in its transactions."""
 
     _key_sql: KeySQL
+    # ChatStore's: prunes old rate windows now and then.
+    _rate_prune_maybe: Callable[[], None]
 
     @abstractmethod
     def _keys_read(self, fn: Callable[[Any], T]) -> T:
@@ -238,3 +278,28 @@ class SQLKeysMixin:
     def usage(self, *, since: str | None = None, key: str | None = None) -> list[UsageRow]:
         """See :meth:`ChatStore.usage <ollang.memory.base.ChatStore.usage>`."""
         return self._keys_read(lambda c: self._key_sql.usage(c, since, key))
+
+    def take_rate(
+        self, key: str, kind: str, window_start: int, amount: int, limit: int
+    ) -> tuple[bool, int]:
+        """See :meth:`ChatStore.take_rate <ollang.memory.base.ChatStore.take_rate>` (one
+        upsert, counted by every process on the database)."""
+        self._rate_prune_maybe()
+        return self._keys_write(
+            lambda c: self._key_sql.take_rate(c, key, kind, window_start, amount, limit)
+        )
+
+    def add_rate(self, key: str, kind: str, window_start: int, amount: int) -> int:
+        """See :meth:`ChatStore.add_rate <ollang.memory.base.ChatStore.add_rate>`."""
+        self._rate_prune_maybe()
+        return self._keys_write(
+            lambda c: self._key_sql.add_rate(c, key, kind, window_start, amount)
+        )
+
+    def rate(self, key: str, kind: str, window_start: int) -> int:
+        """See :meth:`ChatStore.rate <ollang.memory.base.ChatStore.rate>`."""
+        return self._keys_read(lambda c: self._key_sql.rate(c, key, kind, window_start))
+
+    def prune_rates(self, before: int) -> int:
+        """See :meth:`ChatStore.prune_rates <ollang.memory.base.ChatStore.prune_rates>`."""
+        return self._keys_write(lambda c: self._key_sql.prune_rates(c, before))

@@ -71,7 +71,7 @@ class ServerContext:
         self.gate = ModelGate(settings.allow_models, self.router, default_model=core.model)
         self.writer = StoreWriter(self.store)
         self.metrics = Metrics(self.router, self.writer)
-        self.limits = Limiter()
+        self.limits = Limiter(self.writer)
         self.usage = UsageMeter(self.store, self.writer, self.metrics.registry)
         prefix = PrefixRouting(self.store, self.writer) if settings.prefix_routing else None
         self.engine = TurnEngine(

@@ -7,38 +7,55 @@ host reports: ``prompt_eval_count`` + ``eval_count``), so they are *charged* the
 (:meth:`Limiter.charge`) and checked before the next turn: a turn that starts under the
 limit runs to its end, and the next one waits until the window has room again.
 
-Counting uses the ``limits`` library (in memory, this process):
+Counting is in the session store's *rate windows* (:meth:`ChatStore.take_rate
+<ollang.memory.base.ChatStore.take_rate>`), fixed windows by the clock:
 
-* requests per minute: its *moving window* (each request expires 60 s after it was
-  made: no burst of twice the limit across a window boundary);
-* tokens per minute: its *fixed window* (one counter per key per minute from the key's
-  first charge), because a token charge comes after the fact and must always count,
-  which a fixed window's increment does (a moving window refuses a charge that does not
-  fit and records nothing);
-* tokens per day: a counter per key and UTC date (the library's day windows start at a
-  key's first hit, not at midnight), refused until 00:00 UTC once over.
+* requests per minute: one counter per key and minute (``requests``), taken with one
+  atomic statement that adds 1 only while the count stays within the limit;
+* tokens per minute: one counter per key and minute (``tokens``), added to when a turn
+  ends, whatever it comes to;
+* tokens per day: one counter per key and UTC day (``tokens-day``), refused until
+  00:00 UTC once over.
 
-With several replicas each counts what it serves: the limits are per replica (``limits``
-has no PostgreSQL storage; a store round trip per request would cost every turn). A key
-that reaches one replica is held exactly; spread over N replicas it can get up to N times
-its limits (docs/sharing.md, "Limits").
+Every replica on a shared store (PostgreSQL; SQLite for ``serve --workers N``) counts
+against the same rows, so a limit holds across replicas: exactly ``rpm`` requests of a
+key are admitted per minute window wherever they arrive (given clocks in step). A fixed
+window lets a burst at its boundary through twice: up to 2x the limit within 60 s (the end
+of one minute, then the start of the next). The in-memory store counts in this process
+(its counters are a dict), which is all there is with it: one mechanism for every store.
+The ``limits`` library would do the windows, but it has no SQLite or PostgreSQL storage,
+and counting where the replicas share is the point; one upsert is all a window needs.
+
+An admission is one awaited call on the store writer's thread (off the event loop), only
+for a key with limits; a charge is submitted without waiting (the next admission, queued
+behind it on the same thread, sees it). The ``x-ratelimit-*`` headers of a successful
+answer are from this replica's last look at the counters (its own admission and charges).
+When the store fails, requests are admitted (logged): the limits never take the server
+down with the store.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
-
 from ollang.errors import OllangError
+from ollang.memory import ChatStore
+from ollang.server.writer import StoreWriter
 
 __all__ = ["KeyLimits", "Limiter", "RateLimitedError", "seconds_to_utc_midnight"]
+
+log = logging.getLogger("ollang.server")
+
+MINUTE = 60
+DAY = 86400
+#: The kinds of rate window (:meth:`ChatStore.take_rate`'s ``kind``).
+REQUESTS, TOKENS, TOKENS_DAY = "requests", "tokens", "tokens-day"
 
 
 class KeyLimits(Protocol):
@@ -94,97 +111,153 @@ def _reset(seconds: float) -> str:
     return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
 
 
+def _has_limits(key: KeyLimits) -> bool:
+    return key.rpm is not None or key.tpm is not None or key.daily_tokens is not None
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """A key's counters as last seen: the minute and day (window starts) and their counts.
+    ``refused`` names the limit an admission was refused for (``None``: admitted)."""
+
+    minute: int
+    day: int
+    requests: int = 0
+    tokens: int = 0
+    day_tokens: int = 0
+    refused: str | None = None
+
+    def at(self, minute: int, day: int) -> _Counts:
+        """These counts as of ``minute`` and ``day`` (a window that has passed is 0)."""
+        if minute == self.minute and day == self.day:
+            return self
+        same_minute = minute == self.minute
+        return _Counts(
+            minute,
+            day,
+            self.requests if same_minute else 0,
+            self.tokens if same_minute else 0,
+            self.day_tokens if day == self.day else 0,
+        )
+
+
+def _admit(store: ChatStore, key: KeyLimits, minute: int, day: int) -> _Counts:
+    """On the writer's thread: read the key's token windows and, when they have room,
+    take one request (refused requests are not counted)."""
+    day_tokens = store.rate(key.name, TOKENS_DAY, day) if key.daily_tokens is not None else 0
+    tokens = store.rate(key.name, TOKENS, minute) if key.tpm is not None else 0
+    counts = _Counts(minute, day, 0, tokens, day_tokens)
+    refused: str | None = None
+    if key.daily_tokens is not None and day_tokens >= key.daily_tokens:
+        refused = TOKENS_DAY
+    elif key.tpm is not None and tokens >= key.tpm:
+        refused = TOKENS
+    if key.rpm is None:
+        return replace(counts, refused=refused)
+    if refused is not None:  # not taken: the count is only for the headers
+        return replace(counts, requests=store.rate(key.name, REQUESTS, minute), refused=refused)
+    taken, requests = store.take_rate(key.name, REQUESTS, minute, 1, key.rpm)
+    return replace(counts, requests=requests, refused=None if taken else REQUESTS)
+
+
+def _charge(store: ChatStore, key: KeyLimits, minute: int, day: int, tokens: int) -> None:
+    """On the writer's thread: add a finished turn's tokens to the key's token windows."""
+    if key.tpm is not None:
+        store.add_rate(key.name, TOKENS, minute, tokens)
+    if key.daily_tokens is not None:
+        store.add_rate(key.name, TOKENS_DAY, day, tokens)
+
+
 class Limiter:
-    """Every key's counters in this process (see the module docstring).
+    """Every key's limits, counted in the store's rate windows (see the module docstring).
 
     Args:
-        clock: Epoch seconds (for the UTC day; the ``limits`` windows use its own clock).
+        writer: The store writer: its store holds the counters, its thread runs the counting.
+        clock: Epoch seconds (the windows: minutes and UTC days).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        storage = MemoryStorage()
-        self._moving = MovingWindowRateLimiter(storage)
-        self._fixed = FixedWindowRateLimiter(storage)
-        self._items: dict[int, RateLimitItem] = {}
-        self._days: dict[str, tuple[dt.date, int]] = {}
+    def __init__(self, writer: StoreWriter, clock: Callable[[], float] = time.time) -> None:
+        self.writer = writer
         self.clock = clock
+        self._seen: dict[str, _Counts] = {}
 
-    def _item(self, per_minute: int) -> RateLimitItem:
-        item = self._items.get(per_minute)
-        if item is None:
-            item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
-        return item
+    def _windows(self, now: float) -> tuple[int, int]:
+        return int(now // MINUTE) * MINUTE, int(now // DAY) * DAY
 
-    def _today(self, name: str) -> int:
-        day = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date()
-        seen = self._days.get(name)
-        return seen[1] if seen is not None and seen[0] == day else 0
+    def _counts(self, key: KeyLimits, now: float) -> _Counts:
+        minute, day = self._windows(now)
+        seen = self._seen.get(key.name)
+        return _Counts(minute, day) if seen is None else seen.at(minute, day)
 
-    def admit(self, key: KeyLimits) -> None:
-        """Count one request of ``key``, or refuse it.
+    async def admit(self, key: KeyLimits) -> None:
+        """Count one request of ``key``, or refuse it (one store round trip, only for a
+        key with limits).
 
         Raises:
             RateLimitedError: the key is over its tokens today, its tokens this minute,
                 or its requests this minute (checked in that order; a refused request
                 is not counted).
         """
-        if key.rpm is None and key.tpm is None and key.daily_tokens is None:
+        if not _has_limits(key):
             return
         now = self.clock()
-        if key.daily_tokens is not None and self._today(key.name) >= key.daily_tokens:
-            raise RateLimitedError(
-                f"key {key.name!r} has used its {key.daily_tokens} tokens for today (UTC)",
-                seconds_to_utc_midnight(now),
-                self.headers(key),
-            )
-        if key.tpm is not None and not self._fixed.test(self._item(key.tpm), "t", key.name):
-            stats = self._fixed.get_window_stats(self._item(key.tpm), "t", key.name)
-            raise RateLimitedError(
-                f"key {key.name!r} is over its {key.tpm} tokens per minute",
-                stats.reset_time - time.time(),
-                self.headers(key),
-            )
-        if key.rpm is not None and not self._moving.hit(self._item(key.rpm), "r", key.name):
-            stats = self._moving.get_window_stats(self._item(key.rpm), "r", key.name)
-            raise RateLimitedError(
-                f"key {key.name!r} is over its {key.rpm} requests per minute",
-                stats.reset_time - time.time(),
-                self.headers(key),
-            )
+        minute, day = self._windows(now)
+        try:
+            counts = await self.writer.call(_admit, self.writer.store, key, minute, day)
+        except Exception as err:  # the store failed: admit rather than fail every turn
+            log.warning("rate limits not counted for key %r: %s", key.name, err)
+            return
+        self._seen[key.name] = replace(counts, refused=None)
+        if counts.refused is None:
+            return
+        if counts.refused == TOKENS_DAY:
+            message = f"key {key.name!r} has used its {key.daily_tokens} tokens for today (UTC)"
+            retry = seconds_to_utc_midnight(now)
+        elif counts.refused == TOKENS:
+            message = f"key {key.name!r} is over its {key.tpm} tokens per minute"
+            retry = minute + MINUTE - now
+        else:
+            message = f"key {key.name!r} is over its {key.rpm} requests per minute"
+            retry = minute + MINUTE - now
+        raise RateLimitedError(message, retry, self.headers(key))
 
     def charge(self, key: KeyLimits, tokens: int) -> None:
-        """Add a finished turn's ``tokens`` (input + output) to ``key``'s counters."""
-        if tokens <= 0:
+        """Add a finished turn's ``tokens`` (input + output) to ``key``'s counters (handed
+        to the writer, not awaited)."""
+        if tokens <= 0 or (key.tpm is None and key.daily_tokens is None):
             return
-        if key.tpm is not None:
-            self._fixed.hit(self._item(key.tpm), "t", key.name, cost=tokens)
-        if key.daily_tokens is not None:
-            day = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date()
-            self._days[key.name] = (day, self._today(key.name) + tokens)
+        now = self.clock()
+        minute, day = self._windows(now)
+        counts = self._counts(key, now)
+        self._seen[key.name] = replace(
+            counts, tokens=counts.tokens + tokens, day_tokens=counts.day_tokens + tokens
+        )
+        self.writer.submit(_charge, self.writer.store, key, minute, day, tokens)
 
     def headers(self, key: KeyLimits, upcoming: int = 0) -> dict[str, str]:
-        """OpenAI's ``x-ratelimit-*`` headers for ``key`` (none for a key without limits).
+        """OpenAI's ``x-ratelimit-*`` headers for ``key`` (none for a key without limits),
+        from this replica's last look at its counters.
 
         ``upcoming`` requests are counted as made already (a stream's headers are sent
         before its turn is admitted)."""
         out: dict[str, str] = {}
-        now = time.time()
+        now = self.clock()
+        counts = self._counts(key, now)
+        to_minute = counts.minute + MINUTE - now
         if key.rpm is not None:
-            stats = self._moving.get_window_stats(self._item(key.rpm), "r", key.name)
             out["x-ratelimit-limit-requests"] = str(key.rpm)
-            out["x-ratelimit-remaining-requests"] = str(max(0, stats.remaining - upcoming))
-            out["x-ratelimit-reset-requests"] = _reset(stats.reset_time - now)
-        tokens = [(key.tpm, self._fixed_stats(key))] if key.tpm is not None else []
-        if key.daily_tokens is not None and key.tpm is None:
-            left = key.daily_tokens - self._today(key.name)
-            tokens = [(key.daily_tokens, (max(0, left), seconds_to_utc_midnight(self.clock())))]
-        for limit, (remaining, reset) in tokens:
-            out["x-ratelimit-limit-tokens"] = str(limit)
-            out["x-ratelimit-remaining-tokens"] = str(remaining)
-            out["x-ratelimit-reset-tokens"] = _reset(reset)
+            left = key.rpm - counts.requests - upcoming
+            out["x-ratelimit-remaining-requests"] = str(max(0, left))
+            out["x-ratelimit-reset-requests"] = _reset(to_minute)
+        if key.tpm is not None:
+            tokens = (key.tpm, key.tpm - counts.tokens, to_minute)
+        elif key.daily_tokens is not None:
+            left = key.daily_tokens - counts.day_tokens
+            tokens = (key.daily_tokens, left, seconds_to_utc_midnight(now))
+        else:
+            return out
+        limit, remaining, reset = tokens
+        out["x-ratelimit-limit-tokens"] = str(limit)
+        out["x-ratelimit-remaining-tokens"] = str(max(0, remaining))
+        out["x-ratelimit-reset-tokens"] = _reset(reset)
         return out
-
-    def _fixed_stats(self, key: KeyLimits) -> tuple[int, float]:
-        assert key.tpm is not None
-        stats = self._fixed.get_window_stats(self._item(key.tpm), "t", key.name)
-        return max(0, stats.remaining), stats.reset_time - time.time()

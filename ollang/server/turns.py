@@ -298,7 +298,7 @@ class TurnEngine:
         self.router.check_model(req.model)
         key = current_key()
         if self.limits is not None:
-            self.limits.admit(key)  # 429 when over a limit: nothing sent upstream
+            await self.limits.admit(key)  # 429 when over a limit: nothing sent upstream
         window, chosen = await self._window(req.model, req.options)
         reserve = reserve_for(req.options.get("num_predict"), window)
         life = TurnLifecycle(

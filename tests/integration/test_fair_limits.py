@@ -4,8 +4,10 @@ rate limits as the OpenAI SDK and ollama-python see them."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import ollama
@@ -22,8 +24,8 @@ A, B = "key-a-secret", "key-b-secret"  # --api-key keys: api-key-1 and api-key-2
 
 
 def _settings(tmp_path, host: FakeOllama, **extra) -> ServerSettings:
+    extra.setdefault("store_url", f"sqlite:///{tmp_path / 'sessions.db'}")
     return ServerSettings(
-        store_url=f"sqlite:///{tmp_path / 'sessions.db'}",
         ollama_hosts=[f"{host.url}?max=1"],
         default_model="llama3",
         backend="ollama",
@@ -134,13 +136,37 @@ def test_a_client_gone_while_waiting_leaves_the_queue_and_is_never_sent(tmp_path
     assert _served(host) == ["first"]
 
 
-def _limited_key(tmp_path, **limits) -> str:
-    store = open_store(f"sqlite:///{tmp_path / 'sessions.db'}")
+def _limited_key(tmp_path, url: str | None = None, **limits) -> str:
+    store = open_store(url or f"sqlite:///{tmp_path / 'sessions.db'}")
     try:
         _, secret = issue_key(store, "limited", **limits)
     finally:
         store.close()
     return secret
+
+
+def _in_one_minute(*replicas: LiveServer, at: float = 30) -> None:
+    """Stop the replicas' limit clocks ``at`` seconds into the current minute: a test's
+    requests then fall in one minute window (a real minute could turn between two)."""
+    frozen = time.time() // 60 * 60 + at
+    for live in replicas:
+        live.app.state.ctx.limits.clock = lambda: frozen
+
+
+@contextlib.contextmanager
+def _store_url(kind: str, tmp_path) -> Iterator[str]:
+    """A store URL both replicas share: an SQLite file, or a fresh PostgreSQL schema."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+        return
+    from tests import pg
+
+    try:
+        pg.server()
+    except RuntimeError as err:
+        pytest.skip(str(err))
+    with pg.fresh_schema_url() as url:
+        yield url
 
 
 def test_requests_per_minute_are_429s_the_sdks_understand(tmp_path):
@@ -149,6 +175,7 @@ def test_requests_per_minute_are_429s_the_sdks_understand(tmp_path):
         FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
         LiveServer(_settings(tmp_path, host)) as live,
     ):
+        _in_one_minute(live)
         client = openai.OpenAI(base_url=f"{live.url}/v1", api_key=secret, max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
             model="llama3", messages=[{"role": "user", "content": "one"}]
@@ -176,27 +203,39 @@ def test_requests_per_minute_are_429s_the_sdks_understand(tmp_path):
     assert len(host.chat_requests()) == 2
 
 
-def test_limits_are_per_replica_two_replicas_let_through_twice_the_rpm(tmp_path):
-    """The measured approximation (docs/sharing.md, Limits): two replicas on one store, a
-    key with rpm=3 alternating between them gets 6 requests a minute; on one replica, 3."""
-    secret = _limited_key(tmp_path, rpm=3)
-    auth = {"Authorization": f"Bearer {secret}"}
-    body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": False}
-    with (
-        FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
-        LiveServer(_settings(tmp_path, host)) as one,
-        LiveServer(_settings(tmp_path, host)) as two,
-    ):
-        spread = [
-            httpx.post(f"{r.url}/api/chat", json=body, headers=auth, timeout=30).status_code
-            for r in [one, two] * 5
-        ]
-        single = [
-            httpx.post(f"{one.url}/api/chat", json=body, headers=auth, timeout=30).status_code
-            for _ in range(3)
-        ]
-    assert spread.count(200) == 6 and spread.count(429) == 4
-    assert single == [429, 429, 429]  # replica one had counted its 3 already
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_limits_hold_across_replicas_on_one_store(tmp_path, kind):
+    """The measurement of docs/sharing.md, Limits: two replicas on one store (PostgreSQL,
+    or an SQLite file as ``serve --workers 2`` has), a key with rpm=3 alternating between
+    them: exactly 3 of 10 requests pass in the minute, whichever replica they reach; 3
+    more in the next minute, even a second later (the fixed window's boundary burst)."""
+    with _store_url(kind, tmp_path) as url:
+        secret = _limited_key(tmp_path, url, rpm=3)
+        auth = {"Authorization": f"Bearer {secret}"}
+        msgs = [{"role": "user", "content": "hi"}]
+        body = {"model": "llama3", "messages": msgs, "stream": False}
+        with (
+            FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
+            LiveServer(_settings(tmp_path, host, store_url=url)) as one,
+            LiveServer(_settings(tmp_path, host, store_url=url)) as two,
+        ):
+
+            def alternate() -> list[httpx.Response]:
+                return [
+                    httpx.post(f"{r.url}/api/chat", json=body, headers=auth, timeout=30)
+                    for r in [one, two] * 5
+                ]
+
+            _in_one_minute(one, two, at=59)
+            spread = alternate()
+            _in_one_minute(one, two, at=60)  # a second later, the next minute's window
+            after = alternate()
+    assert [r.status_code for r in spread] == [200] * 3 + [429] * 7
+    assert all(r.headers["Retry-After"] == "1" for r in spread[3:])  # the minute's end
+    assert "3 requests per minute" in spread[3].json()["error"]
+    # A fixed window: at its boundary a burst gets the limit twice within a second.
+    assert [r.status_code for r in after] == [200] * 3 + [429] * 7
+    assert len(host.chat_requests()) == 6
 
 
 def test_tokens_per_minute_are_charged_from_what_the_host_reports(tmp_path):
@@ -207,6 +246,7 @@ def test_tokens_per_minute_are_charged_from_what_the_host_reports(tmp_path):
         FakeOllama(models=[ModelInfo("llama3:latest")]) as host,
         LiveServer(_settings(tmp_path, host)) as live,
     ):
+        _in_one_minute(live)
         first = httpx.post(f"{live.url}/v1/chat/completions", json=body, headers=auth, timeout=30)
         used = first.json()["usage"]["total_tokens"]
         second = httpx.post(f"{live.url}/v1/chat/completions", json=body, headers=auth)

@@ -279,6 +279,27 @@ def m007_keys_and_usage(db: psycopg.Connection, schema: str) -> None:
     )
 
 
+@migration
+def m008_rate_windows(db: psycopg.Connection, schema: str) -> None:
+    """The keys' rate limits (SQLite's ``m010``; :mod:`ollang.server.limits`): one counter
+    per key name x kind x fixed window, by the window's start (epoch seconds), which every
+    replica counts against atomically, so a limit holds across replicas."""
+    _run(
+        db,
+        schema,
+        """
+        CREATE TABLE {s}.rate_windows (
+            key text NOT NULL,
+            kind text NOT NULL,
+            window_start bigint NOT NULL,
+            count bigint NOT NULL,
+            PRIMARY KEY (key, kind, window_start)
+        )
+        """,
+        "CREATE INDEX rate_windows_by_start ON {s}.rate_windows (window_start)",
+    )
+
+
 def search_vector(schema: str) -> str:
     """The SQL of the indexed search vector (``schema`` must be a validated identifier)."""
     return f"to_tsvector('\"{schema}\".english'::regconfig, content)"

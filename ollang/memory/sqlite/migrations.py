@@ -334,6 +334,26 @@ def m009_keys_and_usage(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m010_rate_windows(db: sqlite3.Connection) -> None:
+    """The keys' rate limits (:mod:`ollang.server.limits`): one counter per key name x
+    kind (requests, tokens a minute, tokens a day) x fixed window, by the window's start
+    (epoch seconds), so that every process on the file counts against the same row."""
+    _run(
+        db,
+        """
+        CREATE TABLE rate_windows (
+            key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            window_start INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (key, kind, window_start)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX rate_windows_by_start ON rate_windows(window_start)",
+    )
+
+
 def _applied(db: sqlite3.Connection) -> list[str]:
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_ollang_migrations'"
