@@ -244,6 +244,13 @@ class HostBusyError(OllamaResponseError):
         self.kind = kind
         self.retry_after = retry_after
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every dialect's 429 carries: the host's ``Retry-After`` (whole seconds)."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, int(-(-self.retry_after // 1))))}
+
 
 class NotSupportedError(OllangError):
     """The host a request is for has no such operation (an OpenAI-compatible engine

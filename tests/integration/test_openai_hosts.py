@@ -459,8 +459,16 @@ def test_a_failing_engine_fails_over_before_the_first_token(engine, tmp_path, fa
 def test_every_engine_busy_is_a_429_with_its_wait(tmp_path):
     with FakeEngine("429") as fake, _live(tmp_path, entry(fake.url)) as live:
         r = _ask(live)
+    with FakeEngine("429") as fake, _live(tmp_path / "v1", entry(fake.url)) as live:
+        v1 = httpx.post(
+            f"{live.url}/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
     assert r.status_code == 429, r.text
     assert "retry after 30 s" in r.json()["error"]["hint"]
+    assert r.headers["retry-after"] == "30"
+    assert v1.status_code == 429 and v1.headers["retry-after"] == "30", v1.text
 
 
 def test_an_engine_whose_model_list_is_something_else_is_down_with_the_reason(engine, tmp_path):
