@@ -118,6 +118,10 @@ class PrefixRouting:
         if local is not None:  # the previous turn (or this very request) was served here
             found.matched, found.host, found.source = start + local[0], local[1], "cache"
             return found
+        if not any(m.type == "ai" for m in messages):
+            # A conversation's first request continues none: no store query (at 200
+            # stateless clients, one awaited store read a turn was a tenth of the CPU).
+            return found
         best = await self._from_store(model, digests)
         source: Source = "store"
         if best is None:
