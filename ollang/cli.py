@@ -55,7 +55,6 @@ sessions_app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
-app.command("usage")(usage_command)
 
 # -- options shared by the commands -----------------------------------------------------
 ModelOpt = Annotated[
@@ -911,6 +910,10 @@ def sessions_migrate(
     from ollang.commands.sessions import migrate_sessions
 
     return migrate_sessions(_settings(ctx), from_url, to_url)
+
+
+# Registered last, so `ollang --help` lists it after the chat and model commands.
+app.command("usage")(usage_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,8 +124,10 @@ class ChatChain(Runnable[Any, str]):
         system: str | None = None,
         context_window: int | None = None,
         flush_interval: float = 1.0,
+        usage_key: str | None = None,
     ) -> None:
         self._models = chat_models_in(model)  # refuses anything that is not a chat model
+        self.usage_key = usage_key
         self.model = model
         self.store: ChatStore = store if store is not None else InMemoryChatStore()
         self.system = system
@@ -292,12 +294,16 @@ class ChatChain(Runnable[Any, str]):
     def _count_usage(
         self, result: TurnResult | None, started: float, *, error: bool = False
     ) -> None:
-        """Add this turn to the store's usage, as key ``local`` (``ollang usage``): one
-        small write per turn. A store that cannot take it only costs a log line."""
+        """Add this turn to the store's usage under :attr:`usage_key` (the CLI's turns:
+        ``local``, read by ``ollang usage``): one small write per turn. Nothing without a
+        key (a library's chain keeps no usage unless asked); a store that cannot take it
+        only costs a debug line (the turn's own write says what is wrong with it)."""
+        if self.usage_key is None:
+            return
         model = (result.model if result else None) or _model_name(self.chat_model) or "?"
         usage = result.usage if result else None
         row = UsageRow(
-            "local",
+            self.usage_key,
             model,
             utc_day(),
             requests=1,
@@ -309,7 +315,7 @@ class ChatChain(Runnable[Any, str]):
         try:
             self.store.add_usage([row])
         except Exception as err:  # usage is bookkeeping: never fail the turn for it
-            log.warning("could not record the turn's usage: %s", err)
+            log.debug("could not record the turn's usage: %s", err)
 
     def _log_result(self, result: TurnResult) -> None:
         if result.truncated:
@@ -482,6 +488,7 @@ def build_chat_chain(
     store: ChatStore | None = None,
     system: str | None = None,
     context_window: int | None = None,
+    usage_key: str | None = None,
 ) -> ChatChain:
     """A conversational runnable over ``model`` with history from ``store``.
 
@@ -496,6 +503,8 @@ def build_chat_chain(
         context_window: Context size in tokens; default: the model's ``num_ctx``,
             else what Ollama's ``/api/show`` reports (at most 8192), else 4096
             (with fallbacks: the smallest of the models').
+        usage_key: Count each turn's usage in ``store`` under this key (``ollang usage``;
+            the CLI's turns: ``local``); default: no usage kept.
 
     Raises:
         InvalidInputError: ``model`` is not a (wrapped) chat model.
@@ -505,4 +514,6 @@ def build_chat_chain(
         >>> for piece in chain.stream("Hi!", config={"configurable": {"session_id": "s1"}}):
         ...     print(piece, end="")
     """
-    return ChatChain(model, store=store, system=system, context_window=context_window)
+    return ChatChain(
+        model, store=store, system=system, context_window=context_window, usage_key=usage_key
+    )

@@ -77,7 +77,7 @@ def run_ask(
         raise
     if session_id is not None and turn.changed:
         turn.store(store, session_id, routed.name)
-    chain = build_chat_chain(routed.model, store=store, system=turn.system)
+    chain = build_chat_chain(routed.model, store=store, system=turn.system, usage_key="local")
     config: RunnableConfig = {"configurable": {"session_id": session_id or "ask"}}
     printer = StreamPrinter(markdown=False, show_reasoning=args.think and not as_json)
     # A structured answer is printed once checked, as JSON: never half of it.
@@ -115,10 +115,10 @@ def run_ask(
 
 def _keep_usage(settings: Settings, scratch: ChatStore) -> None:
     """Add an unsaved turn's usage (key ``local``) to the default store, where ``ollang
-    usage`` reads it; a store that cannot take it is only a warning."""
+    usage`` reads it, when that store exists; a store that cannot take it is a warning."""
     rows = scratch.usage()
-    if not rows:
-        return
+    if not rows or (not settings.store_url and not settings.store_path.exists()):
+        return  # "stores nothing by default": no store is made for a usage row alone
     try:
         with open_default_store(settings) as store:
             store.add_usage(rows)

@@ -157,7 +157,9 @@ class Repl:
         )
         self.model_name = routed.name
         self.hosts = routed.hosts
-        self.chain = build_chat_chain(routed.model, store=self.store, system=self.system)
+        self.chain = build_chat_chain(
+            routed.model, store=self.store, system=self.system, usage_key="local"
+        )
         if self.settings_changed or self.store.get_session(self.session_id) is not None:
             self.store.update_session(
                 self.session_id,
