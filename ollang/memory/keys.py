@@ -83,6 +83,25 @@ class StoredKey:
     updated: float = 0.0
     revoked: float | None = None
 
+    @classmethod
+    def new(
+        cls, name: str, secret_hash: str, owner: str, limits: KeyLimits, now: float
+    ) -> StoredKey:
+        """A key as created at ``now`` with ``limits`` (what every store writes)."""
+        return cls(
+            name,
+            secret_hash,
+            owner,
+            models=tuple(limits.get("models") or ()),
+            rpm=limits.get("rpm"),
+            tpm=limits.get("tpm"),
+            daily_tokens=limits.get("daily_tokens"),
+            max_concurrent=limits.get("max_concurrent"),
+            weight=float(limits.get("weight", 1.0)),
+            created=now,
+            updated=now,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The key as shown by ``keys list --json`` and ``GET /admin/keys``: everything but
         the hash of its secret."""
@@ -275,20 +294,7 @@ class MemoryKeys:
 
     def create(self, name: str, secret_hash: str, owner: str, limits: KeyLimits) -> StoredKey:
         """See :meth:`ChatStore.create_key <ollang.memory.base.ChatStore.create_key>`."""
-        now = time.time()
-        key = StoredKey(
-            name,
-            secret_hash,
-            owner,
-            models=tuple(limits.get("models") or ()),
-            rpm=limits.get("rpm"),
-            tpm=limits.get("tpm"),
-            daily_tokens=limits.get("daily_tokens"),
-            max_concurrent=limits.get("max_concurrent"),
-            weight=float(limits.get("weight", 1.0)),
-            created=now,
-            updated=now,
-        )
+        key = StoredKey.new(name, secret_hash, owner, limits, time.time())
         with self.lock:
             if name in self.keys:
                 raise KeyExistsError(name)

@@ -80,19 +80,7 @@ class KeySQL:
         """Insert a key (in the caller's transaction), or raise :class:`KeyExistsError`."""
         if conn.execute(self._exists, (name,)).fetchone() is not None:
             raise KeyExistsError(name)
-        key = StoredKey(
-            name,
-            secret_hash,
-            owner,
-            models=tuple(limits.get("models") or ()),
-            rpm=limits.get("rpm"),
-            tpm=limits.get("tpm"),
-            daily_tokens=limits.get("daily_tokens"),
-            max_concurrent=limits.get("max_concurrent"),
-            weight=float(limits.get("weight", 1.0)),
-            created=now,
-            updated=now,
-        )
+        key = StoredKey.new(name, secret_hash, owner, limits, now)
         conn.execute(
             self._insert,
             (
