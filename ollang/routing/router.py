@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ollang.errors import ModelNotFoundError, OllamaUnavailableError
+from ollang.errors import HostBusyError, ModelNotFoundError, OllamaUnavailableError
 from ollang.routing.hosts import Host, make_hosts
 from ollang.routing.order import (
     AVAILABLE,
@@ -257,6 +257,14 @@ class Router:
         named = [self.hosts[i] for i in verdict.hosts]
         if verdict.status == NOT_FOUND:
             raise model_not_found(model, available, named)
+        if named and all(h.resting for h in named):  # all asked to wait (a 429): say so
+            soonest = min(named, key=lambda h: h.state.resting_until)
+            raise HostBusyError(
+                soonest.name,
+                "every host that has this model asked to be left alone for now",
+                max(1.0, soonest.state.resting_until - time.monotonic()),
+                kind=soonest.kind,
+            )
         raise NoHostError(model, named, available)
 
     def order(

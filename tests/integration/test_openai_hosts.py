@@ -459,6 +459,7 @@ def test_a_failing_engine_fails_over_before_the_first_token(engine, tmp_path, fa
 def test_every_engine_busy_is_a_429_with_its_wait(tmp_path):
     with FakeEngine("429") as fake, _live(tmp_path, entry(fake.url)) as live:
         r = _ask(live)
+        again = _ask(live)  # the engine rests for its Retry-After: still a 429, with the wait
     with FakeEngine("429") as fake, _live(tmp_path / "v1", entry(fake.url)) as live:
         v1 = httpx.post(
             f"{live.url}/v1/chat/completions",
@@ -468,6 +469,8 @@ def test_every_engine_busy_is_a_429_with_its_wait(tmp_path):
     assert r.status_code == 429, r.text
     assert "retry after 30 s" in r.json()["error"]["hint"]
     assert r.headers["retry-after"] == "30"
+    assert again.status_code == 429, again.text
+    assert 1 <= int(again.headers["retry-after"]) <= 30
     assert v1.status_code == 429 and v1.headers["retry-after"] == "30", v1.text
 
 
