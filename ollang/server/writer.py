@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ollang.errors import OllangError
 from ollang.memory import ChatStore
 
 __all__ = ["StoreWriter"]
@@ -149,4 +150,9 @@ class StoreWriter:
                 with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
                     loop.call_soon_threadsafe(_deliver, future, value, error)
             elif error is not None:
-                log.error("a background store write failed: %s", error, exc_info=error)
+                # A store error (PostgreSQL down, disk full) is a known condition, said in
+                # one line; anything else is a bug, with its traceback.
+                known = isinstance(error, OllangError)
+                log.error(
+                    "a background store write failed: %s", error, exc_info=None if known else error
+                )

@@ -428,6 +428,33 @@ def test_a_batch_whose_commit_fails_stores_nothing_and_the_store_goes_on(store, 
     assert [m.content for m in store.get_messages("s")] == ["before", "after"]
 
 
+@pytest.mark.parametrize("how", ["batch", "call"])
+def test_a_pool_replaced_by_another_thread_meanwhile_is_not_an_error(store, how, monkeypatch):
+    # The race CI found: a thread takes the pool, another replaces it after an outage
+    # (_replace_stuck_pool) and closes the old one; the first then asks the closed pool.
+    db = store._db
+    store.add_messages("s", [HumanMessage("before")])
+    stale = db._pool
+    db._pool = db._new_pool()
+    stale.close()
+    real, handed = db._get_pool, []
+
+    def stale_once():
+        if not handed:
+            handed.append(stale)
+            return stale
+        return real()
+
+    monkeypatch.setattr(db, "_get_pool", stale_once)
+    if how == "batch":
+        with store.batch():
+            store.add_messages("s", [HumanMessage("after")])
+    else:
+        store.add_messages("s", [HumanMessage("after")])
+    assert handed == [stale]
+    assert [m.content for m in store.get_messages("s")] == ["before", "after"]
+
+
 # -- migrations -------------------------------------------------------------------------
 def test_migrations_are_recorded_once_and_reopening_applies_nothing(url):
     PostgresChatStore(url).close()

@@ -7,6 +7,7 @@ import threading
 import time
 
 from ollang.memory import InMemoryChatStore
+from ollang.memory.errors import StoreUnavailableError
 from ollang.server.writer import StoreWriter
 
 
@@ -49,3 +50,20 @@ def test_closing_runs_a_lingering_flush_at_once():
     began = time.monotonic()
     writer.close()
     assert done.is_set() and time.monotonic() - began < 5.0
+
+
+def test_a_failed_background_write_is_one_line_for_a_store_error_a_traceback_for_a_bug(caplog):
+    writer = StoreWriter(InMemoryChatStore(), linger=0.0)
+
+    def down() -> None:
+        raise StoreUnavailableError("cannot write to the PostgreSQL store at db:5432: refused")
+
+    def bug() -> None:
+        raise KeyError("oops")
+
+    writer.submit(down)
+    writer.submit(bug)
+    writer.close()
+    failed = [r for r in caplog.records if "background store write failed" in r.getMessage()]
+    assert [r.exc_info is not None for r in failed] == [False, True]
+    assert "db:5432: refused" in failed[0].getMessage()

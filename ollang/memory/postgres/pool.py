@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ollang.memory.errors import StoreError, StoreUnavailableError
 from ollang.memory.url import redact_url
@@ -330,6 +330,11 @@ class Database:
                 if attempt == 1 and self._replace_stuck_pool(pool):
                     continue
                 raise self.error(action, err, busy=self._in_use > 0) from err
+            except PoolClosed as err:
+                # Nothing was sent: another thread replaced the pool after we took it.
+                if attempt == 1 and self._replaced(pool):
+                    continue
+                raise self.error(action, err) from err
             except (psycopg.OperationalError, psycopg.InterfaceError) as err:
                 if attempt == 1 and retry and used is not None and used.broken:
                     with contextlib.suppress(Exception):
@@ -406,6 +411,10 @@ class Database:
                 if attempt == 1 and self._replace_stuck_pool(pool):
                     continue
                 raise self.error("write to", err, busy=self._in_use > 0) from err
+            except PoolClosed as err:  # replaced by another thread after we took it
+                if attempt == 1 and self._replaced(pool):
+                    continue
+                raise self.error("write to", err) from err
             try:
                 conn.execute("BEGIN")
             except psycopg.Error as err:
@@ -419,6 +428,13 @@ class Database:
                 self._in_use += 1
             return pool, conn
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _replaced(self, pool: ConnectionPool) -> bool:
+        """Whether ``pool`` is no longer this store's pool (another thread replaced it,
+        :meth:`_replace_stuck_pool`), while the store itself is open: then an
+        operation that found it closed runs on the new one."""
+        with self._lock:
+            return not self._closed and self._pool is not None and self._pool is not pool
 
     def _replace_stuck_pool(self, pool: ConnectionPool) -> bool:
         """After a pool timeout with no connection in use: a new pool if the server is back.
