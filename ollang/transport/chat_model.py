@@ -22,8 +22,7 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models.chat_models import LangSmithParams
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult, GenerationChunk, LLMResult
+from langchain_core.outputs import GenerationChunk, LLMResult
 from langchain_ollama import ChatOllama, OllamaLLM
 from pydantic import PrivateAttr
 
@@ -31,6 +30,7 @@ from ollang.errors import OllangError
 from ollang.settings import Settings, parse_ollama_host
 from ollang.transport.client import LIMITS, client_timeout, ollama_client
 from ollang.transport.errors import translating
+from ollang.transport.translated import TranslatedChatModel
 
 __all__ = [
     "OLLAMA_OPTIONS",
@@ -132,7 +132,7 @@ class _OllamaMixin:
         return length
 
 
-class OllangChatOllama(_OllamaMixin, ChatOllama):
+class OllangChatOllama(_OllamaMixin, TranslatedChatModel, ChatOllama):
     """``ChatOllama`` whose failures are ollang errors and whose context length is known.
 
     Build it with :func:`make_chat_model`; use it anywhere a LangChain chat model goes.
@@ -150,47 +150,6 @@ class OllangChatOllama(_OllamaMixin, ChatOllama):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_model_name"] = kwargs.get("model", self.model)
         return params
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with self._translating():
-            return super()._generate(messages, stop, run_manager, **kwargs)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with self._translating():
-            return await super()._agenerate(messages, stop, run_manager, **kwargs)
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        with self._translating():
-            yield from super()._stream(messages, stop, run_manager, **kwargs)
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        with self._translating():
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                yield chunk
 
 
 class OllangOllamaLLM(_OllamaMixin, OllamaLLM):

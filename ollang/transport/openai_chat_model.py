@@ -23,13 +23,10 @@ OllangChatOllama` is of ``ChatOllama``, adding what ollang needs on every call:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 
 from ollang.errors import OllangError
@@ -39,6 +36,7 @@ from ollang.transport.client import client_timeout
 from ollang.transport.errors import translating
 from ollang.transport.openai_translate import engine_options, response_format
 from ollang.transport.openai_wire import say_unmapped
+from ollang.transport.translated import TranslatedChatModel
 
 __all__ = ["OllangChatOpenAI", "make_openai_chat_model"]
 
@@ -46,19 +44,7 @@ __all__ = ["OllangChatOpenAI", "make_openai_chat_model"]
 NO_KEY = "EMPTY"
 
 
-def _said_nothing(chunk: ChatGenerationChunk) -> bool:
-    """Whether a chunk carries nothing: the engine's opening ``role`` delta."""
-    message = chunk.message
-    return not (
-        message.content
-        or message.additional_kwargs
-        or getattr(message, "tool_call_chunks", None)
-        or getattr(message, "usage_metadata", None)
-        or chunk.generation_info
-    )
-
-
-class OllangChatOpenAI(ChatOpenAI):
+class OllangChatOpenAI(TranslatedChatModel, ChatOpenAI):
     """``ChatOpenAI`` on an engine host, with ollang's errors, window and reasoning.
 
     Build it with :func:`make_openai_chat_model` (or through the hosts:
@@ -69,6 +55,7 @@ class OllangChatOpenAI(ChatOpenAI):
         num_predict: The reply's token limit (sent as ``max_tokens``), if set.
     """
 
+    drops_opening = True
     context_window: int | None = None
     num_predict: int | None = None
 
@@ -99,54 +86,6 @@ class OllangChatOpenAI(ChatOpenAI):
             if reasoning:
                 out.message.additional_kwargs["reasoning_content"] = reasoning
         return out
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with self._translating():
-            return super()._generate(messages, stop, run_manager, **kwargs)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with self._translating():
-            return await super()._agenerate(messages, stop, run_manager, **kwargs)
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        started = False
-        with self._translating():
-            for chunk in super()._stream(messages, stop, run_manager, **kwargs):
-                if started or not _said_nothing(chunk):
-                    started = True
-                    yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        started = False
-        with self._translating():
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                if started or not _said_nothing(chunk):
-                    started = True
-                    yield chunk
 
 
 def make_openai_chat_model(
