@@ -18,15 +18,14 @@ options) is left out of the request and said once per option in the log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 import orjson
 
-from ollang.errors import ConnectionCutError, OllamaTimeoutError, OllangError
-from ollang.transport.errors import ConnectionClosed, status_error, translating
+from ollang.errors import ConnectionCutError, OllangError
+from ollang.transport.errors import status_error
 from ollang.transport.openai_client import auth_headers, engine_models
 from ollang.transport.openai_translate import ChatStream, EngineModel, chat_request
 from ollang.transport.translate import Line
@@ -64,6 +63,7 @@ class EventFrames:
 
     def __init__(self) -> None:
         self.done = False
+        self.error: OllangError | None = None  # an engine says errors by status, not here
         self._pending = b""
         self._data: list[bytes] = []
 
@@ -193,7 +193,7 @@ class OpenAIWire(OllamaWire):
             raise ConnectionCutError(self.url, "the stream ended unfinished", kind=self.kind)
         yield reader.end()
 
-    async def events(
+    def events(
         self, path: str, body: Mapping[str, Any]
     ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """``POST path`` and yield its Server-Sent Events' ``data``, parsed, in the batches
@@ -203,49 +203,4 @@ class OpenAIWire(OllamaWire):
         Raises:
             OllangError: before or during the stream.
         """
-        model = body.get("model")
-        conn: _Connection | None = None
-        finished = False
-        try:
-            conn = await self._exchange("POST", path, body, self.read_timeout)
-            if conn.status >= 400:
-                await self._raise_status(conn, model)
-            frames = EventFrames()
-            while not frames.done:
-                piece = conn.take()
-                if piece:
-                    batch = frames.feed(piece)
-                    if batch:
-                        yield batch
-                    continue
-                if conn.complete:
-                    break
-                if conn.closed is not None:
-                    raise ConnectionClosed("connection closed mid-response")
-                await self._wait(conn)
-            last = frames.end()
-            if last:
-                yield last
-            while not conn.complete and conn.closed is None:  # the body's last bytes
-                await self._wait(conn)
-            conn.take()
-            finished = conn.complete
-        except (GeneratorExit, asyncio.CancelledError):
-            raise
-        except Exception:
-            with translating(url=self.url, model=model, kind=self.kind):
-                raise
-        finally:
-            if conn is not None:
-                if finished:
-                    self._release(conn)
-                else:
-                    conn.close()  # stop the engine generating for nobody
-
-    async def _wait(self, conn: _Connection) -> None:
-        try:
-            await conn.wait(self.read_timeout)
-        except asyncio.TimeoutError as err:
-            raise OllamaTimeoutError(
-                self.url, "no data within the read timeout", kind=self.kind
-            ) from err
+        return self._framed(path, body, EventFrames())

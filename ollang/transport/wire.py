@@ -35,7 +35,7 @@ import collections
 import ssl
 import weakref
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -178,6 +178,63 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if self.transport is not None:
             self.transport.close()
+
+
+class Frames(Protocol):
+    """What a streaming body's framing is to :meth:`OllamaWire._framed`: bytes in, parsed
+    messages out. Ollama's is :class:`LineFrames`; an OpenAI engine's is
+    :class:`~ollang.transport.openai_wire.EventFrames`."""
+
+    #: The stream said it is over (the rest of the body carries nothing).
+    done: bool
+    #: An error the stream reported, raised after the messages before it.
+    error: OllangError | None
+
+    def feed(self, piece: bytes) -> list[Line]:
+        """The messages a piece of the body completes, in order."""
+        ...
+
+    def end(self) -> list[Line]:
+        """The body ended: a last message that lacked its terminator, if any."""
+        ...
+
+
+class LineFrames:
+    """NDJSON read from the bytes of a response body (Ollama's streams), as they arrive.
+
+    An ``{"error": ...}`` line (Ollama's in-stream error) becomes :attr:`error`, and the
+    lines before it are still returned; nothing after it is read.
+    """
+
+    done = False
+
+    def __init__(self) -> None:
+        self.error: OllangError | None = None
+        self._pending = b""
+
+    def feed(self, piece: bytes) -> list[Line]:
+        """The lines a piece of the body completes, in order."""
+        if b"\n" not in piece:  # most pieces are one token's line, whole or in part
+            self._pending += piece
+            return []
+        *complete, self._pending = (self._pending + piece).split(b"\n")
+        batch = [orjson.loads(line) for line in complete if line.strip()]
+        for index, line in enumerate(batch):
+            if "error" in line:  # what came before it is still the answer
+                self.error = OllamaResponseError(str(line["error"]), -1)
+                return batch[:index]
+        return batch
+
+    def end(self) -> list[Line]:
+        """The body ended: a last line without its newline, if any."""
+        if not self._pending.strip():
+            return []
+        line = orjson.loads(self._pending)
+        self._pending = b""
+        if "error" in line:
+            self.error = OllamaResponseError(str(line["error"]), -1)
+            return []
+        return [line]
 
 
 class OllamaWire(BaseOllamaClient):
@@ -368,7 +425,7 @@ class OllamaWire(BaseOllamaClient):
             await conn.wait(self.read_timeout)
         raise self._status_error(conn, conn.take(), model)
 
-    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
+    def stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[list[Line], None]:
         """``POST path`` and yield its NDJSON lines, parsed, in the batches they arrived in.
 
         An ``{"error": ...}`` line (Ollama's in-stream error) raises
@@ -378,6 +435,16 @@ class OllamaWire(BaseOllamaClient):
         Raises:
             OllangError: before or during the stream.
         """
+        return self._framed(path, body, LineFrames())
+
+    async def _framed(
+        self, path: str, body: Mapping[str, Any], frames: Frames
+    ) -> AsyncGenerator[list[Line], None]:
+        """``POST path`` and yield what ``frames`` reads from the body as it arrives, up
+        to the body's end or ``frames.done``: the one streaming life cycle of both kinds
+        of host. A connection read to its end goes back to the pool; one left early (an
+        error, the consumer stopped) is closed, which stops the engine generating for
+        nobody."""
         model = body.get("model")
         conn: _Connection | None = None
         finished = False
@@ -385,39 +452,29 @@ class OllamaWire(BaseOllamaClient):
             conn = await self._exchange("POST", path, body, self.read_timeout)
             if conn.status >= 400:
                 await self._raise_status(conn, model)
-            pending = b""
-            while True:
+            while not frames.done:
                 piece = conn.take()
                 if piece:
-                    if b"\n" in piece:
-                        *complete, pending = (pending + piece).split(b"\n")
-                        batch = [orjson.loads(line) for line in complete if line.strip()]
-                        for index, line in enumerate(batch):
-                            if "error" in line:  # what came before it is still the answer
-                                if index:
-                                    yield batch[:index]
-                                raise OllamaResponseError(str(line["error"]), -1)
-                        if batch:
-                            yield batch
-                    else:
-                        pending += piece
+                    batch = frames.feed(piece)
+                    if batch:
+                        yield batch
+                    if frames.error is not None:
+                        raise frames.error
                     continue
                 if conn.complete:
                     break
                 if conn.closed is not None:
                     raise ConnectionClosed("connection closed mid-response")
-                try:
-                    await conn.wait(self.read_timeout)
-                except asyncio.TimeoutError as err:
-                    raise OllamaTimeoutError(
-                        self.url, "no data within the read timeout", kind=self.kind
-                    ) from err
-            if pending.strip():
-                line = orjson.loads(pending)
-                if "error" in line:
-                    raise OllamaResponseError(str(line["error"]), -1)
-                yield [line]
-            finished = True
+                await self._wait(conn)
+            last = frames.end()
+            if last:
+                yield last
+            if frames.error is not None:
+                raise frames.error
+            while not conn.complete and conn.closed is None:  # the body's last bytes
+                await self._wait(conn)
+            conn.take()
+            finished = conn.complete
         except (GeneratorExit, asyncio.CancelledError):
             raise
         except Exception:
@@ -428,4 +485,13 @@ class OllamaWire(BaseOllamaClient):
                 if finished:
                     self._release(conn)
                 else:
-                    conn.close()  # stop Ollama generating for nobody
+                    conn.close()
+
+    async def _wait(self, conn: _Connection) -> None:
+        """Wait for more of the body, at most the read timeout."""
+        try:
+            await conn.wait(self.read_timeout)
+        except asyncio.TimeoutError as err:
+            raise OllamaTimeoutError(
+                self.url, "no data within the read timeout", kind=self.kind
+            ) from err
