@@ -24,7 +24,6 @@ local user who sees every session. Once the store holds a managed key, every end
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -36,6 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ollang.server.errors import ForbiddenError, UnauthorizedError
 from ollang.server.keys import LOCAL, KeyPolicy, set_current_key
+from ollang.server.periodic import Periodic
 
 if TYPE_CHECKING:
     from ollang.memory import ChatStore
@@ -126,7 +126,7 @@ class Authenticator:
         self._store = store
         self._managed: dict[str, StoredKey] = {}
         self._version: object = object()  # equal to no version: the first look loads
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic(self._refresh_off_loop, REFRESH_S, "re-read the managed keys")
         if store is not None:
             self.refresh()
 
@@ -150,28 +150,18 @@ class Authenticator:
         self._version = version
         return True
 
-    async def keep_fresh(self, every: float = REFRESH_S) -> None:
-        """Look at the store's keys version every ``every`` seconds, for ever (a failed
-        look is logged and the keys known so far stay in force)."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except Exception as err:  # a store outage must not stop the refreshes
-                log.warning("could not re-read the managed keys: %s", err)
+    async def _refresh_off_loop(self) -> None:
+        await asyncio.to_thread(self.refresh)
 
     def start(self) -> None:
-        """Start :meth:`keep_fresh` on the running loop (with a store; once)."""
-        if self._store is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.keep_fresh())
+        """Re-read the store's keys version every :data:`REFRESH_S` seconds from now on
+        (with a store; a failed look is logged and the keys known so far stay in force)."""
+        if self._store is not None:
+            self._refresher.start()
 
     async def stop(self) -> None:
-        """Stop :meth:`keep_fresh`."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop re-reading the keys."""
+        await self._refresher.stop()
 
     def resolve(self, token: str | None) -> tuple[KeyPolicy, bool]:
         """The policy of a presented key, and whether it is an admin key.

@@ -10,8 +10,6 @@ them up, so replicas on one store count together).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
 
 from prometheus_client import CollectorRegistry, Counter
@@ -19,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ollang.memory import ChatStore
 from ollang.memory.keys import UsageRow, utc_day
 from ollang.server.keys import current_key
+from ollang.server.periodic import Periodic
 from ollang.server.writer import StoreWriter
 
 __all__ = ["FLUSH_S", "UsageMeter"]
@@ -43,7 +42,7 @@ class UsageMeter:
         self.writer = writer
         self._pending: dict[tuple[str, str, str], UsageRow] = {}
         self._lock = threading.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic(self._flush, FLUSH_S, "hand usage to the store")
         registry = registry if registry is not None else CollectorRegistry()
         self._requests = Counter(
             "ollang_key_requests", "Model requests per key.", ["key"], registry=registry
@@ -113,22 +112,14 @@ class UsageMeter:
         if rows:
             self.writer.submit(self.store.add_usage, rows)
 
-    async def run(self, every: float = FLUSH_S) -> None:
-        """Flush every ``every`` seconds, for ever."""
-        while True:
-            await asyncio.sleep(every)
-            self.flush()
+    async def _flush(self) -> None:
+        self.flush()
 
     def start(self) -> None:
-        """Start :meth:`run` on the running loop (once)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
+        """Flush every :data:`FLUSH_S` seconds from now on."""
+        self._flusher.start()
 
     async def stop(self) -> None:
-        """Stop :meth:`run` and flush what is left (before the writer closes)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop flushing on the timer and flush what is left (before the writer closes)."""
+        await self._flusher.stop()
         self.flush()
