@@ -235,6 +235,13 @@ def test_push_streams_the_hosts_progress(managed, fake):
     assert r.status_code == 400  # another registry: never
 
 
+@pytest.mark.parametrize("path", ["/api/show", "/api/create", "/api/push"])
+def test_a_request_naming_no_model_is_ollamas_400_on_every_route(managed, path):
+    r = httpx.post(f"{managed.url}{path}", json={"stream": False}, timeout=10)
+    assert r.status_code == 400, r.text  # Ollama's status for it, as for any invalid field
+    assert r.json()["error"] == "model is required"
+
+
 def test_management_keeps_the_allow_list(fake, tmp_path):
     config = settings(tmp_path, fake.url, allow_manage=True, allow_models=["llama3*"])
     with LiveServer(config) as server:

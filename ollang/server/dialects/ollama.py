@@ -49,6 +49,7 @@ __all__ = [
     "chat_response",
     "done_line",
     "error_response",
+    "model_named",
     "tag_entry",
     "to_messages",
     "wire_tool_calls",
@@ -121,6 +122,15 @@ _Model = Annotated[
 ]
 
 
+def model_named(model: str | None, name: str | None, example: str = "NAME") -> str:
+    """The model a request of Ollama's API names: ``model``, else ``name`` (its older
+    spelling); neither is a 422, as any other invalid field."""
+    value = model or name
+    if not value:
+        raise ValidationFailedError("model is required", f'send {{"model": "{example}"}}')
+    return value
+
+
 class OllamaChatRequest(_Wire):
     """``POST /api/chat`` as Ollama takes it."""
 
@@ -168,10 +178,7 @@ class OllamaModelRequest(_Wire):
     @property
     def which(self) -> str:
         """The model named (``model``, else ``name``)."""
-        value = self.model or self.name
-        if not value:
-            raise ValidationFailedError("model is required", 'send {"model": "NAME"}')
-        return value
+        return model_named(self.model, self.name)
 
 
 class OllamaEmbedRequest(_Wire):
@@ -198,10 +205,7 @@ class OllamaPullRequest(_Wire):
     @property
     def which(self) -> str:
         """The model named (``model``, else ``name``)."""
-        value = self.model or self.name
-        if not value:
-            raise ValidationFailedError("model is required", 'send {"model": "NAME"}')
-        return value
+        return model_named(self.model, self.name)
 
 
 # -- request -> turn --------------------------------------------------------------------

@@ -121,10 +121,7 @@ class OllamaCreateRequest(_Wire):
     @property
     def which(self) -> str:
         """The model to create."""
-        value = self.model or self.name
-        if not value:
-            raise BadRequestError("model is required", 'send {"model": "NAME", "from": ...}')
-        return value
+        return ol.model_named(self.model, self.name)
 
     def upstream(self) -> dict[str, Any]:
         """The body passed on (without ``model`` and ``stream``, which the manager sets)."""
@@ -144,10 +141,7 @@ class OllamaPushRequest(_Wire):
     @property
     def which(self) -> str:
         """The model to push."""
-        value = self.model or self.name
-        if not value:
-            raise BadRequestError("model is required", 'send {"model": "NAMESPACE/NAME"}')
-        return value
+        return ol.model_named(self.model, self.name, "NAMESPACE/NAME")
 
 
 # -- errors -----------------------------------------------------------------------------
