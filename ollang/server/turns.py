@@ -365,6 +365,10 @@ class TurnEngine:
         affinity. ``None``: prefix routing is off or not for this turn."""
         if self.prefix is None or setup.affinity is not None or setup.avoid is not None:
             return None
+        if sum(1 for host in self.router.hosts if host.has(req.model)) < 2:
+            # No choice to make: one host has the model (on a server of one host, always).
+            # Its digests would be a store read and two writes a turn for nothing.
+            return None
         if req.session_id is not None and req.record is None:
             # A named session follows the host of its last answer, as ever; a session the
             # server just made for this turn is named from its next turn on, so recording

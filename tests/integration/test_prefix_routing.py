@@ -140,6 +140,27 @@ def test_a_named_session_keeps_its_own_affinity_and_records_no_prefix(tmp_path, 
     assert "ollang_prefix_lookups_total{" not in metrics
 
 
+def test_a_model_on_one_host_only_is_neither_looked_up_nor_recorded(tmp_path, two):
+    # No choice to make, so no store read and no writes for its turns (on a server of one
+    # host: for every turn; this was most of issue 22's added CPU on /api/chat at load B).
+    with FakeOllama(models=[ModelInfo("mistral:latest")]) as third:
+        hosts = [two[0].url, two[1].url, third.url]
+        with LiveServer(_settings(tmp_path, hosts)) as live, _client(live.url) as c:
+            _conversation([c], "llama3, on two hosts")
+            messages = [{"role": "user", "content": "mistral, on one host"}]
+            for _ in range(2):
+                reply = c.chat.completions.create(model="mistral", messages=messages)  # type: ignore[arg-type]
+                messages += [
+                    {"role": "assistant", "content": reply.choices[0].message.content or ""},
+                    {"role": "user", "content": "and then?"},
+                ]
+            metrics = httpx.get(f"{live.url}/metrics").text
+        assert len(third.chat_requests()) == 2
+    # llama3's three turns only: the first found nothing, the next two the previous turn.
+    assert 'ollang_prefix_lookups_total{found="none"} 1.0' in metrics
+    assert 'ollang_prefix_lookups_total{found="cache"} 2.0' in metrics
+
+
 # -- two replicas on one PostgreSQL ------------------------------------------------------------
 @pytest.fixture
 def store_url() -> Iterator[str]:
