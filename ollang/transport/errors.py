@@ -152,25 +152,37 @@ def translate_error(
     if openai is not None and isinstance(err, openai.OpenAIError):
         return _openai_sdk_error(err, openai, url=url, model=model, kind=kind)
 
-    if isinstance(err, httpx.TimeoutException):
-        which = {
-            httpx.ConnectTimeout: "connect timeout",
-            httpx.ReadTimeout: "no data within the read timeout",
-            httpx.WriteTimeout: "write timeout",
-            httpx.PoolTimeout: "connection pool timeout",
-        }.get(type(err), "timeout")
-        if isinstance(err, httpx.ConnectTimeout):
-            return OllamaUnavailableError(url, which, kind=kind)
-        return OllamaTimeoutError(url, which, kind=kind)
-    if isinstance(err, httpx.RemoteProtocolError):
-        return ConnectionCutError(url, str(err), kind=kind)
-    if isinstance(err, (httpx.ConnectError, ConnectionError)):
-        return OllamaUnavailableError(url, kind=kind)
-    if isinstance(err, (httpx.TransportError, OSError)):
+    # httpx, and httpx2 when it is loaded (the openai SDK's own fork, from openai 3.x):
+    # the same classes under two names.
+    for http in (httpx, sys.modules.get("httpx2")):
+        if http is not None and (ours := _http_error(err, http, url=url, kind=kind)):
+            return ours
+    if isinstance(err, (ConnectionError, OSError)):
         return OllamaUnavailableError(url, type(err).__name__, kind=kind)
     if isinstance(err, ollama.ResponseError):
         detail = getattr(err, "error", None) or str(err)
         return status_error(err.status_code, str(detail), model, list_models)
+    return None
+
+
+def _http_error(err: BaseException, http: Any, *, url: str, kind: str) -> OllangError | None:
+    """An error of an httpx-shaped library (``http``: httpx or httpx2) as ours."""
+    if isinstance(err, http.TimeoutException):
+        which = {
+            http.ConnectTimeout: "connect timeout",
+            http.ReadTimeout: "no data within the read timeout",
+            http.WriteTimeout: "write timeout",
+            http.PoolTimeout: "connection pool timeout",
+        }.get(type(err), "timeout")
+        if isinstance(err, http.ConnectTimeout):
+            return OllamaUnavailableError(url, which, kind=kind)
+        return OllamaTimeoutError(url, which, kind=kind)
+    if isinstance(err, http.RemoteProtocolError):
+        return ConnectionCutError(url, str(err), kind=kind)
+    if isinstance(err, (http.ConnectError, ConnectionError)):
+        return OllamaUnavailableError(url, kind=kind)
+    if isinstance(err, http.TransportError):
+        return OllamaUnavailableError(url, type(err).__name__, kind=kind)
     return None
 
 

@@ -26,13 +26,13 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
+import openai
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 
 from ollang.errors import OllangError
 from ollang.settings import Settings
 from ollang.transport.chat_model import OLLAMA_OPTIONS
-from ollang.transport.client import client_timeout
 from ollang.transport.errors import translating
 from ollang.transport.openai_translate import engine_options, response_format
 from ollang.transport.openai_wire import say_unmapped
@@ -129,7 +129,10 @@ def make_openai_chat_model(
         model=model,
         base_url=base_url,
         api_key=key or NO_KEY,
-        timeout=client_timeout(settings),
+        # The SDK's own Timeout: its HTTP library is its own (openai 3.63 refuses httpx's).
+        timeout=openai.Timeout(
+            settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout
+        ),
         max_retries=0,
         stream_usage=True,
         extra_body=extra or None,

@@ -15,6 +15,7 @@ from ollang.errors import (
     InvalidResponseError,
     ModelNotFoundError,
     OllamaResponseError,
+    OllamaTimeoutError,
     OllamaUnavailableError,
 )
 from ollang.routing.failover import fails_over, tells_about_host
@@ -451,3 +452,19 @@ def test_a_body_that_ends_early(body, events, done):
     frames = EventFrames()
     assert frames.feed(body) + frames.end() == events
     assert frames.done is done
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_the_http_libraries_raw_errors_are_translated_alike(module):
+    # openai 3.x streams over httpx2, its own fork of httpx: a cut stream or a timeout in
+    # ChatOpenAI arrives as httpx2's classes, and must read as httpx's do.
+    http = pytest.importorskip(module)
+    request = http.Request("POST", URL + "/chat/completions")
+    cases = [
+        (http.ReadTimeout("slow", request=request), OllamaTimeoutError),
+        (http.ConnectTimeout("slow", request=request), OllamaUnavailableError),
+        (http.RemoteProtocolError("peer closed", request=request), ConnectionCutError),
+        (http.ConnectError("refused", request=request), OllamaUnavailableError),
+    ]
+    for raw, expected in cases:
+        assert type(translate_error(raw, url=URL, kind="openai")) is expected, raw
